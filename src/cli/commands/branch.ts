@@ -1,0 +1,28 @@
+// `retrace branch RUN@POINT [overrides…]`: takes the same flags as train.
+import type { Command } from 'commander';
+import { branch } from '../../run/branch.js';
+import { addConfigFlags, configFromFlags } from '../config-flags.js';
+import { commonFlags } from './index.js';
+import { runWithProgress } from './train.js';
+
+export function registerBranch(program: Command): void {
+  const cmd = commonFlags(
+    program
+      .command('branch')
+      .argument('<run@point>', 'RUN@POINT: best, last, ckpt:K, step:N or an event number')
+      .description('start a new run from the exact state of another run at a point, with overrides'),
+  );
+  addConfigFlags(cmd).action(async (target: string, flags: Record<string, unknown>) => {
+    const overrides = await configFromFlags(flags);
+    await runWithProgress(flags, `branch ${target}`, (hooks) =>
+      branch(target, {
+        store: flags.store as string | undefined,
+        overrides,
+        signal: hooks.signal,
+        onRecord: hooks.onRecord,
+        onWarning: hooks.onWarning,
+        command: 'branch',
+      }),
+    );
+  });
+}

@@ -1,0 +1,24 @@
+// Registers every command. Each command file adds one subcommand and stays thin.
+import type { Command } from 'commander';
+import { registerBranch } from './branch.js';
+import { registerDemo } from './demo.js';
+import { registerExport } from './export.js';
+import { registerInspect } from './inspect.js';
+import { registerMaintenance } from './maintenance.js';
+import { registerReplay } from './replay.js';
+import { registerTrain } from './train.js';
+
+export function registerCommands(program: Command): void {
+  registerTrain(program);
+  registerBranch(program);
+  registerReplay(program);
+  registerExport(program);
+  registerInspect(program);
+  registerMaintenance(program);
+  registerDemo(program);
+}
+
+/** Flags every command takes. */
+export function commonFlags(cmd: Command): Command {
+  return cmd.option('--store <dir>', 'store folder (default: $RETRACE_STORE or ./.retrace)').option('--json', 'print one line of JSON on stdout');
+}

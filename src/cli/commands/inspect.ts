@@ -1,0 +1,99 @@
+// `retrace runs`, `retrace log`, `retrace state`: read-only, usable while a run trains.
+import type { Command } from 'commander';
+import { decodeFloat, type LogRecord } from '../../log/events.js';
+import { withStore } from '../../run/common.js';
+import { listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
+import { makeOutput, UsageError } from '../output.js';
+import { commonFlags } from './index.js';
+
+function lineageTree(runs: RunListing[]): string {
+  if (runs.length === 0) return 'no runs yet: start one with `retrace train`';
+  const byParent = new Map<string | null, RunListing[]>();
+  const ids = new Set(runs.map((r) => r.runId));
+  for (const r of runs) {
+    const key = r.parent && ids.has(r.parent.runId) ? r.parent.runId : null;
+    byParent.set(key, [...(byParent.get(key) ?? []), r]);
+  }
+  const lines: string[] = [];
+  const walk = (parent: string | null, prefix: string) => {
+    const children = byParent.get(parent) ?? [];
+    children.forEach((r, i) => {
+      const last = i === children.length - 1;
+      const branchMark = parent === null ? '' : last ? '└─ ' : '├─ ';
+      const from = r.parent ? ` @${r.parent.point}${ids.has(r.parent.runId) ? '' : ` of ${r.parent.runId} (removed)`}` : '';
+      const best = r.bestMetric !== null ? ` best ckpt ${r.bestCheckpoint} (${r.bestMetric.toPrecision(4)})` : '';
+      const status = r.error ? `unreadable: ${r.error}` : `${r.state}${r.stopReason ? ` (${r.stopReason})` : ''} step ${r.step}${best}`;
+      lines.push(`${prefix}${branchMark}${r.runId}${from}  ${status}`);
+      walk(r.runId, parent === null ? prefix : prefix + (last ? '   ' : '│  '));
+    });
+  };
+  walk(null, '');
+  return lines.join('\n');
+}
+
+function parseSeq(flag: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) throw new UsageError(`${flag} must be an event number, got "${String(value)}"`);
+  return Number(value);
+}
+
+function describeRecord(r: LogRecord): string {
+  const d = r.data as Record<string, unknown>;
+  switch (r.type) {
+    case 'step.finished':
+      return `step ${r.data.step} loss ${decodeFloat(r.data.loss)} lr ${r.data.lr}`;
+    case 'eval.finished':
+      return `eval at step ${r.data.step}: val loss ${decodeFloat(r.data.valLoss)} acc ${r.data.valAccuracy}`;
+    case 'checkpoint.committed':
+      return `checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} weights ${r.data.weightsHash.slice(0, 16)}`;
+    case 'state.changed':
+      return `${r.data.from} → ${r.data.to} (by event ${r.data.cause}, ${r.data.causeType})`;
+    case 'run.created':
+      return `created: ${r.data.dataset.name} ${r.data.model.spec} ${r.data.optimizer} seed ${r.data.seed} on ${r.data.backend.name}${r.data.parent ? ` from ${r.data.parent.runId}@${r.data.parent.point}` : ''}`;
+    default:
+      return JSON.stringify(d);
+  }
+}
+
+export function registerInspect(program: Command): void {
+  commonFlags(program.command('runs').description('all runs as a lineage tree')).action(async (flags: { store?: string; json?: boolean }) => {
+    const out = makeOutput(Boolean(flags.json));
+    const runs = await listRuns({ store: flags.store });
+    out.result(
+      runs.map((r) => ({ runId: r.runId, parent: r.parent, state: r.state, stopReason: r.stopReason, step: r.step })),
+      () => lineageTree(runs),
+    );
+  });
+
+  commonFlags(program.command('log').argument('<run>').description("a run's events (NDJSON with --json)"))
+    .option('--from <seq>', 'first event')
+    .option('--to <seq>', 'last event')
+    .action(async (runId: string, flags: { store?: string; json?: boolean; from?: string; to?: string }) => {
+      const range = { from: parseSeq('--from', flags.from), to: parseSeq('--to', flags.to) };
+      await withStore({ store: flags.store }, async (store) => {
+        for await (const r of readLog(store, runId, range)) {
+          process.stdout.write(flags.json ? `${JSON.stringify(r)}\n` : `${String(r.seq).padStart(6)}  ${r.at}  ${r.type.padEnd(20)} ${describeRecord(r)}\n`);
+        }
+      });
+    });
+
+  commonFlags(program.command('state').argument('<run>').description('the machine state, metrics and nearest checkpoint at any event'))
+    .option('--at <point>', 'an event number or step:N (default: the last event)')
+    .action(async (runId: string, flags: { store?: string; json?: boolean; at?: string }) => {
+      const out = makeOutput(Boolean(flags.json));
+      const view = await showState(runId, { store: flags.store, at: flags.at });
+      const { around: _around, ...rest } = view;
+      void _around;
+      out.result(rest, () => {
+        const c = view.context;
+        const ev = view.metrics.evaluations.at(-1);
+        return [
+          `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}`,
+          `step ${view.step} of ${c.settings.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
+          `last loss ${view.metrics.lastLoss ?? '-'}${ev ? `, last evaluation at step ${ev.step}: val loss ${ev.valLoss} acc ${ev.valAccuracy}` : ''}`,
+          `best checkpoint ${c.best ? `${c.best.index} (step ${c.best.step}, metric ${c.best.metric})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,
+          `nearest checkpoint: ${view.nearestCheckpoint ? `${view.nearestCheckpoint.index} (${view.nearestCheckpoint.kind}) at step ${view.nearestCheckpoint.step}, event ${view.nearestCheckpoint.seq}` : 'none'}`,
+        ].join('\n');
+      });
+    });
+}

@@ -1,0 +1,44 @@
+// `retrace replay RUN [--verify] [--to SEQ|step:N] [--out DIR] [--from POINT]`.
+import path from 'node:path';
+import type { Command } from 'commander';
+import { replay } from '../../run/replay.js';
+import { saveModelToDir } from '../../train/model-io.js';
+import { makeOutput } from '../output.js';
+import { createProgress } from '../progress.js';
+import { commonFlags } from './index.js';
+import type { BackendRequest } from '../../train/types.js';
+
+export function registerReplay(program: Command): void {
+  commonFlags(program.command('replay').argument('<run>').description('re-execute a run and compare it with its log, or materialise the weights at any step'))
+    .option('--verify', 'compare every step and checkpoint with the log (the default without --to)')
+    .option('--to <point>', 'stop at step:N or an event number')
+    .option('--from <point>', 'start from a checkpoint (ckpt:K, best, last) instead of the start')
+    .option('--out <dir>', 'write the weights where the replay stopped as a TF.js model')
+    .option('--backend <name>', 'replay on another backend than the recorded one (exactness not promised)')
+    .action(async (runId: string, flags: Record<string, string | boolean | undefined>) => {
+      const out = makeOutput(Boolean(flags.json));
+      const progress = createProgress({ stream: process.stderr, label: `replay ${runId}` });
+      const outDir = typeof flags.out === 'string' ? path.resolve(flags.out) : null;
+      const result = await replay(runId, {
+        store: flags.store as string | undefined,
+        verify: flags.verify === true || flags.to === undefined,
+        to: flags.to as string | undefined,
+        from: flags.from as string | undefined,
+        backend: flags.backend as BackendRequest | undefined,
+        onWarning: (m) => out.warn(m),
+        onRecord: (r) => progress.onRecord(r),
+        onFinish: outDir
+          ? async (env, step) => {
+              await saveModelToDir(env.tf, env.session.model, outDir, { retrace: { runId, step, weightsHash: env.session.weightsHash(), replayed: true } });
+            }
+          : undefined,
+      });
+      progress.stop();
+      out.result({ ...result, out: outDir }, () =>
+        result.identical
+          ? `run ${runId}: replay identical to the log from checkpoint ${result.fromCheckpoint} (step ${result.fromStep}) to step ${result.toStep}, ${result.eventsVerified} events verified\nweightsHash at step ${result.toStep}: ${result.weightsHash}${outDir ? `\nweights written to ${outDir}` : ''}`
+          : `run ${runId}: replay DIVERGED at step ${result.firstDivergence} (event ${result.divergentSeq})\n${result.message}`,
+      );
+      if (!result.identical) process.exitCode = 1;
+    });
+}

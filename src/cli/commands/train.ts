@@ -1,0 +1,88 @@
+// `retrace train` and `retrace resume`.
+import type { Command } from 'commander';
+import { train } from '../../run/train.js';
+import { resume } from '../../run/resume.js';
+import type { RunSummary } from '../../run/common.js';
+import { addConfigFlags, configFromFlags } from '../config-flags.js';
+import { makeOutput, type Output } from '../output.js';
+import { createProgress } from '../progress.js';
+import { commonFlags } from './index.js';
+import type { BackendRequest } from '../../train/types.js';
+
+/** Ctrl-C / SIGTERM: the first asks for a graceful stop (checkpoint, then `interrupted`); a second
+ * one exits at once (the last committed checkpoint is still there to resume from). */
+export function stopSignal(out: Output): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onSignal = (name: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`\n${name} again: exiting now; resume from the last checkpoint\n`);
+      process.exit(130);
+    }
+    out.warn(`${name}: committing a checkpoint, then stopping (again to exit at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+export function humanSummary(s: RunSummary): string {
+  const lines = [
+    `run ${s.runId}: ${s.state}${s.stopReason ? ` (${s.stopReason})` : ''} after ${s.step} steps, ${s.examplesSeen} examples`,
+    `best checkpoint: ${s.bestCheckpoint ?? 'none'}   weightsHash: ${s.weightsHash ?? 'unknown'}`,
+  ];
+  if (s.stopReason === 'interrupted') lines.push(`resume with: retrace resume ${s.runId}`);
+  return lines.join('\n');
+}
+
+export async function runWithProgress(
+  flags: { json?: boolean },
+  label: string,
+  fn: (hooks: { signal: AbortSignal; onRecord: ReturnType<typeof createProgress>['onRecord']; onWarning: (m: string) => void }) => Promise<RunSummary>,
+): Promise<RunSummary> {
+  const out = makeOutput(Boolean(flags.json));
+  const progress = createProgress({ stream: out.json ? process.stderr : process.stdout, label });
+  const stop = stopSignal(out);
+  try {
+    const summary = await fn({ signal: stop.signal, onRecord: (r) => progress.onRecord(r), onWarning: (m) => out.warn(m) });
+    progress.stop();
+    out.result(summary, () => humanSummary(summary));
+    return summary;
+  } finally {
+    progress.stop();
+    stop.dispose();
+  }
+}
+
+export function registerTrain(program: Command): void {
+  const trainCmd = commonFlags(program.command('train').description('train a new run'));
+  addConfigFlags(trainCmd).action(async (flags: Record<string, unknown>) => {
+    const config = await configFromFlags(flags);
+    await runWithProgress(flags, 'train', (hooks) =>
+      train({ store: flags.store as string | undefined, config, signal: hooks.signal, onRecord: hooks.onRecord, command: 'train' }),
+    );
+  });
+
+  commonFlags(program.command('resume').argument('<run>').description('continue an interrupted or crashed run from its last checkpoint'))
+    .option('--force', 'resume although the data, model source or tfjs version changed (recorded in the log)')
+    .option('--backend <name>', 'run on another backend than the recorded one (exactness not promised)')
+    .action(async (runId: string, flags: Record<string, unknown>) => {
+      await runWithProgress(flags, `resume ${runId}`, (hooks) =>
+        resume(runId, {
+          store: flags.store as string | undefined,
+          force: Boolean(flags.force),
+          backend: flags.backend as BackendRequest | undefined,
+          signal: hooks.signal,
+          onRecord: hooks.onRecord,
+          onWarning: hooks.onWarning,
+          command: 'resume',
+        }),
+      );
+    });
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// The `retrace` command line. Each command is thin: it parses flags, calls the library API and
+// prints the result (one JSON line with --json). Exit codes: 0 success, 1 failure, 2 bad usage.
+import { Command, CommanderError } from 'commander';
+import { registerCommands } from './commands/index.js';
+import { describeError, exitCodeFor } from './output.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('retrace')
+    .description('Event-sourced TensorFlow.js training: resume, replay bit-exactly and branch from any event.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerCommands(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are not errors; commander already printed its message.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    process.stderr.write(`retrace: ${describeError(err)}\n`);
+    if (process.env.RETRACE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return exitCodeFor(err);
+  }
+}
+
+const code = await main(process.argv.slice(2));
+// Let stdout drain before exiting; tfjs-wasm keeps no handle that would hold the process.
+process.exitCode = code;
+setImmediate(() => process.exit(code));

@@ -1,0 +1,84 @@
+// Training progress for people: a bar on a terminal, plain lines otherwise (logs, CI, pipes).
+import cliProgress from 'cli-progress';
+import type { LogRecord } from '../log/events.js';
+import { decodeFloat } from '../log/events.js';
+
+export interface Progress {
+  onRecord(record: LogRecord): void;
+  stop(): void;
+}
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toPrecision(4) : String(x);
+}
+
+export function createProgress(opts: { stream: NodeJS.WriteStream; label: string }): Progress {
+  const tty = Boolean(opts.stream.isTTY);
+  let total = 0;
+  let state = 'idle';
+  let loss = NaN;
+  let val = '';
+  let bar: cliProgress.SingleBar | null = null;
+  let lastLine = 0;
+
+  const line = (text: string) => {
+    if (bar) bar.stop();
+    opts.stream.write(`${text}\n`);
+    if (bar) bar.start(total, lastStep, payload());
+  };
+  let lastStep = 0;
+  const payload = () => ({ state, loss: fmt(loss), val });
+
+  return {
+    onRecord(r) {
+      switch (r.type) {
+        case 'run.created':
+          total = r.data.settings.totalSteps;
+          if (tty) {
+            bar = new cliProgress.SingleBar(
+              {
+                stream: opts.stream,
+                format: `${opts.label} {bar} {value}/{total} steps | {state} | loss {loss} {val}| {eta_formatted} left`,
+                hideCursor: true,
+                etaBuffer: 200,
+                fps: 5,
+              },
+              cliProgress.Presets.shades_classic,
+            );
+            bar.start(total, 0, payload());
+          } else {
+            opts.stream.write(`${opts.label}: ${total} steps (${r.data.settings.stepsPerEpoch} per checkpoint), backend ${r.data.backend.name}\n`);
+          }
+          break;
+        case 'step.finished':
+          lastStep = r.data.step;
+          loss = decodeFloat(r.data.loss);
+          if (bar) bar.update(lastStep, payload());
+          else if (Date.now() - lastLine > 5000) {
+            lastLine = Date.now();
+            opts.stream.write(`  step ${lastStep}/${total} loss ${fmt(loss)}\n`);
+          }
+          break;
+        case 'eval.finished':
+          val = `| val loss ${fmt(decodeFloat(r.data.valLoss))} acc ${(r.data.valAccuracy * 100).toFixed(1)}% `;
+          break;
+        case 'state.changed':
+          state = r.data.to;
+          if (r.data.to === 'plateau' || r.data.to === 'stopped') line(`  ${r.data.from} → ${r.data.to} at step ${lastStep}`);
+          else if (bar) bar.update(lastStep, payload());
+          break;
+        case 'checkpoint.committed':
+          if (!bar) opts.stream.write(`  checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} ${val}\n`);
+          break;
+        default:
+          break;
+      }
+    },
+    stop() {
+      if (bar) {
+        bar.stop();
+        bar = null;
+      }
+    },
+  };
+}

@@ -1,0 +1,276 @@
+// The event log's schema (docs/event-log.md): every record a run's log can hold, as one
+// discriminated union, validated on read. Version 1. A future version bump must come with an
+// upgrade function from the old shape (see `upgradeRecord`), never a silent reinterpretation.
+import { z } from 'zod';
+import type { TrainingEvent } from '../../machines/training.events.js';
+
+export const SCHEMA_VERSION = 1;
+
+/** JSON cannot hold NaN or ±Infinity; a diverged step's loss must still be logged exactly. */
+export const FloatSchema = z.union([z.number(), z.enum(['NaN', 'Infinity', '-Infinity'])]);
+export type LoggedFloat = z.infer<typeof FloatSchema>;
+export function encodeFloat(x: number): LoggedFloat {
+  if (Number.isNaN(x)) return 'NaN';
+  if (x === Number.POSITIVE_INFINITY) return 'Infinity';
+  if (x === Number.NEGATIVE_INFINITY) return '-Infinity';
+  return x;
+}
+export function decodeFloat(x: LoggedFloat): number {
+  return typeof x === 'number' ? x : Number(x);
+}
+
+export const TensorRefSchema = z.object({
+  name: z.string(),
+  shape: z.array(z.number().int().nonnegative()),
+  dtype: z.enum(['float32', 'int32']),
+  /** SHA-256 of the raw bytes: the blob's address. */
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+});
+export type TensorRef = z.infer<typeof TensorRefSchema>;
+
+const SettingsSchema = z.object({
+  stepsPerEpoch: z.number().int().positive(),
+  totalSteps: z.number().int().positive(),
+  batchSize: z.number().int().positive(),
+  warmupSteps: z.number().int().nonnegative(),
+  baseLr: z.number().positive(),
+  minLr: z.number().positive(),
+  lrFactor: z.number(),
+  minDelta: z.number(),
+  plateauPatience: z.number().int().positive(),
+  cooldown: z.number().int().nonnegative(),
+  earlyStopping: z.boolean(),
+  earlyStopPatience: z.number().int().positive(),
+  monitor: z.enum(['valLoss', 'valAccuracy']),
+  divergenceThreshold: z.number().nullable(),
+});
+
+const BackendInfoSchema = z.object({
+  name: z.enum(['wasm', 'cpu', 'tensorflow']),
+  version: z.string(),
+  tfjsVersion: z.string(),
+  threads: z.number().int().positive(),
+});
+
+export const ParentSchema = z.object({
+  runId: z.string(),
+  /** The point as the user wrote it (e.g. `ckpt:3`, `step:120`, `best`). */
+  point: z.string(),
+  /** The parent's event the branch starts from (a checkpoint, or the step replayed to). */
+  seq: z.number().int().nonnegative(),
+  step: z.number().int().nonnegative(),
+});
+
+const RunCreatedSchema = z.object({
+  schemaVersion: z.number().int().positive(),
+  runId: z.string(),
+  retraceVersion: z.string(),
+  nodeVersion: z.string(),
+  /** The fully resolved config: every default filled in. */
+  config: z.record(z.string(), z.unknown()),
+  settings: SettingsSchema,
+  schedule: z.object({
+    batchSize: z.number(),
+    trainingExamples: z.number(),
+    stopPoint: z.number(),
+    checkpoints: z.number(),
+    stepsPerEpoch: z.number(),
+    totalSteps: z.number(),
+    warmupSteps: z.number(),
+  }),
+  seed: z.number().int(),
+  backend: BackendInfoSchema,
+  dataset: z.object({
+    name: z.string(),
+    fingerprint: z.string(),
+    inputShape: z.array(z.number()),
+    numClasses: z.number().int(),
+    classNames: z.array(z.string()),
+    trainSize: z.number().int(),
+    valSize: z.number().int(),
+  }),
+  model: z.object({
+    spec: z.string(),
+    /** tfjs Layers topology (model.toJSON), so the architecture is in the log. */
+    topology: z.unknown(),
+    /** SHA-256 of a user module's source, null for built-in models. */
+    sourceHash: z.string().nullable(),
+    variables: z.array(z.object({ name: z.string(), shape: z.array(z.number()), trainable: z.boolean() })),
+  }),
+  optimizer: z.string(),
+  parent: ParentSchema.nullable(),
+  /** Absolute offsets of this run's streams: a branch continues its parent's data cursor and step keys. */
+  origin: z.object({ step: z.number().int().nonnegative(), examplesSeen: z.number().int().nonnegative() }),
+});
+
+const StepFinishedSchema = z.object({
+  step: z.number().int().positive(),
+  loss: FloatSchema,
+  lr: z.number(),
+  examplesSeen: z.number().int().nonnegative(),
+  weightsFinite: z.boolean().optional(),
+});
+
+const EvalFinishedSchema = z.object({
+  step: z.number().int().nonnegative(),
+  valLoss: FloatSchema,
+  valAccuracy: z.number(),
+});
+
+const MachineSnapshotSchema = z.object({ value: z.string(), context: z.record(z.string(), z.unknown()) });
+
+const CheckpointCommittedSchema = z.object({
+  kind: z.enum(['initial', 'epoch', 'interrupt']),
+  index: z.number().int().nonnegative(),
+  step: z.number().int().nonnegative(),
+  weightsHash: z.string(),
+  examplesSeen: z.number().int().nonnegative(),
+  weights: z.array(TensorRefSchema),
+  optimizer: z.array(TensorRefSchema),
+  optimizerKind: z.string(),
+  /** The machine's snapshot after this event: lets `state --at` and resume skip folding from 0. */
+  machine: MachineSnapshotSchema,
+});
+
+const StopRequestedSchema = z.object({ source: z.enum(['signal', 'api']) });
+const RunResumedSchema = z.object({});
+const ExportFinishedSchema = z.object({ checkpoint: z.number().int().nonnegative(), out: z.string() });
+
+const StateChangedSchema = z.object({
+  from: z.string(),
+  to: z.string(),
+  /** The seq of the event that caused the transition. */
+  cause: z.number().int().nonnegative(),
+  causeType: z.string(),
+});
+
+const SnapshotTakenSchema = z.object({
+  step: z.number().int().nonnegative(),
+  weightsHash: z.string(),
+  weights: z.array(TensorRefSchema),
+});
+
+const ProcessAttachedSchema = z.object({
+  pid: z.number().int(),
+  hostname: z.string(),
+  command: z.string(),
+  backend: BackendInfoSchema,
+  /** For resume: the checkpoint it restarted from and how many logged events it re-verified. */
+  fromSeq: z.number().int().nullable(),
+  /** Set when the process runs on a backend other than the recorded one: exactness is not promised. */
+  backendMismatch: z.string().nullable(),
+});
+
+const RunForcedSchema = z.object({
+  /** What differed from the recorded run and was accepted with --force. */
+  differences: z.array(z.string()),
+});
+
+/** Every record type, its payload schema, and whether the machine consumes it. */
+export const RECORD_SCHEMAS = {
+  'run.created': RunCreatedSchema,
+  'step.finished': StepFinishedSchema,
+  'eval.finished': EvalFinishedSchema,
+  'checkpoint.committed': CheckpointCommittedSchema,
+  'stop.requested': StopRequestedSchema,
+  'run.resumed': RunResumedSchema,
+  'export.finished': ExportFinishedSchema,
+  'state.changed': StateChangedSchema,
+  'snapshot.taken': SnapshotTakenSchema,
+  'process.attached': ProcessAttachedSchema,
+  'run.forced': RunForcedSchema,
+} as const;
+
+export type RecordType = keyof typeof RECORD_SCHEMAS;
+export type RecordData<T extends RecordType> = z.infer<(typeof RECORD_SCHEMAS)[T]>;
+
+export type RunCreated = RecordData<'run.created'>;
+export type CheckpointData = RecordData<'checkpoint.committed'>;
+export type ProcessAttached = RecordData<'process.attached'>;
+export type MachineSnapshotData = z.infer<typeof MachineSnapshotSchema>;
+export type Parent = z.infer<typeof ParentSchema>;
+
+/** A record as read from the log: the store's envelope plus a validated, typed payload. */
+export type LogRecord = {
+  [T in RecordType]: { v: number; seq: number; type: T; at: string; data: RecordData<T> };
+}[RecordType];
+
+export type NewRecord = {
+  [T in RecordType]: { type: T; data: RecordData<T> };
+}[RecordType];
+
+export class SchemaError extends Error {
+  override name = 'SchemaError';
+}
+
+/** Validates a stored record's payload against its type's schema. */
+export function parseRecord(runId: string, raw: { v: number; seq: number; type: string; at: string; data: unknown }): LogRecord {
+  const upgraded = upgradeRecord(raw);
+  const schema = (RECORD_SCHEMAS as Record<string, z.ZodType>)[upgraded.type];
+  if (!schema) throw new SchemaError(`run ${runId}: event ${raw.seq} has unknown type "${raw.type}"`);
+  const parsed = schema.safeParse(upgraded.data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new SchemaError(`run ${runId}: event ${raw.seq} (${raw.type}) is malformed: ${issue.path.join('.') || 'data'}: ${issue.message}`);
+  }
+  return { ...upgraded, data: parsed.data } as LogRecord;
+}
+
+/** The hook for reading old logs: each past version maps to the current shape here. */
+export function upgradeRecord<R extends { v: number }>(raw: R): R {
+  // Version 1 is the only version so far.
+  return raw;
+}
+
+/** The machine event a record carries, or null for records the machine does not consume. */
+export function toMachineEvent(record: LogRecord): TrainingEvent | null {
+  switch (record.type) {
+    case 'step.finished':
+      return { type: 'step.finished', ...record.data, loss: decodeFloat(record.data.loss) };
+    case 'eval.finished':
+      return { type: 'eval.finished', ...record.data, valLoss: decodeFloat(record.data.valLoss) };
+    case 'checkpoint.committed': {
+      const d = record.data;
+      return { type: 'checkpoint.committed', kind: d.kind, index: d.index, step: d.step, weightsHash: d.weightsHash };
+    }
+    case 'stop.requested':
+      return { type: 'stop.requested', source: record.data.source };
+    case 'run.resumed':
+      return { type: 'run.resumed' };
+    case 'export.finished':
+      return { type: 'export.finished', checkpoint: record.data.checkpoint, out: record.data.out };
+    case 'run.created':
+    case 'state.changed':
+    case 'snapshot.taken':
+    case 'process.attached':
+    case 'run.forced':
+      return null;
+    default: {
+      const exhaustive: never = record;
+      return exhaustive;
+    }
+  }
+}
+
+/** Blob hashes a record references (checkpoints and snapshots): what gc must keep. */
+export function blobRefs(record: { type: string; data: unknown }): string[] {
+  if (record.type !== 'checkpoint.committed' && record.type !== 'snapshot.taken') return [];
+  const d = record.data as { weights?: TensorRef[]; optimizer?: TensorRef[] };
+  return [...(d.weights ?? []), ...(d.optimizer ?? [])].map((t) => t.hash);
+}
+
+/** Fields compared when a re-executed step meets an event already in the log (wall clock excluded). */
+export function sameFacts(a: { type: string; data: unknown }, b: { type: string; data: unknown }): boolean {
+  return a.type === b.type && canonicalJson(a.data) === canonicalJson(b.data);
+}
+
+/** JSON with sorted keys: a stable text for hashing and comparing payloads. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
+      : v,
+  );
+}
+

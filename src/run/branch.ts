@@ -1,0 +1,109 @@
+// `retrace branch RUN@POINT`: a new run that starts from the exact state of another run at any
+// point (a checkpoint, or any step, reached by exact re-execution from the checkpoint before it),
+// with overrides (fresh data, another learning rate, frozen layers...) and a fresh budget. The
+// parent's history is referenced (its blobs are shared by hash), never copied.
+import { resolveConfig, type Config, type ConfigInput } from '../config.js';
+import { RunExistsError } from '../log/errors.js';
+import type { Dataset, TrainerState } from '../train/types.js';
+import type { ModelFactory } from '../train/models.js';
+import { newRunId, withStore, type RecordListener, type RunSummary, type StoreOption } from './common.js';
+import { buildEnvironment } from './environment.js';
+import { loadHistory, PointError } from './history.js';
+import { replayFrom } from './replay.js';
+import { loadTrainerState } from './snapshots.js';
+import { startRun } from './train.js';
+
+export interface BranchOptions extends StoreOption {
+  /** Overrides of the parent's config (the same keys as train, plus `freeze`). */
+  overrides?: ConfigInput;
+  dataset?: Dataset;
+  model?: ModelFactory;
+  signal?: AbortSignal;
+  onRecord?: RecordListener;
+  onWarning?: (message: string) => void;
+  command?: string;
+}
+
+/** Splits `RUN@POINT` (the point defaults to `last`). */
+export function parseBranchTarget(target: string): { runId: string; point: string } {
+  const at = target.lastIndexOf('@');
+  if (at <= 0) return { runId: target, point: 'last' };
+  const point = target.slice(at + 1);
+  if (!point) throw new PointError(`bad branch target "${target}": expected RUN@POINT (best, last, ckpt:K, step:N or an event number)`);
+  return { runId: target.slice(0, at), point };
+}
+
+export async function branch(target: string, opts: BranchOptions = {}): Promise<RunSummary> {
+  const { runId: parentId, point } = parseBranchTarget(target);
+  return withStore(opts, async (store) => {
+    const parentLog = await store.openRun(parentId, 'read');
+    const history = await (async () => {
+      try {
+        return await loadHistory(parentLog, parentId);
+      } finally {
+        await parentLog.close();
+      }
+    })();
+    const resolved = history.resolvePoint(point);
+    const parentConfig = history.created.config as unknown as Config;
+    const { runId: _parentRunId, ...inherited } = parentConfig;
+    void _parentRunId;
+    const config = resolveConfig(inherited as Record<string, unknown>, opts.overrides as Record<string, unknown> | undefined);
+    const runId = config.runId ?? newRunId();
+    if (await store.hasRun(runId)) throw new RunExistsError(runId);
+
+    // The exact state at the point: a checkpoint's blobs, or re-execution up to the step.
+    let state: TrainerState;
+    let examplesSeen: number;
+    if (resolved.exact) {
+      state = await loadTrainerState(store.blobs, resolved.checkpoint.data);
+      examplesSeen = resolved.checkpoint.data.examplesSeen;
+    } else {
+      let captured: TrainerState | null = null;
+      const result = await replayFrom(store, history, resolved.checkpoint, {
+        stopAtStep: resolved.step,
+        cwd: opts.cwd,
+        onWarning: opts.onWarning,
+        onFinish: async (env) => {
+          captured = env.session.capture();
+        },
+      });
+      if (!result.identical || !captured) {
+        throw new PointError(`cannot branch from ${target}: re-executing the parent diverged from its log (${result.message})`);
+      }
+      state = captured;
+      examplesSeen = history.snapshotAt(resolved.seq).snapshot.context.examplesSeen;
+    }
+
+    const env = await buildEnvironment({
+      config,
+      backend: opts.overrides?.backend ?? history.created.backend.name,
+      cwd: opts.cwd,
+      dataset: opts.dataset,
+      modelFactory: opts.model,
+    });
+    try {
+      const sameOptimizer = config.optimizer === history.created.optimizer;
+      if (!sameOptimizer) {
+        opts.onWarning?.(`branch uses optimizer ${config.optimizer} instead of ${history.created.optimizer}: its optimizer state starts fresh`);
+      }
+      const initialState: TrainerState = { weights: state.weights, optimizer: sameOptimizer ? state.optimizer : [] };
+      return await startRun(store, {
+        runId,
+        config,
+        env,
+        parent: { runId: parentId, point, seq: resolved.seq, step: resolved.step },
+        origin: {
+          step: history.created.origin.step + resolved.step,
+          examplesSeen: history.created.origin.examplesSeen + examplesSeen,
+        },
+        initialState,
+        signal: opts.signal,
+        onRecord: opts.onRecord,
+        command: opts.command ?? 'branch',
+      });
+    } finally {
+      env.session.dispose();
+    }
+  });
+}

@@ -1,0 +1,90 @@
+// What every run operation shares: where the store is, how a run id is made, and the summary a
+// run reports (the `--json` contract of train, resume and branch).
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { stateName, type TrainingSnapshot } from '../../machines/fold.js';
+import type { StopReason } from '../../machines/training.events.js';
+import type { TrainingStateName } from '../../machines/training.machine.js';
+import type { LogRecord, ProcessAttached } from '../log/events.js';
+import { Store } from '../log/store.js';
+import type { BackendInfo } from '../train/types.js';
+import type { RunHistory } from './history.js';
+
+export const DEFAULT_STORE = '.retrace';
+
+/** --store wins, then RETRACE_STORE, then ./.retrace. */
+export function storeDir(explicit?: string, cwd = process.cwd()): string {
+  return path.resolve(cwd, explicit ?? process.env.RETRACE_STORE ?? DEFAULT_STORE);
+}
+
+export interface StoreOption {
+  /** A store folder or an open Store. */
+  store?: string | Store;
+  cwd?: string;
+}
+
+/** Opens the store named by the option (and closes it afterwards only if it opened it). */
+export async function withStore<T>(opt: StoreOption, fn: (store: Store) => Promise<T>): Promise<T> {
+  if (opt.store instanceof Store) return fn(opt.store);
+  const store = await Store.open(storeDir(opt.store, opt.cwd));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A readable, sortable, collision-safe id: run-20261128-224829-3f9a. */
+export function newRunId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `run-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+export interface RunSummary {
+  runId: string;
+  state: TrainingStateName;
+  stopReason: StopReason | null;
+  step: number;
+  examplesSeen: number;
+  bestCheckpoint: number | null;
+  /** SHA-256 of the weights after the last step (null only if the log has no record of them). */
+  weightsHash: string | null;
+}
+
+export function summarize(runId: string, snapshot: TrainingSnapshot, weightsHash: string | null): RunSummary {
+  const c = snapshot.context;
+  return {
+    runId,
+    state: stateName(snapshot),
+    stopReason: c.stopReason,
+    step: c.step,
+    examplesSeen: c.examplesSeen,
+    bestCheckpoint: c.best?.index ?? null,
+    weightsHash,
+  };
+}
+
+/** A finished run's summary from its log alone: the weights after the last step are the last
+ * checkpoint's or snapshot's at that step. */
+export function summarizeHistory(history: RunHistory): RunSummary {
+  const { snapshot } = history.snapshotAt();
+  const step = snapshot.context.step;
+  let hash: string | null = null;
+  for (let i = history.records.length - 1; i >= 0 && hash === null; i -= 1) {
+    const r = history.records[i]!;
+    if ((r.type === 'checkpoint.committed' || r.type === 'snapshot.taken') && r.data.step === step) hash = r.data.weightsHash;
+  }
+  return summarize(history.runId, snapshot, hash);
+}
+
+export function processAttached(command: string, backend: BackendInfo, fromSeq: number | null, backendMismatch: string | null): Extract<
+  import('../log/events.js').NewRecord,
+  { type: 'process.attached' }
+> {
+  const data: ProcessAttached = { pid: process.pid, hostname: hostname(), command, backend, fromSeq, backendMismatch };
+  return { type: 'process.attached', data };
+}
+
+/** Events of interest to a caller (progress bars, the UI's live view). */
+export type RecordListener = (record: LogRecord) => void;

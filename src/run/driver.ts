@@ -1,0 +1,164 @@
+// The driver: does the work the machine's state calls for (a step, an evaluation, a checkpoint)
+// and reports each result to the machine as one event through the Emitter. The same loop trains,
+// resumes (re-verifying a crashed run's leftover steps) and replays (verifying only).
+import { stateName } from '../../machines/fold.js';
+import type { TrainingEvent } from '../../machines/training.events.js';
+import type { BlobStore } from '../log/blobs.js';
+import { encodeFloat, toMachineEvent, type RunCreated } from '../log/events.js';
+import type { TrainingSession } from '../train/session.js';
+import type { Emitter } from './emitter.js';
+import { describeTensors, hashWeights, persistTensors } from './snapshots.js';
+
+export interface DriveOptions {
+  runId: string;
+  created: RunCreated;
+  session: TrainingSession;
+  emitter: Emitter;
+  /** Null when verifying only (replay): tensors are hashed, never written. */
+  blobs: BlobStore | null;
+  signal?: AbortSignal;
+  /** Stop once this many steps are done (replay --to step:N). */
+  stopAtStep?: number;
+  /** Replay: stop when the logged events are all verified. */
+  stopAtEndOfLog?: boolean;
+}
+
+/** Absolute offsets of a run's streams: a branch continues its parent's data cursor and step keys. */
+function absolute(created: RunCreated, step: number, examplesSeen: number) {
+  return { step: created.origin.step + step, examplesSeen: created.origin.examplesSeen + examplesSeen };
+}
+
+export async function drive(opts: DriveOptions): Promise<void> {
+  const { emitter, session, created } = opts;
+  const settings = created.settings;
+  const snapshotEvery = Number(created.config.snapshotEvery ?? 0);
+
+  for (;;) {
+    if (opts.stopAtEndOfLog && !emitter.verifying) return;
+    const ctx = emitter.snapshot.context;
+    const state = stateName(emitter.snapshot);
+    if (opts.stopAtStep !== undefined && ctx.step >= opts.stopAtStep) return;
+
+    // A logged outside input (a stop request, a resume, an export) is replayed as it happened.
+    const external = emitter.peekExternalInput();
+    if (external) {
+      const event = toMachineEvent(external)!;
+      if (emitter.snapshot.can(event)) {
+        await emitter.machine(event, { type: external.type, data: external.data } as never, { sync: false });
+        continue;
+      }
+    }
+
+    switch (state) {
+      case 'idle':
+        await evaluate(opts);
+        await commitCheckpoint(opts, 'initial', 0);
+        break;
+      case 'warmup':
+      case 'training':
+      case 'plateau':
+        if (opts.signal?.aborted && !emitter.verifying) {
+          await emitter.machine({ type: 'stop.requested', source: 'api' }, { type: 'stop.requested', data: { source: 'api' } }, { sync: false });
+          break;
+        }
+        await trainOneStep(opts, snapshotEvery, settings.stepsPerEpoch, settings.batchSize);
+        break;
+      case 'checkpointing':
+        if (ctx.interruptedFrom !== null) {
+          await commitCheckpoint(opts, 'interrupt', ctx.epochCheckpoints);
+        } else {
+          await evaluate(opts);
+          await commitCheckpoint(opts, 'epoch', ctx.epochCheckpoints + 1);
+        }
+        break;
+      case 'stopped':
+        // A diverged run's last weights are not a checkpoint; snapshot them so its summary and
+        // replay have them (they are the evidence of what went wrong).
+        if (ctx.stopReason === 'diverged' && canRecordFinalSnapshot(opts)) await snapshotWeights(opts);
+        return;
+      case 'exported':
+        return;
+      default: {
+        const exhaustive: never = state;
+        throw new Error(`internal: unknown state ${String(exhaustive)}`);
+      }
+    }
+  }
+}
+
+async function trainOneStep(opts: DriveOptions, snapshotEvery: number, stepsPerEpoch: number, batchSize: number) {
+  const { emitter, session, created } = opts;
+  const ctx = emitter.snapshot.context;
+  const abs = absolute(created, ctx.step, ctx.examplesSeen);
+  const lr = ctx.lr;
+  const { loss } = session.step(abs.step, abs.examplesSeen, lr);
+  const step = ctx.step + 1;
+  const examplesSeen = ctx.examplesSeen + batchSize;
+  const boundary = step % stepsPerEpoch === 0;
+  const event: TrainingEvent = { type: 'step.finished', step, loss, lr, examplesSeen };
+  if (boundary) event.weightsFinite = session.weightsFinite();
+  await emitter.machine(
+    event,
+    { type: 'step.finished', data: { step, loss: encodeFloat(loss), lr, examplesSeen, ...(boundary ? { weightsFinite: event.weightsFinite } : {}) } },
+    { sync: false },
+  );
+  if (snapshotEvery > 0 && step % snapshotEvery === 0 && !boundary && stateName(emitter.snapshot) !== 'stopped') {
+    await snapshotWeights(opts);
+  }
+}
+
+async function evaluate(opts: DriveOptions) {
+  const { emitter, session } = opts;
+  const step = emitter.snapshot.context.step;
+  const r = session.evaluate();
+  await emitter.machine(
+    { type: 'eval.finished', step, valLoss: r.valLoss, valAccuracy: r.valAccuracy },
+    { type: 'eval.finished', data: { step, valLoss: encodeFloat(r.valLoss), valAccuracy: r.valAccuracy } },
+    { sync: false },
+  );
+}
+
+async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 'interrupt', index: number) {
+  const { emitter, session, blobs } = opts;
+  const ctx = emitter.snapshot.context;
+  const state = session.capture();
+  const weightsHash = hashWeights(state.weights);
+  // Blobs are durable before the event naming them is appended.
+  const [weights, optimizer] = blobs
+    ? await Promise.all([persistTensors(blobs, state.weights), persistTensors(blobs, state.optimizer)])
+    : [describeTensors(state.weights), describeTensors(state.optimizer)];
+  const event: TrainingEvent = { type: 'checkpoint.committed', kind, index, step: ctx.step, weightsHash };
+  await emitter.machine(
+    event,
+    {
+      type: 'checkpoint.committed',
+      data: {
+        kind,
+        index,
+        step: ctx.step,
+        weightsHash,
+        examplesSeen: ctx.examplesSeen,
+        weights,
+        optimizer,
+        optimizerKind: opts.created.optimizer,
+        machine: emitter.plainAfter(event),
+      },
+    },
+    { sync: true },
+  );
+}
+
+async function snapshotWeights(opts: DriveOptions) {
+  const { emitter, session, blobs } = opts;
+  const state = session.capture();
+  const weights = blobs ? await persistTensors(blobs, state.weights) : describeTensors(state.weights);
+  await emitter.fact(
+    { type: 'snapshot.taken', data: { step: emitter.snapshot.context.step, weightsHash: hashWeights(state.weights), weights } },
+    { sync: true },
+  );
+}
+
+/** Live runs write the snapshot; replay compares it while the log still holds one. */
+function canRecordFinalSnapshot(opts: DriveOptions): boolean {
+  return opts.emitter.verifying || opts.blobs !== null;
+}

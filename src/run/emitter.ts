@@ -1,0 +1,162 @@
+// Where the driver's facts go. One path for every fact: the machine takes the event, the record
+// (and the transition it caused) is either appended to the log or, where the log already holds
+// events at those positions (a crashed run's re-executed steps, `replay --verify`), compared with
+// them. So a resumed run never appends a step twice and replay checks exactly what training wrote.
+import { step as machineStep, stateName, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
+import type { TrainingEvent } from '../../machines/training.events.js';
+import { canonicalJson, sameFacts, type LogRecord, type NewRecord } from '../log/events.js';
+import { toJsonSafe } from '../log/json-safe.js';
+import type { RunLog } from '../log/run-log.js';
+
+/** Records a process writes that are not facts of the computation: skipped when comparing. */
+const NON_DETERMINISTIC = new Set(['process.attached', 'run.forced']);
+/** Facts that come from outside the computation (a person, a signal): taken from the log when re-executing. */
+const EXTERNAL_INPUTS = new Set(['stop.requested', 'run.resumed', 'export.finished']);
+
+export class DivergenceError extends Error {
+  override name = 'DivergenceError';
+  constructor(
+    readonly runId: string,
+    readonly seq: number,
+    readonly step: number,
+    readonly expected: { type: string; data: unknown },
+    readonly actual: { type: string; data: unknown },
+  ) {
+    super(
+      `run ${runId}: re-execution diverged from the log at event ${seq} (step ${step}): ` +
+        `logged ${expected.type} ${short(expected.data)}, computed ${actual.type} ${short(actual.data)}`,
+    );
+  }
+}
+
+function short(data: unknown): string {
+  const text = canonicalJson(data);
+  return text.length > 160 ? `${text.slice(0, 157)}...` : text;
+}
+
+export interface EmitterOptions {
+  runId: string;
+  /** Null when only verifying (replay): nothing is ever written. */
+  log: RunLog | null;
+  /** Records already in the log at the positions about to be produced, in order. */
+  expected: LogRecord[];
+  nextSeq: number;
+  snapshot: TrainingSnapshot;
+  onRecord?: (record: LogRecord) => void;
+}
+
+export class Emitter {
+  snapshot: TrainingSnapshot;
+  nextSeq: number;
+  private readonly expected: LogRecord[];
+  private cursor = 0;
+  /** Records waiting for the first real append (a resumed process's attach record goes after the
+   * events it re-verified, not in the middle of them). */
+  private pendingWrites: NewRecord[] = [];
+  verified = 0;
+
+  constructor(private readonly options: EmitterOptions) {
+    this.snapshot = options.snapshot;
+    this.nextSeq = options.nextSeq;
+    this.expected = options.expected;
+  }
+
+  /** True while logged events remain to be checked. */
+  get verifying(): boolean {
+    this.skipNonDeterministic();
+    return this.cursor < this.expected.length;
+  }
+
+  /** The next logged external input (a stop request), if that is what the log holds next. */
+  peekExternalInput(): LogRecord | null {
+    this.skipNonDeterministic();
+    const next = this.expected[this.cursor];
+    return next && EXTERNAL_INPUTS.has(next.type) ? next : null;
+  }
+
+  /** Queues a non-machine record to write once verification has passed the end of the log. */
+  queueAfterVerification(record: NewRecord): void {
+    this.pendingWrites.push(record);
+  }
+
+  /** Sends a machine event and records it with the transition it causes. */
+  async machine(event: TrainingEvent, record: NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
+    const { snapshot: next, accepted } = machineStep(this.snapshot, event);
+    if (!accepted) {
+      throw new Error(`internal: the machine in state ${stateName(this.snapshot)} does not accept ${event.type}`);
+    }
+    const from = stateName(this.snapshot);
+    const to = stateName(next);
+    const records: NewRecord[] = [record];
+    if (from !== to) {
+      records.push({ type: 'state.changed', data: { from, to, cause: this.nextSeq, causeType: event.type } });
+    }
+    const written = await this.emit(records, { sync: opts.sync || to === 'stopped' || to === 'exported' });
+    this.snapshot = next;
+    return written;
+  }
+
+  /** Records a fact the machine does not consume (a weight snapshot). */
+  async fact(record: NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
+    return this.emit([record], opts);
+  }
+
+  /** The machine snapshot a checkpoint record stores: the state after its own event. */
+  plainAfter(event: TrainingEvent): Record<string, unknown> & { value: string; context: Record<string, unknown> } {
+    const { snapshot } = machineStep(this.snapshot, event);
+    return toJsonSafe(toPlain(snapshot)) as { value: string; context: Record<string, unknown> };
+  }
+
+  private skipNonDeterministic(): void {
+    while (this.cursor < this.expected.length && NON_DETERMINISTIC.has(this.expected[this.cursor]!.type)) {
+      this.cursor += 1;
+      this.nextSeq += 1;
+    }
+  }
+
+  private async emit(records: NewRecord[], opts: { sync: boolean }): Promise<LogRecord[]> {
+    const out: LogRecord[] = [];
+    const toWrite: NewRecord[] = [];
+    for (const record of records) {
+      this.skipNonDeterministic();
+      const logged = this.expected[this.cursor];
+      if (logged && toWrite.length === 0) {
+        if (!sameFacts(logged, record)) {
+          const loggedStep = logged.type === 'step.finished' ? logged.data.step : null;
+          const stepOf = loggedStep ?? this.snapshot.context.step;
+          throw new DivergenceError(this.options.runId, logged.seq, stepOf, logged, record);
+        }
+        this.cursor += 1;
+        this.nextSeq += 1;
+        this.verified += 1;
+        out.push(logged);
+        this.options.onRecord?.(logged);
+        continue;
+      }
+      toWrite.push(record);
+    }
+    if (toWrite.length === 0) return out;
+    if (!this.options.log) {
+      throw new EndOfLogError(this.nextSeq);
+    }
+    const batch = [...this.pendingWrites, ...toWrite];
+    this.pendingWrites = [];
+    const seqs = await this.options.log.append(batch, { sync: opts.sync });
+    const at = new Date().toISOString();
+    batch.forEach((r, i) => {
+      const rec = { v: 1, seq: seqs[i]!, at, ...r } as LogRecord;
+      this.nextSeq = rec.seq + 1;
+      if (toWrite.includes(r)) out.push(rec);
+      this.options.onRecord?.(rec);
+    });
+    return out;
+  }
+}
+
+/** Verification reached the end of the log (replay has nothing more to compare). */
+export class EndOfLogError extends Error {
+  override name = 'EndOfLogError';
+  constructor(readonly seq: number) {
+    super(`end of log at event ${seq}`);
+  }
+}

@@ -1,0 +1,97 @@
+// Builds what a run computes with (backend, data set, model, optimizer) from a config, and says
+// what differs from a run's recorded environment (resume and replay refuse a different one).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config, Schedule } from '../config.js';
+import type { RunCreated } from '../log/events.js';
+import type { TrainingSettings } from '../../machines/training.events.js';
+import { initBackend } from '../train/backend.js';
+import { loadDataset } from '../train/data/index.js';
+import type { ModelFactory } from '../train/models.js';
+import { createSession, type TrainingSession } from '../train/session.js';
+import type { BackendInfo, BackendRequest, Dataset, Tf } from '../train/types.js';
+
+export interface RunEnvironment {
+  tf: Tf;
+  backend: BackendInfo;
+  dataset: Dataset;
+  session: TrainingSession;
+}
+
+export interface EnvironmentOptions {
+  config: Config;
+  backend: BackendRequest;
+  cwd?: string;
+  /** Library callers pass their own data and model factory instead of names. */
+  dataset?: Dataset;
+  modelFactory?: ModelFactory;
+}
+
+export async function buildEnvironment(opts: EnvironmentOptions): Promise<RunEnvironment> {
+  const { tf, info } = await initBackend(opts.backend);
+  const dataset =
+    opts.dataset ??
+    (await loadDataset(opts.config.dataset, {
+      label: opts.config.label,
+      valFraction: opts.config.valFraction,
+      seed: opts.config.seed,
+      cwd: opts.cwd,
+    }));
+  const session = await createSession({ tf, backend: info, dataset, config: opts.config, modelFactory: opts.modelFactory, cwd: opts.cwd });
+  return { tf, backend: info, dataset, session };
+}
+
+export function settingsFrom(config: Config, schedule: Schedule): TrainingSettings {
+  return {
+    stepsPerEpoch: schedule.stepsPerEpoch,
+    totalSteps: schedule.totalSteps,
+    batchSize: schedule.batchSize,
+    warmupSteps: schedule.warmupSteps,
+    baseLr: config.lr,
+    minLr: config.minLr,
+    lrFactor: config.lrFactor,
+    minDelta: config.minDelta,
+    plateauPatience: config.plateauPatience,
+    cooldown: config.cooldown,
+    earlyStopping: config.earlyStopping,
+    earlyStopPatience: config.earlyStopPatience,
+    monitor: config.monitor,
+    divergenceThreshold: config.divergenceThreshold,
+  };
+}
+
+/** retrace's own version, from the package.json above this file (in src/ or in dist/src/). */
+export const RETRACE_VERSION: string = (() => {
+  const require = createRequire(import.meta.url);
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i += 1, dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (existsSync(file)) return (require(file) as { version: string }).version;
+  }
+  return 'unknown';
+})();
+
+/** What makes a run's computation different from its recorded one, in words for the user. */
+export function environmentDifferences(created: RunCreated, env: RunEnvironment): string[] {
+  const diffs: string[] = [];
+  if (created.dataset.fingerprint !== env.dataset.fingerprint) {
+    diffs.push(`data set ${created.dataset.name} has changed (fingerprint ${created.dataset.fingerprint.slice(0, 12)} → ${env.dataset.fingerprint.slice(0, 12)})`);
+  }
+  if (created.model.sourceHash !== env.session.sourceHash) {
+    diffs.push(`model module source has changed (${String(created.model.sourceHash).slice(0, 12)} → ${String(env.session.sourceHash).slice(0, 12)})`);
+  }
+  if (created.backend.tfjsVersion !== env.backend.tfjsVersion) {
+    diffs.push(`tfjs version differs (recorded ${created.backend.tfjsVersion}, here ${env.backend.tfjsVersion})`);
+  }
+  return diffs;
+}
+
+/** A different backend (or version) runs, but bit-exactness is promised only within one. */
+export function backendMismatch(recorded: BackendInfo, here: BackendInfo): string | null {
+  if (recorded.name !== here.name || recorded.version !== here.version || recorded.threads !== here.threads) {
+    return `recorded on ${recorded.name} ${recorded.version} (${recorded.threads} thread(s)), running on ${here.name} ${here.version} (${here.threads} thread(s)): results are not promised to be bit-identical`;
+  }
+  return null;
+}

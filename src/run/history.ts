@@ -1,0 +1,144 @@
+// Reading a run's past without tfjs: its validated records, its checkpoints, the machine state
+// at any event (folded from the nearest checkpoint's stored snapshot), and named points.
+import { fromPlain, startMachine, step as machineStep, stateName, type PlainSnapshot, type TrainingSnapshot } from '../../machines/fold.js';
+import { parseRecord, toMachineEvent, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
+import { fromJsonSafe } from '../log/json-safe.js';
+import type { RunLog } from '../log/run-log.js';
+
+export class PointError extends Error {
+  override name = 'PointError';
+}
+
+export type CheckpointRecord = Extract<LogRecord, { type: 'checkpoint.committed' }>;
+
+export class RunHistory {
+  readonly checkpoints: CheckpointRecord[];
+
+  constructor(
+    readonly runId: string,
+    readonly records: LogRecord[],
+  ) {
+    const first = records[0];
+    if (!first || first.type !== 'run.created') {
+      throw new PointError(`run ${runId} has no run.created event: the log is empty or damaged (run \`retrace fsck ${runId}\`)`);
+    }
+    this.checkpoints = records.filter((r): r is CheckpointRecord => r.type === 'checkpoint.committed');
+  }
+
+  get created(): RunCreated {
+    return (this.records[0] as Extract<LogRecord, { type: 'run.created' }>).data;
+  }
+
+  get lastSeq(): number {
+    return this.records.length - 1;
+  }
+
+  /** The machine snapshot after event `seq` (default: the whole log). Uses the nearest
+   * checkpoint's stored snapshot, so the cost does not grow with the run's length. */
+  snapshotAt(seq = this.lastSeq): { snapshot: TrainingSnapshot; checkpoint: CheckpointRecord | null; unaccepted: number[] } {
+    const checkpoint = this.checkpointAtOrBefore(seq);
+    let snapshot = checkpoint ? restoreMachine(checkpoint.data) : startMachine(this.created.settings);
+    const unaccepted: number[] = [];
+    for (let i = (checkpoint?.seq ?? 0) + 1; i <= seq && i < this.records.length; i += 1) {
+      const event = toMachineEvent(this.records[i]!);
+      if (!event) continue;
+      const r = machineStep(snapshot, event);
+      if (!r.accepted) unaccepted.push(i);
+      snapshot = r.snapshot;
+    }
+    return { snapshot, checkpoint, unaccepted };
+  }
+
+  /** Folds the whole log from event 0 through the machine (no stored snapshots): fsck and tests
+   * use it to check that the stored snapshots and transitions agree with the machine. */
+  foldFromStart(onEvent?: (record: LogRecord, before: TrainingSnapshot, after: TrainingSnapshot, accepted: boolean) => void): TrainingSnapshot {
+    let snapshot = startMachine(this.created.settings);
+    for (const record of this.records) {
+      const event = toMachineEvent(record);
+      if (!event) continue;
+      const r = machineStep(snapshot, event);
+      onEvent?.(record, snapshot, r.snapshot, r.accepted);
+      snapshot = r.snapshot;
+    }
+    return snapshot;
+  }
+
+  checkpointAtOrBefore(seq: number): CheckpointRecord | null {
+    let found: CheckpointRecord | null = null;
+    for (const c of this.checkpoints) {
+      if (c.seq <= seq) found = c;
+      else break;
+    }
+    return found;
+  }
+
+  /** The checkpoint with training index K (0 = the start); interrupt checkpoints have no index of their own. */
+  checkpointByIndex(index: number): CheckpointRecord | null {
+    return this.checkpoints.find((c) => c.data.kind !== 'interrupt' && c.data.index === index) ?? null;
+  }
+
+  /** Seq of the event after which the run had done exactly `step` steps. */
+  seqOfStep(step: number): number | null {
+    if (step === 0) return this.checkpointByIndex(0)?.seq ?? null;
+    for (const r of this.records) if (r.type === 'step.finished' && r.data.step === step) return r.seq;
+    return null;
+  }
+
+  /**
+   * Resolves a point: `best`, `last`, `ckpt:K`, `step:N` or a sequence number. Returns the event
+   * and step it names and the checkpoint at or before it (the state to start from).
+   */
+  resolvePoint(point: string): { seq: number; step: number; checkpoint: CheckpointRecord; exact: boolean } {
+    const final = this.snapshotAt().snapshot.context;
+    let seq: number | null;
+    if (point === 'best' || point === 'last') {
+      const ref = point === 'best' ? final.best : final.lastCheckpoint;
+      if (!ref) throw new PointError(`run ${this.runId} has no ${point} checkpoint yet`);
+      const rec = point === 'best' ? this.checkpointByIndex(ref.index) : this.checkpoints[this.checkpoints.length - 1]!;
+      if (!rec) throw new PointError(`run ${this.runId}: checkpoint ${ref.index} is not in the log`);
+      return { seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true };
+    }
+    let m: RegExpMatchArray | null;
+    if ((m = /^ckpt:(\d+)$/.exec(point))) {
+      const rec = this.checkpointByIndex(Number(m[1]));
+      if (!rec) {
+        const have = this.checkpoints.filter((c) => c.data.kind !== 'interrupt').map((c) => c.data.index);
+        throw new PointError(`run ${this.runId} has no checkpoint ${m[1]} (it has ${have.join(', ') || 'none'})`);
+      }
+      return { seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true };
+    } else if ((m = /^step:(\d+)$/.exec(point))) {
+      const step = Number(m[1]);
+      seq = this.seqOfStep(step);
+      if (seq === null) throw new PointError(`run ${this.runId} has no step ${step} (it has done ${final.step} steps)`);
+    } else if (/^\d+$/.test(point)) {
+      seq = Number(point);
+      if (seq > this.lastSeq) throw new PointError(`run ${this.runId} has no event ${seq} (its last event is ${this.lastSeq})`);
+    } else {
+      throw new PointError(`bad point "${point}": expected best, last, ckpt:K, step:N or an event number`);
+    }
+    const checkpoint = this.checkpointAtOrBefore(seq);
+    if (!checkpoint) throw new PointError(`run ${this.runId} has no checkpoint at or before event ${seq}`);
+    const step = this.snapshotAt(seq).snapshot.context.step;
+    const exact = checkpoint.data.step === step;
+    return { seq, step, checkpoint, exact };
+  }
+}
+
+export function restoreMachine(data: CheckpointData): TrainingSnapshot {
+  return fromPlain(fromJsonSafe<PlainSnapshot>(data.machine));
+}
+
+/** Reads and validates every record of a run. */
+export async function readHistory(log: RunLog, runId: string, range: { from?: number; to?: number } = {}): Promise<LogRecord[]> {
+  const out: LogRecord[] = [];
+  for await (const raw of log.read(range)) out.push(parseRecord(runId, raw));
+  return out;
+}
+
+export async function loadHistory(log: RunLog, runId: string): Promise<RunHistory> {
+  return new RunHistory(runId, await readHistory(log, runId));
+}
+
+export function describeState(snapshot: TrainingSnapshot): string {
+  return stateName(snapshot);
+}

@@ -1,0 +1,123 @@
+// `retrace replay`: re-executes a run from a checkpoint and compares every fact it computes (each
+// step's loss bits, each checkpoint's weight and optimizer hashes, each transition) with the log.
+// Never writes to the run. `--to` materialises the exact weights at any step, even between
+// checkpoints, by re-executing from the nearest checkpoint before it.
+import type { Config } from '../config.js';
+import type { BackendRequest, Dataset, TrainerState } from '../train/types.js';
+import type { ModelFactory } from '../train/models.js';
+import type { Store } from '../log/store.js';
+import { withStore, type RecordListener, type StoreOption } from './common.js';
+import { drive } from './driver.js';
+import { DivergenceError, Emitter } from './emitter.js';
+import { backendMismatch, buildEnvironment, type RunEnvironment } from './environment.js';
+import { loadHistory, restoreMachine, type CheckpointRecord, type RunHistory } from './history.js';
+import { eventAfterCheckpoint } from './resume.js';
+import { loadTrainerState } from './snapshots.js';
+
+export interface ReplayOptions extends StoreOption {
+  /** Compare with the log (default true when no `to` is given). */
+  verify?: boolean;
+  /** Stop at this point (`step:N` or an event number): the weights there are the result. */
+  to?: string;
+  /** Start from this checkpoint (`ckpt:K`, `best`, `last`, ...) instead of the run's start. */
+  from?: string;
+  backend?: BackendRequest;
+  dataset?: Dataset;
+  model?: ModelFactory;
+  onRecord?: RecordListener;
+  onWarning?: (message: string) => void;
+  /** Receives the environment at the end (to export the weights) before it is disposed. */
+  onFinish?: (env: RunEnvironment, step: number) => Promise<void>;
+}
+
+export interface ReplayResult {
+  runId: string;
+  identical: boolean;
+  /** The first step whose facts differ from the log, or null. */
+  firstDivergence: number | null;
+  /** The event where they first differ, or null. */
+  divergentSeq: number | null;
+  message: string | null;
+  fromCheckpoint: number;
+  fromStep: number;
+  toStep: number;
+  eventsVerified: number;
+  weightsHash: string;
+  backendMismatch: string | null;
+}
+
+export async function replay(runId: string, opts: ReplayOptions = {}): Promise<ReplayResult> {
+  return withStore(opts, async (store) => {
+    const log = await store.openRun(runId, 'read');
+    let history: RunHistory;
+    try {
+      history = await loadHistory(log, runId);
+    } finally {
+      await log.close();
+    }
+    const target = opts.to ? history.resolvePoint(opts.to) : null;
+    const start: CheckpointRecord = opts.from
+      ? history.resolvePoint(opts.from).checkpoint
+      : target
+        ? target.checkpoint
+        : (history.checkpointByIndex(0) ?? history.checkpoints[0]!);
+    if (!start) throw new Error(`run ${runId} has no checkpoint to replay from`);
+    return replayFrom(store, history, start, { ...opts, stopAtStep: target?.step });
+  });
+}
+
+/** Re-executes `history` from `start`; also used by branch to reach a step between checkpoints. */
+export async function replayFrom(
+  store: Store,
+  history: RunHistory,
+  start: CheckpointRecord,
+  opts: ReplayOptions & { stopAtStep?: number },
+): Promise<ReplayResult> {
+  const created = history.created;
+  const env = await buildEnvironment({
+    config: created.config as unknown as Config,
+    backend: opts.backend ?? created.backend.name,
+    cwd: opts.cwd,
+    dataset: opts.dataset,
+    modelFactory: opts.model,
+  });
+  try {
+    const mismatch = backendMismatch(created.backend, env.backend);
+    if (mismatch) opts.onWarning?.(`run ${history.runId}: ${mismatch}`);
+    const state: TrainerState = await loadTrainerState(store.blobs, start.data);
+    env.session.restore(state);
+    const from = eventAfterCheckpoint(history, start.seq);
+    const emitter = new Emitter({
+      runId: history.runId,
+      log: null,
+      expected: history.records.slice(from),
+      nextSeq: from,
+      snapshot: restoreMachine(start.data),
+      onRecord: opts.onRecord,
+    });
+    let divergence: DivergenceError | null = null;
+    try {
+      await drive({ runId: history.runId, created, session: env.session, emitter, blobs: null, stopAtEndOfLog: true, stopAtStep: opts.stopAtStep });
+    } catch (err) {
+      if (!(err instanceof DivergenceError)) throw err;
+      divergence = err;
+    }
+    const toStep = emitter.snapshot.context.step;
+    if (!divergence) await opts.onFinish?.(env, toStep);
+    return {
+      runId: history.runId,
+      identical: divergence === null,
+      firstDivergence: divergence ? divergence.step : null,
+      divergentSeq: divergence ? divergence.seq : null,
+      message: divergence ? divergence.message : null,
+      fromCheckpoint: start.data.index,
+      fromStep: start.data.step,
+      toStep,
+      eventsVerified: emitter.verified,
+      weightsHash: env.session.weightsHash(),
+      backendMismatch: mismatch,
+    };
+  } finally {
+    env.session.dispose();
+  }
+}
