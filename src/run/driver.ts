@@ -33,7 +33,15 @@ export async function drive(opts: DriveOptions): Promise<void> {
   const settings = created.settings;
   const snapshotEvery = Number(created.config.snapshotEvery ?? 0);
 
+  let lastYield = Date.now();
   for (;;) {
+    // Buffered appends resolve as microtasks, which never let the event loop run: yield now and
+    // then so signals (Ctrl-C), timers and a server in the same process are served. Wall-clock
+    // time decides only when, never what is computed.
+    if (Date.now() - lastYield > 50) {
+      await new Promise((resolve) => setImmediate(resolve));
+      lastYield = Date.now();
+    }
     if (opts.stopAtEndOfLog && !emitter.verifying) return;
     const ctx = emitter.snapshot.context;
     const state = stateName(emitter.snapshot);

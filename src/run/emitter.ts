@@ -4,7 +4,7 @@
 // them. So a resumed run never appends a step twice and replay checks exactly what training wrote.
 import { step as machineStep, stateName, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
 import type { TrainingEvent } from '../../machines/training.events.js';
-import { canonicalJson, sameFacts, type LogRecord, type NewRecord } from '../log/events.js';
+import { canonicalJson, sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord } from '../log/events.js';
 import { toJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
 
@@ -81,6 +81,7 @@ export class Emitter {
 
   /** Sends a machine event and records it with the transition it causes. */
   async machine(event: TrainingEvent, record: NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
+    await this.writePendingIfPastLog();
     const { snapshot: next, accepted } = machineStep(this.snapshot, event);
     if (!accepted) {
       throw new Error(`internal: the machine in state ${stateName(this.snapshot)} does not accept ${event.type}`);
@@ -98,7 +99,17 @@ export class Emitter {
 
   /** Records a fact the machine does not consume (a weight snapshot). */
   async fact(record: NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
+    await this.writePendingIfPastLog();
     return this.emit([record], opts);
+  }
+
+  /** Once verification has passed the end of the log, queued records go first, so that the seqs
+   * the next records are numbered with (a transition's `cause`) are the ones they get. */
+  private async writePendingIfPastLog(): Promise<void> {
+    if (this.pendingWrites.length === 0 || this.verifying || !this.options.log) return;
+    const batch = this.pendingWrites;
+    this.pendingWrites = [];
+    await this.write(batch, { sync: false });
   }
 
   /** The machine snapshot a checkpoint record stores: the state after its own event. */
@@ -139,17 +150,20 @@ export class Emitter {
     if (!this.options.log) {
       throw new EndOfLogError(this.nextSeq);
     }
-    const batch = [...this.pendingWrites, ...toWrite];
-    this.pendingWrites = [];
-    const seqs = await this.options.log.append(batch, { sync: opts.sync });
-    const at = new Date().toISOString();
-    batch.forEach((r, i) => {
-      const rec = { v: 1, seq: seqs[i]!, at, ...r } as LogRecord;
-      this.nextSeq = rec.seq + 1;
-      if (toWrite.includes(r)) out.push(rec);
-      this.options.onRecord?.(rec);
-    });
+    out.push(...(await this.write(toWrite, opts)));
     return out;
+  }
+
+  private async write(batch: NewRecord[], opts: { sync: boolean }): Promise<LogRecord[]> {
+    const seqs = await this.options.log!.append(batch, { sync: opts.sync });
+    const at = new Date().toISOString();
+    return batch.map((r, i) => {
+      const rec = { v: SCHEMA_VERSION, seq: seqs[i]!, at, ...r } as LogRecord;
+      if (rec.seq !== this.nextSeq) throw new Error(`internal: run ${this.options.runId} appended event ${rec.seq}, expected ${this.nextSeq}`);
+      this.nextSeq = rec.seq + 1;
+      this.options.onRecord?.(rec);
+      return rec;
+    });
   }
 }
 
