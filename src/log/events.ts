@@ -3,6 +3,7 @@
 // upgrade function from the old shape (see `upgradeRecord`), never a silent reinterpretation.
 import { z } from 'zod';
 import type { TrainingEvent } from '../../machines/training.events.js';
+import { canonicalJson } from './codec.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -264,13 +265,3 @@ export function blobRefs(record: { type: string; data: unknown }): string[] {
 export function sameFacts(a: { type: string; data: unknown }, b: { type: string; data: unknown }): boolean {
   return a.type === b.type && canonicalJson(a.data) === canonicalJson(b.data);
 }
-
-/** JSON with sorted keys: a stable text for hashing and comparing payloads. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
-      : v,
-  );
-}
-

@@ -4,7 +4,8 @@
 // them. So a resumed run never appends a step twice and replay checks exactly what training wrote.
 import { step as machineStep, stateName, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
 import type { TrainingEvent } from '../../machines/training.events.js';
-import { canonicalJson, sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord } from '../log/events.js';
+import { canonicalJson } from '../log/codec.js';
+import { sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord } from '../log/events.js';
 import { toJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
 

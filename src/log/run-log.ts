@@ -1,0 +1,448 @@
+// One run's append-only event log in its own LevelDB (see store.ts for how it is opened).
+//
+// Writing: append() gives records consecutive seqs (0, 1, 2, ...) in call order; all writes go
+// through one queue, each as one atomic db.batch. A non-sync append is BUFFERED in memory and
+// written later as one batch — when 256 records are pending (that append then waits for the
+// batch), on the next sync append (the buffer is written first, in order, in the same batch), on
+// flush() and on close(). Per-step events need not be durable: after a crash, steps after the last
+// durable checkpoint are re-executed. A sync append writes with { sync: true } and then records
+// its last seq in committed.json (tmp file + fsync + rename + fsync dir). close() also writes the
+// buffer with { sync: true } and advances committed.json, so everything a clean close leaves is
+// committed.
+//
+// Reading: a writer's own reads (read, get, lastSeq) see its buffered records: read() and get()
+// flush the buffer (without sync) first, lastSeq() counts it.
+//
+// Integrity, on every read: each record's checksum and that its seq is its key's (codec.ts); that
+// the seqs are 0..last without a gap; and that the last seq is at least committed.json's, whose
+// record must also carry the committed crc. LevelDB silently drops damaged write-ahead-log records
+// when it reopens a database; only the committed.json check sees that loss. The gap and committed
+// checks are made once when the log is opened (a key-only scan; nobody else can change the log
+// afterwards: a writer holds the LevelDB lock and a reader works on a private copy), kept in memory
+// for the writer's own appends, and re-checked along every range that is read. A read throws the
+// first problem it meets: structural problems before yielding anything, a corrupt record when the
+// read reaches it (the verified records before it have been yielded).
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { ClassicLevel } from 'classic-level';
+import { writeFileAtomic } from './blobs.js';
+import { decodeKey, decodeValue, encodeKey, encodeValue, MAX_SEQ, type StoredRecord } from './codec.js';
+import { CorruptLogError } from './errors.js';
+
+export type { StoredRecord } from './codec.js';
+
+export type RunMode = 'write' | 'read';
+
+export interface AppendInput {
+  type: string;
+  data: unknown;
+  /** ISO time; defaults to now. */
+  at?: string;
+}
+
+export interface AppendOptions {
+  sync: boolean;
+}
+
+export interface ReadRange {
+  /** First seq (inclusive), default 0. */
+  from?: number;
+  /** Last seq (inclusive), default the end of the log. */
+  to?: number;
+}
+
+export interface RunLogOptions {
+  /** The `v` written into appended records (default 1). */
+  schemaVersion?: number;
+  /** Reading a record whose `v` is higher throws SchemaVersionError (default: no limit). */
+  maxSchemaVersion?: number;
+  /** Pending non-sync records that trigger a batch write (default 256). */
+  flushThreshold?: number;
+}
+
+/** The contents of committed.json. */
+export interface CommittedMark {
+  seq: number;
+  crc: string;
+}
+
+export const COMMITTED_FILE = 'committed.json';
+export const DEFAULT_FLUSH_THRESHOLD = 256;
+/** A key outside the seq range, deleted with { sync: true } to force an fsync of LevelDB's log. */
+const SYNC_KEY = '~sync';
+const BATCH_READ = 256;
+
+export type LevelDb = ClassicLevel<string, string>;
+
+interface Pending {
+  seq: number;
+  key: string;
+  value: string;
+  crc: string;
+}
+
+export async function readCommitted(runDir: string, runId: string): Promise<CommittedMark | null> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(runDir, COMMITTED_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const m = JSON.parse(text) as Partial<CommittedMark>;
+    if (Number.isSafeInteger(m.seq) && (m.seq as number) >= 0 && typeof m.crc === 'string' && /^[0-9a-f]{8}$/.test(m.crc)) {
+      return { seq: m.seq as number, crc: m.crc };
+    }
+  } catch {
+    // fall through
+  }
+  throw new CorruptLogError(runId, -1, `${COMMITTED_FILE} is unreadable: ${JSON.stringify(text.slice(0, 80))}`);
+}
+
+/**
+ * The state of one open LevelDB of a run, shared by every RunLog of this process on it (a writer
+ * and the readers opened while it is open). Internal to the store.
+ */
+export class RunCore {
+  /** Next seq to assign. */
+  nextSeq = 0;
+  /** Highest seq written to LevelDB (-1 if none). */
+  flushedLast = -1;
+  buffer: Pending[] = [];
+  committed: CommittedMark | null;
+  /** A problem found by the open-time scan (gap, lost tail, committed record replaced). */
+  structural: Error | null = null;
+  /** A write that failed: the log's state in this process is unknown, every later call throws it. */
+  failed: Error | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  readonly flushThreshold: number;
+
+  private constructor(
+    readonly runId: string,
+    readonly runDir: string,
+    readonly db: LevelDb,
+    readonly writable: boolean,
+    readonly options: RunLogOptions,
+    committed: CommittedMark | null,
+  ) {
+    this.committed = committed;
+    this.flushThreshold = Math.max(1, options.flushThreshold ?? DEFAULT_FLUSH_THRESHOLD);
+  }
+
+  /**
+   * Wraps an open LevelDB and checks its structure. `committed` is committed.json as read before
+   * the database was opened (a reader's copy must be taken after reading it); a writer rewrites
+   * `<runDir>/committed.json` after each sync append.
+   */
+  static async open(args: {
+    runId: string;
+    runDir: string;
+    db: LevelDb;
+    writable: boolean;
+    options: RunLogOptions;
+    committed: CommittedMark | null;
+  }): Promise<RunCore> {
+    const core = new RunCore(args.runId, args.runDir, args.db, args.writable, args.options, args.committed);
+    await core.scan();
+    return core;
+  }
+
+  /** Key-only scan: gap-free from 0, last seq ≥ committed seq, committed record's crc. */
+  private async scan(): Promise<void> {
+    const it = this.db.keys({ gte: encodeKey(0), lte: encodeKey(MAX_SEQ) });
+    let expected = 0;
+    let gap: CorruptLogError | null = null;
+    try {
+      for (;;) {
+        const keys = await it.nextv(4096);
+        if (keys.length === 0) break;
+        for (const k of keys) {
+          const seq = decodeKey(k);
+          if (seq === null) continue; // cannot happen inside the seq range
+          if (seq !== expected && gap === null) {
+            gap = new CorruptLogError(this.runId, expected, `events ${seqRange(expected, seq - 1)} are missing`);
+          }
+          expected = seq + 1;
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    const last = expected - 1;
+    this.flushedLast = last;
+    this.nextSeq = last + 1;
+    const c = this.committed;
+    if (gap) this.structural = gap;
+    else if (c && c.seq > last) {
+      this.structural = new CorruptLogError(
+        this.runId,
+        last + 1,
+        last < 0
+          ? `the log is empty but events up to ${c.seq} were committed (events ${seqRange(0, c.seq)} are missing)`
+          : `the log ends at event ${last} but events up to ${c.seq} were committed (events ${seqRange(last + 1, c.seq)} are missing)`,
+      );
+    } else if (c) {
+      const value = await this.db.get(encodeKey(c.seq));
+      const crc = value?.slice(0, 8);
+      if (crc !== c.crc) {
+        this.structural = new CorruptLogError(
+          this.runId,
+          c.seq,
+          `event ${c.seq} is not the event that was committed (crc ${crc ?? 'none'}, committed ${c.crc})`,
+        );
+      }
+    }
+  }
+
+  assertUsable(): void {
+    if (this.failed) throw this.failed;
+    if (this.structural) throw this.structural;
+  }
+
+  private enqueue<T>(op: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(() => {
+      if (this.failed) throw this.failed;
+      return op();
+    });
+    this.queue = p.catch(() => {});
+    return p;
+  }
+
+  /** Validates, encodes and assigns seqs (synchronously, so call order is seq order). */
+  append(records: readonly AppendInput[], sync: boolean): Promise<number[]> {
+    try {
+      this.assertUsable();
+      if (!Array.isArray(records)) throw new TypeError('append() takes an array of records');
+      const v = this.options.schemaVersion ?? 1;
+      const now = new Date().toISOString();
+      const encoded: Pending[] = records.map((r, i) => {
+        if (r === null || typeof r !== 'object') throw new TypeError(`record ${i} is not an object`);
+        if (typeof r.type !== 'string' || r.type.length === 0) throw new TypeError(`record ${i} has no type`);
+        if (r.at !== undefined && (typeof r.at !== 'string' || Number.isNaN(Date.parse(r.at)))) {
+          throw new TypeError(`record ${i} (${r.type}) has an "at" that is not an ISO time: ${String(r.at)}`);
+        }
+        const seq = this.nextSeq + i;
+        const { value, crc } = encodeValue({ v, seq, type: r.type, at: r.at ?? now, data: r.data });
+        return { seq, key: encodeKey(seq), value, crc };
+      });
+      if (encoded.length === 0) return sync ? this.flushTo(this.nextSeq - 1, true).then(() => []) : Promise.resolve([]);
+      this.nextSeq += encoded.length;
+      this.buffer.push(...encoded);
+      const seqs = encoded.map((e) => e.seq);
+      const last = seqs[seqs.length - 1];
+      if (sync) return this.flushTo(last, true).then(() => seqs);
+      if (this.buffer.length >= this.flushThreshold) return this.flushTo(last, false).then(() => seqs);
+      return Promise.resolve(seqs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Writes the buffered records up to `target` as one batch (queued behind earlier writes). With
+   * `sync`, the batch is fsynced (a marker delete forces that when nothing is pending) and
+   * committed.json advanced to the highest written seq.
+   */
+  flushTo(target: number, sync: boolean): Promise<void> {
+    return this.enqueue(async () => {
+      let n = 0;
+      while (n < this.buffer.length && this.buffer[n].seq <= target) n++;
+      const entries = this.buffer.slice(0, n);
+      const needsSync = sync && this.flushedLast + n > (this.committed?.seq ?? -1);
+      if (n === 0 && !needsSync) return;
+      try {
+        const ops: Array<{ type: 'put'; key: string; value: string } | { type: 'del'; key: string }> = entries.map((e) => ({
+          type: 'put',
+          key: e.key,
+          value: e.value,
+        }));
+        if (ops.length === 0) ops.push({ type: 'del', key: SYNC_KEY });
+        await this.db.batch(ops, { sync: needsSync });
+        this.buffer.splice(0, n);
+        if (n > 0) this.flushedLast = entries[n - 1].seq;
+        if (needsSync && this.flushedLast >= 0) {
+          const crc = n > 0 ? entries[n - 1].crc : await this.crcOf(this.flushedLast);
+          const mark = { seq: this.flushedLast, crc };
+          await writeFileAtomic(path.join(this.runDir, COMMITTED_FILE), JSON.stringify(mark) + '\n');
+          this.committed = mark;
+        }
+      } catch (err) {
+        this.failed = err as Error;
+        throw err;
+      }
+    });
+  }
+
+  private async crcOf(seq: number): Promise<string> {
+    const v = await this.db.get(encodeKey(seq));
+    if (v === undefined) throw new CorruptLogError(this.runId, seq, `event ${seq} is missing`);
+    return v.slice(0, 8);
+  }
+
+  /** Waits for queued writes to finish (successfully or not). */
+  async drain(): Promise<void> {
+    await this.queue;
+  }
+
+  dropUnflushed(): void {
+    this.buffer = [];
+    this.nextSeq = this.flushedLast + 1;
+  }
+}
+
+function seqRange(a: number, b: number): string {
+  return a === b ? `${a}` : `${a}..${b}`;
+}
+
+function checkSeqArg(name: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isSafeInteger(v) || v === Infinity)) throw new RangeError(`${name} must be an integer, got ${v}`);
+}
+
+/**
+ * One handle on a run's log. Obtain it from Store.createRun / Store.openRun. A 'read' RunLog
+ * cannot append; a 'write' RunLog is the process's only writer of the run.
+ */
+export class RunLog {
+  private closed = false;
+
+  /** @internal Use Store.createRun / Store.openRun. */
+  constructor(
+    private readonly core: RunCore,
+    readonly mode: RunMode,
+    private readonly onClose: (log: RunLog) => Promise<void>,
+  ) {}
+
+  get runId(): string {
+    return this.core.runId;
+  }
+
+  /** Non-sync records appended but not yet written to LevelDB. */
+  get pendingCount(): number {
+    return this.core.buffer.length;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private check(): void {
+    if (this.closed) throw new Error(`run "${this.runId}": this log handle is closed`);
+  }
+
+  /**
+   * Appends records with consecutive seqs and returns them. With `sync: true` the records (and
+   * every earlier one) are durable when this resolves; without, they may sit in memory until a
+   * later flush (see the top of this file).
+   */
+  append(records: Array<{ type: string; data: unknown; at?: string }>, opts: { sync: boolean }): Promise<number[]> {
+    try {
+      this.check();
+      if (this.mode !== 'write') throw new Error(`run "${this.runId}" is open for reading; open it with mode 'write' to append`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.core.append(records, opts?.sync === true);
+  }
+
+  /** Writes buffered non-sync records to LevelDB (without fsync). */
+  async flush(): Promise<void> {
+    this.check();
+    if (this.core.writable) await this.core.flushTo(this.core.nextSeq - 1, false);
+  }
+
+  /** Records from..to (inclusive) in seq order, each verified. A writer's buffer is flushed first. */
+  async *read(range: ReadRange = {}): AsyncIterable<StoredRecord> {
+    this.check();
+    checkSeqArg('from', range.from);
+    checkSeqArg('to', range.to);
+    const core = this.core;
+    if (core.writable) await core.flushTo(core.nextSeq - 1, false);
+    core.assertUsable();
+    const from = Math.max(0, range.from ?? 0);
+    const hi = Math.min(range.to ?? Infinity, core.flushedLast);
+    if (from > hi) return;
+    const it = core.db.iterator({ gte: encodeKey(from), lte: encodeKey(hi) });
+    const decodeOpts = { maxSchemaVersion: core.options.maxSchemaVersion };
+    let expected = from;
+    try {
+      for (;;) {
+        const entries = await it.nextv(BATCH_READ);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) {
+          const rec = decodeValue(core.runId, key, value, decodeOpts);
+          if (rec.seq !== expected) {
+            throw new CorruptLogError(core.runId, expected, `events ${seqRange(expected, rec.seq - 1)} are missing`);
+          }
+          expected++;
+          yield { v: rec.v, seq: rec.seq, type: rec.type, at: rec.at, data: rec.data };
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    if (expected <= hi) throw new CorruptLogError(core.runId, expected, `events ${seqRange(expected, hi)} are missing`);
+  }
+
+  /** All records from..to as an array. */
+  async readAll(range: ReadRange = {}): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    for await (const r of this.read(range)) out.push(r);
+    return out;
+  }
+
+  /** One record, verified; undefined past the end of the log. */
+  async get(seq: number): Promise<StoredRecord | undefined> {
+    this.check();
+    checkSeqArg('seq', seq);
+    const core = this.core;
+    if (core.writable && seq <= core.nextSeq - 1) await core.flushTo(seq, false);
+    core.assertUsable();
+    if (seq < 0 || seq > core.flushedLast) return undefined;
+    const key = encodeKey(seq);
+    const value = await core.db.get(key);
+    if (value === undefined) throw new CorruptLogError(core.runId, seq, `event ${seq} is missing`);
+    const rec = decodeValue(core.runId, key, value, { maxSchemaVersion: core.options.maxSchemaVersion });
+    return { v: rec.v, seq: rec.seq, type: rec.type, at: rec.at, data: rec.data };
+  }
+
+  /** The highest seq (-1 if the log is empty), counting a writer's buffered records. */
+  async lastSeq(): Promise<number> {
+    this.check();
+    this.core.assertUsable();
+    return this.core.nextSeq - 1;
+  }
+
+  /** The last durably committed seq per committed.json (-1 if none). A reader sees it as of opening. */
+  async committedSeq(): Promise<number> {
+    this.check();
+    return this.core.committed?.seq ?? -1;
+  }
+
+  /**
+   * Closes this handle. A writer first writes its buffer with { sync: true } and advances
+   * committed.json. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      // A log that failed a write or its integrity check is left exactly as it is.
+      if (this.mode === 'write' && !this.core.failed && !this.core.structural) {
+        await this.core.flushTo(this.core.nextSeq - 1, true);
+      }
+    } finally {
+      await this.core.drain();
+      await this.onClose(this);
+    }
+  }
+
+  /**
+   * TEST ONLY: forgets the buffered non-sync records, as a crash would. Call it, then close():
+   * the log on disk is what a process killed at this point would have left.
+   */
+  __dropUnflushedForTest(): void {
+    this.core.dropUnflushed();
+  }
+}
+

@@ -1,0 +1,493 @@
+// The store: a folder of runs, one LevelDB per run, plus content-addressed blobs.
+//
+//   <store>/store.json                 {"format":"retrace-store","version":1}
+//   <store>/runs/<runId>/log/          the run's LevelDB (see run-log.ts, codec.ts)
+//   <store>/runs/<runId>/committed.json {"seq":N,"crc":"..."} last durably committed seq
+//   <store>/runs/<runId>/owner.json    the process holding the run open for writing
+//   <store>/blobs/<hh>/<sha256hex>     snapshot bytes (blobs.ts)
+//   <store>/tmp/                       scratch: readers' copies, blob temp files
+//
+// One LevelDB per run because classic-level lets one process open a database: the runs of a sweep
+// are trained by separate processes into one store.
+//
+// Opening a run:
+// - 'write' opens the LevelDB exclusively. LevelDB's lock is an OS file lock, released when the
+//   holder dies (even by SIGKILL), so there are no stale locks; if another process holds it,
+//   RunLockedError names that process from owner.json. On success this process writes owner.json
+//   (and removes it when it closes).
+// - 'read' never opens the original database, because opening a LevelDB writes to it (log
+//   recovery, a new MANIFEST) and would hold its lock, blocking a trainer that wants to resume.
+//   Instead it takes a private copy into <store>/tmp/read-<pid>-<random>/ — the immutable table
+//   files hard-linked, CURRENT, the MANIFEST and the write-ahead logs copied, retried when a
+//   compaction changes the files mid-copy — opens that, and deletes it on close. That works while
+//   another process writes the run: the reader sees a consistent prefix (committed.json is read
+//   before the copy, so its check still holds; a torn last write in the copied log is dropped by
+//   LevelDB). A 'read' of a run this process has open for writing shares the writer's handle
+//   (no second open of the same LevelDB) and sees its buffered records.
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { BlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
+import { RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
+import { readCommitted, RunCore, RunLog, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
+
+export const STORE_FORMAT = 'retrace-store';
+export const STORE_VERSION = 1;
+export const RUN_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+export interface StoreOptions extends RunLogOptions, BlobStoreOptions {
+  /** Create the store (and its folder) when missing (default true). */
+  create?: boolean;
+}
+
+/** A LevelDB open in this process, shared by its writer and the readers opened alongside it. */
+interface Shared {
+  key: string;
+  core: RunCore;
+  writer: RunLog | null;
+  views: Set<RunLog>;
+}
+
+/** Per process: run log folder → its open LevelDB. */
+const openCores = new Map<string, Shared>();
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === code;
+}
+
+function isLevelLocked(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } } | null;
+  return e?.code === 'LEVEL_LOCKED' || e?.cause?.code === 'LEVEL_LOCKED';
+}
+
+function commandLine(): string {
+  const argv = [path.basename(process.argv[0] ?? 'node'), ...process.argv.slice(1)];
+  const s = argv.join(' ');
+  return s.length > 200 ? `${s.slice(0, 197)}...` : s;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM');
+  }
+}
+
+async function openLevel(location: string, createIfMissing: boolean): Promise<LevelDb> {
+  const db = new ClassicLevel<string, string>(location, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  await db.open({ createIfMissing, errorIfExists: false });
+  return db;
+}
+
+/** Bytes of the files under `p` (0 if it does not exist). */
+async function dirBytes(p: string): Promise<number> {
+  let st;
+  try {
+    st = await fsp.lstat(p);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return 0;
+    throw err;
+  }
+  if (!st.isDirectory()) return st.size;
+  let total = 0;
+  let names: string[];
+  try {
+    names = await fsp.readdir(p);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return 0;
+    throw err;
+  }
+  for (const n of names) total += await dirBytes(path.join(p, n));
+  return total;
+}
+
+const LEVEL_TABLE = /\.(ldb|sst)$/;
+const LEVEL_COPIED = /^(CURRENT|MANIFEST-\d+|\d+\.log)$/;
+
+/**
+ * Copies a LevelDB that another process may be writing into `dst`: tables hard-linked (they are
+ * immutable), CURRENT, MANIFEST and logs copied. Consistent when the MANIFEST (and CURRENT) did not
+ * change during the copy — every flush or compaction appends to the MANIFEST before it deletes
+ * files — otherwise, or when a file vanished mid-copy, it starts again. Returns false if `src` holds
+ * no database.
+ */
+async function copyLevelDb(src: string, dst: string, attempts = 20): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    await fsp.rm(dst, { recursive: true, force: true });
+    await fsp.mkdir(dst, { recursive: true });
+    try {
+      let current: string;
+      try {
+        current = await fsp.readFile(path.join(src, 'CURRENT'), 'utf8');
+      } catch (err) {
+        if (isErrno(err, 'ENOENT') && attempt === 1) {
+          try {
+            const names = await fsp.readdir(src);
+            if (!names.some((n) => n.startsWith('MANIFEST-'))) return false;
+          } catch (e2) {
+            if (isErrno(e2, 'ENOENT')) return false;
+            throw e2;
+          }
+        }
+        throw err;
+      }
+      const manifest = current.trim();
+      const manifestPath = path.join(src, manifest);
+      const size1 = (await fsp.stat(manifestPath)).size;
+      const names = await fsp.readdir(src);
+      for (const n of names) {
+        if (LEVEL_TABLE.test(n)) {
+          try {
+            await fsp.link(path.join(src, n), path.join(dst, n));
+          } catch (err) {
+            if (isErrno(err, 'EXDEV') || isErrno(err, 'EPERM') || isErrno(err, 'EMLINK')) {
+              await fsp.copyFile(path.join(src, n), path.join(dst, n));
+            } else throw err;
+          }
+        } else if (n.endsWith('.log') && LEVEL_COPIED.test(n)) {
+          await fsp.copyFile(path.join(src, n), path.join(dst, n));
+        }
+      }
+      await fsp.copyFile(manifestPath, path.join(dst, manifest));
+      const size2 = (await fsp.stat(manifestPath)).size;
+      const current2 = await fsp.readFile(path.join(src, 'CURRENT'), 'utf8');
+      if (size1 !== size2 || current2 !== current) throw Object.assign(new Error('LevelDB changed during copy'), { code: 'ECHANGED' });
+      await fsp.writeFile(path.join(dst, 'CURRENT'), current);
+      return true;
+    } catch (err) {
+      if ((isErrno(err, 'ENOENT') || isErrno(err, 'ECHANGED')) && attempt < attempts) {
+        await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+function checkStoreJson(abs: string, text: string): void {
+  let meta: { format?: unknown; version?: unknown } | null;
+  try {
+    meta = JSON.parse(text) as { format?: unknown; version?: unknown } | null;
+  } catch {
+    meta = null;
+  }
+  if (!meta || meta.format !== STORE_FORMAT || typeof meta.version !== 'number') {
+    throw new StoreError(`${abs} is not a retrace store (its store.json is not a retrace store's)`, abs);
+  }
+  if (meta.version > STORE_VERSION) {
+    throw new StoreError(`${abs} is a version ${meta.version} retrace store; this retrace reads up to version ${STORE_VERSION}, upgrade retrace`, abs);
+  }
+}
+
+export interface RunOpenOptions extends RunLogOptions {}
+
+export class Store {
+  readonly blobs: BlobStore;
+  private readonly logs = new Set<RunLog>();
+  private closed = false;
+
+  private constructor(
+    /** Absolute path of the store's folder. */
+    readonly dir: string,
+    private readonly options: StoreOptions,
+  ) {
+    this.blobs = new BlobStore(dir, options);
+  }
+
+  /**
+   * Opens the store in `dir`, creating it when the folder is missing or empty (unless
+   * `create: false`). A folder with other content and no store.json, or a store of a newer
+   * version, is a StoreError.
+   */
+  static async open(dir: string, opts: StoreOptions = {}): Promise<Store> {
+    const abs = path.resolve(dir);
+    const create = opts.create ?? true;
+    // Two processes may create the same store at once: whoever sees the other's store.json
+    // appear while checking the folder reads it again.
+    for (let attempt = 0; ; attempt++) {
+      let text: string | null = null;
+      try {
+        text = await fsp.readFile(path.join(abs, 'store.json'), 'utf8');
+      } catch (err) {
+        if (isErrno(err, 'ENOTDIR')) throw new StoreError(`${abs} is not a retrace store (it is a file)`, abs);
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+      if (text !== null) {
+        checkStoreJson(abs, text);
+        break;
+      }
+      let names: string[] = [];
+      try {
+        names = (await fsp.readdir(abs)).filter((n) => !n.startsWith('store.json.tmp-'));
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        if (!create) throw new StoreError(`${abs} is not a retrace store (it does not exist)`, abs);
+      }
+      if (names.includes('store.json') && attempt < 3) continue;
+      if (names.length > 0) throw new StoreError(`${abs} is not a retrace store (it has other files and no store.json)`, abs);
+      if (!create) throw new StoreError(`${abs} is not a retrace store (it has no store.json)`, abs);
+      await fsp.mkdir(abs, { recursive: true });
+      await writeFileAtomic(path.join(abs, 'store.json'), JSON.stringify({ format: STORE_FORMAT, version: STORE_VERSION }) + '\n');
+      break;
+    }
+    for (const sub of ['runs', 'blobs', 'tmp']) await fsp.mkdir(path.join(abs, sub), { recursive: true });
+    const store = new Store(abs, opts);
+    await store.cleanTmp();
+    return store;
+  }
+
+  private runDir(id: string): string {
+    if (typeof id !== 'string' || !RUN_ID_RE.test(id)) {
+      throw new StoreError(`invalid run id ${JSON.stringify(id)}: letters, digits, ".", "_" or "-", at most 100, not starting with "." "_" "-"`);
+    }
+    return path.join(this.dir, 'runs', id);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreError(`the store ${this.dir} is closed`, this.dir);
+  }
+
+  /** Removes scratch files left by processes that no longer run. */
+  private async cleanTmp(): Promise<void> {
+    const tmp = path.join(this.dir, 'tmp');
+    let names: string[];
+    try {
+      names = await fsp.readdir(tmp);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const m = /^(?:read|blob|remove)-(\d+)-/.exec(n);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || pidAlive(pid)) continue;
+      await fsp.rm(path.join(tmp, n), { recursive: true, force: true }).catch(() => {});
+    }
+  }
+
+  /** Run ids, sorted. */
+  async listRuns(): Promise<string[]> {
+    this.assertOpen();
+    let entries;
+    try {
+      entries = await fsp.readdir(path.join(this.dir, 'runs'), { withFileTypes: true });
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    return entries
+      .filter((e) => e.isDirectory() && RUN_ID_RE.test(e.name))
+      .map((e) => e.name)
+      .sort();
+  }
+
+  async hasRun(id: string): Promise<boolean> {
+    this.assertOpen();
+    try {
+      return (await fsp.stat(this.runDir(id))).isDirectory();
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false;
+      throw err;
+    }
+  }
+
+  private async assertRun(id: string): Promise<void> {
+    if (!(await this.hasRun(id))) throw new UnknownRunError(id, await this.listRuns());
+  }
+
+  /**
+   * Creates a run and opens it for writing. Creating runs/<id> is the atomic claim: if it exists,
+   * RunExistsError.
+   */
+  async createRun(id: string, opts: RunOpenOptions = {}): Promise<RunLog> {
+    this.assertOpen();
+    const dir = this.runDir(id);
+    try {
+      await fsp.mkdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) throw new RunExistsError(id);
+      throw err;
+    }
+    await fsyncDir(path.dirname(dir));
+    const log = await this.openWrite(id, opts);
+    await fsyncDir(dir);
+    return log;
+  }
+
+  /** Opens an existing run (UnknownRunError if none); see the top of this file for the modes. */
+  async openRun(id: string, mode: RunMode, opts: RunOpenOptions = {}): Promise<RunLog> {
+    this.assertOpen();
+    if (mode !== 'write' && mode !== 'read') throw new TypeError(`mode must be 'write' or 'read', got ${String(mode)}`);
+    await this.assertRun(id);
+    return mode === 'write' ? this.openWrite(id, opts) : this.openRead(id, opts);
+  }
+
+  private runOptions(opts: RunOpenOptions): RunLogOptions {
+    return {
+      schemaVersion: opts.schemaVersion ?? this.options.schemaVersion,
+      maxSchemaVersion: opts.maxSchemaVersion ?? this.options.maxSchemaVersion,
+      flushThreshold: opts.flushThreshold ?? this.options.flushThreshold,
+    };
+  }
+
+  private track(log: RunLog): RunLog {
+    this.logs.add(log);
+    return log;
+  }
+
+  private async readOwner(id: string): Promise<RunOwner | null> {
+    try {
+      const o = JSON.parse(await fsp.readFile(path.join(this.runDir(id), 'owner.json'), 'utf8')) as RunOwner;
+      return typeof o?.pid === 'number' ? o : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private async openWrite(id: string, opts: RunOpenOptions): Promise<RunLog> {
+    const runDir = this.runDir(id);
+    const key = path.join(await fsp.realpath(runDir), 'log');
+    let shared = openCores.get(key);
+    if (shared?.writer) throw new RunLockedError(id, await this.readOwner(id), true);
+    if (!shared) {
+      const committed = await readCommitted(runDir, id);
+      let db: LevelDb;
+      try {
+        db = await openLevel(key, true);
+      } catch (err) {
+        if (isLevelLocked(err)) throw new RunLockedError(id, await this.readOwner(id));
+        throw err;
+      }
+      let core: RunCore;
+      try {
+        // committed.json cannot change now: only the lock holder writes it.
+        core = await RunCore.open({ runId: id, runDir, db, writable: true, options: this.runOptions(opts), committed });
+      } catch (err) {
+        await db.close().catch(() => {});
+        throw err;
+      }
+      // Another open may have raced us while we awaited; LevelDB's lock makes that impossible for
+      // the same folder, but keep the map consistent anyway.
+      shared = openCores.get(key) ?? { key, core, writer: null, views: new Set() };
+      openCores.set(key, shared);
+    }
+    const s = shared;
+    const owner: RunOwner = { pid: process.pid, hostname: os.hostname(), command: commandLine(), startedAt: new Date().toISOString() };
+    try {
+      await writeFileAtomic(path.join(runDir, 'owner.json'), JSON.stringify(owner) + '\n', false);
+    } catch (err) {
+      await this.release(s).catch(() => {});
+      throw err;
+    }
+    const log = new RunLog(s.core, 'write', async (l) => {
+      this.logs.delete(l);
+      if (s.writer === l) {
+        s.writer = null;
+        // Remove owner.json while still holding the lock, so a next owner's file is never deleted.
+        await fsp.rm(path.join(runDir, 'owner.json'), { force: true });
+      }
+      await this.release(s);
+    });
+    s.writer = log;
+    return this.track(log);
+  }
+
+  private async release(s: Shared): Promise<void> {
+    if (s.writer || s.views.size > 0) return;
+    if (openCores.get(s.key) === s) openCores.delete(s.key);
+    await s.core.db.close();
+  }
+
+  private async openRead(id: string, opts: RunOpenOptions): Promise<RunLog> {
+    const runDir = this.runDir(id);
+    const key = path.join(await fsp.realpath(runDir), 'log');
+    const shared = openCores.get(key);
+    if (shared) {
+      const log = new RunLog(shared.core, 'read', async (l) => {
+        this.logs.delete(l);
+        shared.views.delete(l);
+        await this.release(shared);
+      });
+      shared.views.add(log);
+      return this.track(log);
+    }
+    // committed.json first: whatever it names was in the log before it was written.
+    const committed = await readCommitted(runDir, id);
+    const copy = path.join(this.dir, 'tmp', `read-${process.pid}-${randomBytes(6).toString('hex')}`);
+    let db: LevelDb | null = null;
+    try {
+      const had = await copyLevelDb(key, copy);
+      db = await openLevel(copy, !had);
+      const core = await RunCore.open({ runId: id, runDir, db, writable: false, options: this.runOptions(opts), committed });
+      const opened = db;
+      const log = new RunLog(core, 'read', async (l) => {
+        this.logs.delete(l);
+        try {
+          await opened.close();
+        } finally {
+          await fsp.rm(copy, { recursive: true, force: true });
+        }
+      });
+      return this.track(log);
+    } catch (err) {
+      if (db) await db.close().catch(() => {});
+      await fsp.rm(copy, { recursive: true, force: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * Deletes a run's folder (its blobs stay until collectGarbage). RunLockedError if any process,
+   * this one included, has it open for writing.
+   */
+  async removeRun(id: string): Promise<void> {
+    this.assertOpen();
+    await this.assertRun(id);
+    const runDir = this.runDir(id);
+    const key = path.join(await fsp.realpath(runDir), 'log');
+    const shared = openCores.get(key);
+    if (shared) throw new RunLockedError(id, await this.readOwner(id), true);
+    // Take the lock to make sure no other process is writing it.
+    let db: LevelDb | null = null;
+    try {
+      db = await openLevel(key, false);
+    } catch (err) {
+      if (isLevelLocked(err)) throw new RunLockedError(id, await this.readOwner(id));
+      // No (valid) database: nothing to lock.
+    }
+    if (db) await db.close();
+    const trash = path.join(this.dir, 'tmp', `remove-${process.pid}-${randomBytes(6).toString('hex')}`);
+    await fsp.rename(runDir, trash);
+    await fsyncDir(path.dirname(runDir));
+    await fsp.rm(trash, { recursive: true, force: true });
+  }
+
+  /** Bytes the run takes outside the blob store: its LevelDB folder, committed.json and owner.json. */
+  async runBytes(id: string): Promise<number> {
+    this.assertOpen();
+    await this.assertRun(id);
+    const dir = this.runDir(id);
+    return (
+      (await dirBytes(path.join(dir, 'log'))) + (await dirBytes(path.join(dir, 'committed.json'))) + (await dirBytes(path.join(dir, 'owner.json')))
+    );
+  }
+
+  /** Closes every run log opened through this Store (writers flush with sync first). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const errors: unknown[] = [];
+    for (const log of [...this.logs]) {
+      try {
+        await log.close();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    this.closed = true;
+    if (errors.length > 0) throw errors[0];
+  }
+}

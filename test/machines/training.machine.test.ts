@@ -1,0 +1,239 @@
+// The machine as a specification: given settings and events, then the state and context.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { fromPlain, startMachine, stateName, step, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
+import type { TrainingEvent, TrainingSettings } from '../../machines/training.events.js';
+
+const base: TrainingSettings = {
+  stepsPerEpoch: 3,
+  totalSteps: 12,
+  batchSize: 2,
+  warmupSteps: 0,
+  baseLr: 0.1,
+  minLr: 0.01,
+  lrFactor: 0.5,
+  minDelta: 0,
+  plateauPatience: 2,
+  cooldown: 0,
+  earlyStopping: false,
+  earlyStopPatience: 2,
+  monitor: 'valLoss',
+  divergenceThreshold: null,
+};
+
+/** A tiny driver: the events a real driver would send, with the validation losses given. */
+class Given {
+  snapshot: TrainingSnapshot;
+  constructor(settings: Partial<TrainingSettings> = {}) {
+    this.snapshot = startMachine({ ...base, ...settings });
+  }
+  send(event: TrainingEvent): this {
+    const r = step(this.snapshot, event);
+    expect(r.accepted, `${event.type} in ${stateName(this.snapshot)}`).toBe(true);
+    this.snapshot = r.snapshot;
+    return this;
+  }
+  get ctx() {
+    return this.snapshot.context;
+  }
+  get state() {
+    return stateName(this.snapshot);
+  }
+  started(valLoss = 1): this {
+    return this.send({ type: 'eval.finished', step: 0, valLoss, valAccuracy: 0 }).send({
+      type: 'checkpoint.committed',
+      kind: 'initial',
+      index: 0,
+      step: 0,
+      weightsHash: 'h0',
+    });
+  }
+  steps(n: number, loss = 0.5): this {
+    for (let i = 0; i < n; i += 1) {
+      const s = this.ctx.step + 1;
+      this.send({ type: 'step.finished', step: s, loss, lr: this.ctx.lr, examplesSeen: s * this.ctx.settings.batchSize });
+    }
+    return this;
+  }
+  /** Finishes a virtual epoch: steps to the boundary, evaluation, checkpoint. */
+  epoch(valLoss: number): this {
+    while (this.state !== 'checkpointing') this.steps(1);
+    const index = this.ctx.epochCheckpoints + 1;
+    return this.send({ type: 'eval.finished', step: this.ctx.step, valLoss, valAccuracy: 1 - valLoss }).send({
+      type: 'checkpoint.committed',
+      kind: 'epoch',
+      index,
+      step: this.ctx.step,
+      weightsHash: `h${index}`,
+    });
+  }
+  interrupt(): this {
+    return this.send({ type: 'stop.requested', source: 'api' }).send({
+      type: 'checkpoint.committed',
+      kind: 'interrupt',
+      index: this.ctx.epochCheckpoints,
+      step: this.ctx.step,
+      weightsHash: 'hi',
+    });
+  }
+}
+
+describe('training machine', () => {
+  it('starts idle and leaves it only with checkpoint 0, which is the first best', () => {
+    const g = new Given();
+    expect(g.state).toBe('idle');
+    expect(step(g.snapshot, { type: 'step.finished', step: 1, loss: 1, lr: 0.1, examplesSeen: 2 }).accepted).toBe(false);
+    g.started(0.9);
+    expect(g.state).toBe('training');
+    expect(g.ctx.best).toMatchObject({ index: 0, metric: 0.9 });
+  });
+
+  it('ramps the learning rate linearly over warmupSteps, then trains at the base rate', () => {
+    const g = new Given({ warmupSteps: 4, stepsPerEpoch: 10, totalSteps: 20 }).started();
+    expect(g.state).toBe('warmup');
+    const lrs = [g.ctx.lr];
+    for (let i = 0; i < 5; i += 1) lrs.push(g.steps(1).ctx.lr);
+    [0.025, 0.05, 0.075, 0.1, 0.1, 0.1].forEach((lr, i) => expect(lrs[i]).toBeCloseTo(lr, 12));
+    expect(g.state).toBe('training');
+  });
+
+  it('checkpoints at every virtual-epoch boundary and stops on budget', () => {
+    const g = new Given().started();
+    g.steps(2);
+    expect(g.state).toBe('training');
+    g.steps(1);
+    expect(g.state).toBe('checkpointing');
+    g.send({ type: 'eval.finished', step: 3, valLoss: 0.5, valAccuracy: 0.5 }).send({ type: 'checkpoint.committed', kind: 'epoch', index: 1, step: 3, weightsHash: 'h1' });
+    expect(g.state).toBe('training');
+    g.epoch(0.4).epoch(0.3).epoch(0.2);
+    expect(g.state).toBe('stopped');
+    expect(g.ctx.stopReason).toBe('budget');
+    expect(g.ctx.best?.index).toBe(4);
+  });
+
+  it('on a plateau multiplies the rate by lrFactor, not below minLr, then stops at minLr', () => {
+    const g = new Given({ totalSteps: 30, plateauPatience: 1, lrFactor: 0.25, minLr: 0.01 }).started(0.5);
+    g.epoch(0.6);
+    expect(g.state).toBe('plateau');
+    expect(g.ctx.lr).toBeCloseTo(0.025);
+    g.steps(1);
+    expect(g.state).toBe('training');
+    g.epoch(0.7);
+    expect(g.ctx.lr).toBe(0.01); // 0.025 × 0.25 would be below minLr
+    g.epoch(0.8);
+    expect(g.state).toBe('stopped');
+    expect(g.ctx.stopReason).toBe('plateau');
+  });
+
+  it('waits `cooldown` evaluations after a reduction before counting towards the next plateau', () => {
+    const g = new Given({ totalSteps: 30, plateauPatience: 1, cooldown: 2 }).started(0.5);
+    g.epoch(0.6);
+    expect(g.state).toBe('plateau');
+    g.epoch(0.6).epoch(0.6);
+    expect(g.ctx.currentBaseLr).toBeCloseTo(0.05); // two evaluations in cooldown: no reduction
+    g.epoch(0.6);
+    expect(g.state).toBe('plateau');
+    expect(g.ctx.currentBaseLr).toBeCloseTo(0.025);
+  });
+
+  it('stops early after earlyStopPatience evaluations without improvement, when early stopping is on', () => {
+    const g = new Given({ totalSteps: 30, earlyStopping: true, earlyStopPatience: 2, plateauPatience: 5 }).started(0.5);
+    g.epoch(0.4).epoch(0.45);
+    expect(g.state).toBe('training');
+    g.epoch(0.41);
+    expect(g.state).toBe('stopped');
+    expect(g.ctx.stopReason).toBe('early-stop');
+    expect(g.ctx.best?.index).toBe(1);
+  });
+
+  it('gives budget precedence over early stop, and early stop over plateau', () => {
+    const both = new Given({ totalSteps: 6, earlyStopping: true, earlyStopPatience: 1, plateauPatience: 1 }).started(0.5);
+    both.epoch(0.6);
+    expect(both.ctx.stopReason).toBe('early-stop');
+    const budget = new Given({ totalSteps: 6, earlyStopping: true, earlyStopPatience: 1, plateauPatience: 1 }).started(0.5);
+    budget.epoch(0.4).epoch(0.6);
+    expect(budget.ctx.stopReason).toBe('budget');
+  });
+
+  it('requires an improvement larger than minDelta', () => {
+    const g = new Given({ totalSteps: 30, minDelta: 0.05, plateauPatience: 9 }).started(0.5);
+    g.epoch(0.47);
+    expect(g.ctx.best?.index).toBe(0);
+    expect(g.ctx.sinceImprovement).toBe(1);
+    g.epoch(0.4);
+    expect(g.ctx.best?.index).toBe(2);
+  });
+
+  it('monitors validation accuracy (maximised) when asked', () => {
+    const g = new Given({ totalSteps: 30, monitor: 'valAccuracy', plateauPatience: 9 }).started(0.9); // accuracy 0
+    g.epoch(0.5); // accuracy 0.5
+    g.epoch(0.7); // accuracy 0.3: worse
+    expect(g.ctx.best?.index).toBe(1);
+  });
+
+  it('stops as diverged on a non-finite loss, a loss above the threshold, or non-finite weights', () => {
+    const nan = new Given().started();
+    nan.send({ type: 'step.finished', step: 1, loss: Number.NaN, lr: 0.1, examplesSeen: 2 });
+    expect([nan.state, nan.ctx.stopReason]).toEqual(['stopped', 'diverged']);
+    const high = new Given({ divergenceThreshold: 10 }).started();
+    high.send({ type: 'step.finished', step: 1, loss: 11, lr: 0.1, examplesSeen: 2 });
+    expect(high.ctx.stopReason).toBe('diverged');
+    const weights = new Given().started();
+    weights.send({ type: 'step.finished', step: 1, loss: 1, lr: 0.1, examplesSeen: 2, weightsFinite: false });
+    expect(weights.ctx.stopReason).toBe('diverged');
+    expect(weights.ctx.best?.index).toBe(0); // the last good checkpoint stays the one to use
+  });
+
+  it('interrupts from warmup, training or plateau into stopped(interrupted) and resumes where it was', () => {
+    for (const [settings, prepare, origin] of [
+      [{ warmupSteps: 2 }, (g: Given) => g.steps(1), 'warmup'],
+      [{}, (g: Given) => g.steps(1), 'training'],
+      [{ totalSteps: 30, plateauPatience: 1 }, (g: Given) => g.epoch(2), 'plateau'],
+    ] as const) {
+      const g = prepare(new Given(settings).started(1));
+      expect(g.state).toBe(origin);
+      g.interrupt();
+      expect([g.state, g.ctx.stopReason]).toEqual(['stopped', 'interrupted']);
+      g.send({ type: 'run.resumed' });
+      expect(g.state).toBe(origin);
+      expect(g.ctx.stopReason).toBeNull();
+    }
+  });
+
+  it('moves no counter with an interrupt checkpoint: an interrupted run decides like an uninterrupted one', () => {
+    const straight = new Given({ totalSteps: 30, plateauPatience: 2 }).started(0.5);
+    const interrupted = new Given({ totalSteps: 30, plateauPatience: 2 }).started(0.5);
+    straight.epoch(0.6).steps(1).epoch(0.7).steps(1).epoch(0.4);
+    interrupted.epoch(0.6).interrupt().send({ type: 'run.resumed' }).steps(1).interrupt().send({ type: 'run.resumed' });
+    interrupted.epoch(0.7).steps(1).epoch(0.4);
+    const { lastCheckpoint: _a, ...a } = straight.ctx;
+    const { lastCheckpoint: _b, ...b } = interrupted.ctx;
+    expect(b).toEqual(a);
+    expect(interrupted.state).toBe(straight.state);
+  });
+
+  it('does not resume a run that stopped for any other reason; exports from stopped', () => {
+    const g = new Given({ totalSteps: 3 }).started().epoch(0.5);
+    expect(g.ctx.stopReason).toBe('budget');
+    expect(step(g.snapshot, { type: 'run.resumed' }).accepted).toBe(false);
+    g.send({ type: 'export.finished', checkpoint: 1, out: '/tmp/m' });
+    expect(g.state).toBe('exported');
+    g.send({ type: 'export.finished', checkpoint: 0, out: '/tmp/m0' });
+    expect(g.ctx.exported).toEqual({ checkpoint: 0, out: '/tmp/m0' });
+  });
+
+  it('round-trips snapshots through plain data (what checkpoints store)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.double({ min: 0.01, max: 2, noNaN: true }), { minLength: 1, maxLength: 6 }), (losses) => {
+        const g = new Given({ totalSteps: 30, plateauPatience: 1, earlyStopping: true, earlyStopPatience: 3 }).started(1);
+        for (const loss of losses) {
+          if (g.state === 'stopped') break;
+          g.epoch(loss);
+          const restored = fromPlain(structuredClone(toPlain(g.snapshot)));
+          expect(stateName(restored)).toBe(g.state);
+          expect(restored.context).toEqual(g.ctx);
+        }
+      }),
+    );
+  });
+});
