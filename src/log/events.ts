@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import type { TrainingEvent } from '../../machines/training.events.js';
 import { canonicalJson } from './codec.js';
+import { SchemaVersionError } from './errors.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -207,6 +208,7 @@ export class SchemaError extends Error {
 
 /** Validates a stored record's payload against its type's schema. */
 export function parseRecord(runId: string, raw: { v: number; seq: number; type: string; at: string; data: unknown }): LogRecord {
+  if (raw.v > SCHEMA_VERSION) throw new SchemaVersionError(runId, raw.seq, raw.v, SCHEMA_VERSION);
   const upgraded = upgradeRecord(raw);
   const schema = (RECORD_SCHEMAS as Record<string, z.ZodType>)[upgraded.type];
   if (!schema) throw new SchemaError(`run ${runId}: event ${raw.seq} has unknown type "${raw.type}"`);

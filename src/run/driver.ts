@@ -66,7 +66,8 @@ export async function drive(opts: DriveOptions): Promise<void> {
       case 'training':
       case 'plateau':
         if (opts.signal?.aborted && !emitter.verifying) {
-          await emitter.machine({ type: 'stop.requested', source: 'api' }, { type: 'stop.requested', data: { source: 'api' } }, { sync: false });
+          const source = opts.signal.reason === 'signal' ? 'signal' : 'api';
+          await emitter.machine({ type: 'stop.requested', source }, { type: 'stop.requested', data: { source } }, { sync: false });
           break;
         }
         await trainOneStep(opts, snapshotEvery, settings.stepsPerEpoch, settings.batchSize);

@@ -5,14 +5,14 @@ import { newRunId } from '../../run/common.js';
 import { commonFlags } from './index.js';
 import { runWithProgress } from './train.js';
 
-/** About a minute here: 8,000 digits, 6 passes, 6 checkpoints, batch 64 → 750 steps. */
+/** About a minute here: 7,996 training digits, 16 passes, 8 checkpoints, batch 64 → 2,000 steps. */
 export const DEMO_CONFIG = {
   dataset: 'mnist',
   model: 'mlp',
   backend: 'wasm',
   batchSize: 64,
-  stopPoint: 6,
-  checkpoints: 6,
+  stopPoint: 16,
+  checkpoints: 8,
   lr: 0.001,
   warmupSteps: 50,
   seed: 42,
@@ -28,22 +28,18 @@ export function registerDemo(program: Command): void {
       if (flags.json) return;
       const store = flags.store ? ` --store ${flags.store}` : '';
       const r = `npx retrace`;
-      process.stdout.write(
-        [
-          '',
-          'What next:',
-          `  ${r} runs${store}                                  the runs as a lineage tree`,
-          `  ${r} state ${runId}${store}            machine state, metrics, best checkpoint`,
-          `  ${r} log ${runId} --from 0 --to 30${store}  the first events`,
-          `  ${r} replay ${runId} --verify${store}   re-execute it and compare every step bit for bit`,
-          `  ${r} branch ${runId}@best --lr 0.0003 --stop-point 2${store}   fine-tune from the best checkpoint`,
-          `  ${r} export ${runId} --out ./demo-model${store}   a TF.js model for tf.loadLayersModel`,
-          summary.stopReason === 'interrupted' ? `  ${r} resume ${runId}${store}   continue where it stopped` : '',
-          '',
-        ]
-          .filter((l) => l !== '')
-          .join('\n') + '\n',
-      );
+      const hints: Array<[string, string]> = [
+        [`${r} runs${store}`, 'the runs as a lineage tree'],
+        [`${r} state ${runId}${store}`, 'machine state, metrics, best checkpoint'],
+        [`${r} log ${runId} --from 0 --to 30${store}`, 'the first events'],
+        [`${r} replay ${runId} --verify${store}`, 're-execute it, compare every step bit for bit'],
+        [`${r} branch ${runId}@best --lr 0.0003 --stop-point 2${store}`, 'fine-tune from the best checkpoint'],
+        [`${r} export ${runId} --out ./demo-model${store}`, 'a TF.js model for tf.loadLayersModel'],
+        [`${r} ui${store}`, 'look at it in the browser'],
+      ];
+      if (summary.stopReason === 'interrupted') hints.unshift([`${r} resume ${runId}${store}`, 'continue where it stopped']);
+      const width = Math.max(...hints.map(([c]) => c.length));
+      process.stdout.write(`\nWhat next:\n${hints.map(([c, d]) => `  ${c.padEnd(width)}  # ${d}`).join('\n')}\n`);
     },
   );
 }

@@ -19,7 +19,7 @@ export function stopSignal(out: Output): { signal: AbortSignal; dispose: () => v
       process.exit(130);
     }
     out.warn(`${name}: committing a checkpoint, then stopping (again to exit at once)`);
-    controller.abort();
+    controller.abort('signal');
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
