@@ -81,6 +81,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
       cwd: opts.cwd,
       dataset: opts.dataset,
       modelFactory: opts.model,
+    onWarning: opts.onWarning,
     });
     try {
       const sameOptimizer = config.optimizer === history.created.optimizer;

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config, Schedule } from '../config.js';
 import type { RunCreated } from '../log/events.js';
 import type { TrainingSettings } from '../../machines/training.events.js';
-import { initBackend } from '../train/backend.js';
+import { BackendError, initBackend } from '../train/backend.js';
 import { loadDataset } from '../train/data/index.js';
 import type { ModelFactory } from '../train/models.js';
 import { createSession, type TrainingSession } from '../train/session.js';
@@ -27,10 +27,10 @@ export interface EnvironmentOptions {
   /** Library callers pass their own data and model factory instead of names. */
   dataset?: Dataset;
   modelFactory?: ModelFactory;
+  onWarning?: (message: string) => void;
 }
 
 export async function buildEnvironment(opts: EnvironmentOptions): Promise<RunEnvironment> {
-  const { tf, info } = await initBackend(opts.backend);
   const dataset =
     opts.dataset ??
     (await loadDataset(opts.config.dataset, {
@@ -39,8 +39,43 @@ export async function buildEnvironment(opts: EnvironmentOptions): Promise<RunEnv
       seed: opts.config.seed,
       cwd: opts.cwd,
     }));
-  const session = await createSession({ tf, backend: info, dataset, config: opts.config, modelFactory: opts.modelFactory, cwd: opts.cwd });
-  return { tf, backend: info, dataset, session };
+  const build = async (request: BackendRequest): Promise<RunEnvironment & { missing: string | null }> => {
+    const { tf, info } = await initBackend(request);
+    const session = await createSession({ tf, backend: info, dataset, config: opts.config, modelFactory: opts.modelFactory, cwd: opts.cwd });
+    const missing = info.name === 'wasm' ? missingTrainingKernel(tf, session, dataset) : null;
+    return { tf, backend: info, dataset, session, missing };
+  };
+  const env = await build(opts.backend);
+  if (!env.missing) return env;
+  env.session.dispose();
+  // tfjs-backend-wasm lacks some gradient kernels (e.g. Conv2DBackpropFilter for convolutions).
+  if (opts.backend === 'auto') {
+    opts.onWarning?.(`the wasm backend cannot train this model (no ${env.missing} kernel): using the cpu backend`);
+    const cpu = await build('cpu');
+    return cpu;
+  }
+  throw new BackendError(`the ${env.backend.name} backend cannot train this model (no ${env.missing} kernel); use --backend cpu${opts.backend === 'wasm' ? ' or auto' : ''}`);
+}
+
+/** Runs the model's gradient once on one zero example (weights restored afterwards) to find a
+ * kernel the backend lacks, before a run is created rather than at its first step. */
+function missingTrainingKernel(tf: Tf, session: TrainingSession, dataset: Dataset): string | null {
+  const saved = session.capture();
+  try {
+    tf.tidy(() => {
+      const x = tf.zeros([1, ...dataset.inputShape]);
+      const vars = session.model.trainableWeights.map((w) => w.read() as import('@tensorflow/tfjs').Variable);
+      if (vars.length === 0) return;
+      tf.variableGrads(() => tf.mean(session.model.apply(x, { training: true }) as import('@tensorflow/tfjs').Tensor) as import('@tensorflow/tfjs').Scalar, vars);
+    });
+    return null;
+  } catch (err) {
+    const m = /Kernel '(\w+)' not registered/.exec((err as Error).message);
+    if (m) return m[1]!;
+    throw err;
+  } finally {
+    session.restore(saved);
+  }
 }
 
 export function settingsFrom(config: Config, schedule: Schedule): TrainingSettings {

@@ -80,6 +80,7 @@ export async function replayFrom(
     cwd: opts.cwd,
     dataset: opts.dataset,
     modelFactory: opts.model,
+    onWarning: opts.onWarning,
   });
   try {
     const mismatch = backendMismatch(created.backend, env.backend);

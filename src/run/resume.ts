@@ -58,6 +58,7 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
         cwd: opts.cwd,
         dataset: opts.dataset,
         modelFactory: opts.model,
+    onWarning: opts.onWarning,
       });
       try {
         const differences = environmentDifferences(created, env);

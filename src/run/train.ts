@@ -23,6 +23,7 @@ export interface TrainOptions extends StoreOption {
   model?: ModelFactory;
   signal?: AbortSignal;
   onRecord?: RecordListener;
+  onWarning?: (message: string) => void;
   /** The command line that started it, for the log's process record. */
   command?: string;
 }
@@ -32,7 +33,14 @@ export async function train(opts: TrainOptions = {}): Promise<RunSummary> {
   return withStore(opts, async (store) => {
     const runId = config.runId ?? newRunId();
     if (await store.hasRun(runId)) throw new RunExistsError(runId);
-    const env = await buildEnvironment({ config, backend: config.backend, cwd: opts.cwd, dataset: opts.dataset, modelFactory: opts.model });
+    const env = await buildEnvironment({
+      config,
+      backend: config.backend,
+      cwd: opts.cwd,
+      dataset: opts.dataset,
+      modelFactory: opts.model,
+      onWarning: opts.onWarning,
+    });
     try {
       return await startRun(store, {
         runId,

@@ -1,12 +1,15 @@
 // Registers every command. Each command file adds one subcommand and stays thin.
 import type { Command } from 'commander';
 import { registerBranch } from './branch.js';
+import { registerChaos } from './chaos.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
+import { registerFsck } from './fsck.js';
 import { registerInspect } from './inspect.js';
 import { registerMaintenance } from './maintenance.js';
 import { registerReplay } from './replay.js';
 import { registerTrain } from './train.js';
+import { registerUi } from './ui.js';
 
 export function registerCommands(program: Command): void {
   registerTrain(program);
@@ -16,6 +19,9 @@ export function registerCommands(program: Command): void {
   registerInspect(program);
   registerMaintenance(program);
   registerDemo(program);
+  registerFsck(program);
+  registerChaos(program);
+  registerUi(program);
 }
 
 /** Flags every command takes. */

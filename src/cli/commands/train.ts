@@ -65,7 +65,7 @@ export function registerTrain(program: Command): void {
   addConfigFlags(trainCmd).action(async (flags: Record<string, unknown>) => {
     const config = await configFromFlags(flags);
     await runWithProgress(flags, 'train', (hooks) =>
-      train({ store: flags.store as string | undefined, config, signal: hooks.signal, onRecord: hooks.onRecord, command: 'train' }),
+      train({ store: flags.store as string | undefined, config, signal: hooks.signal, onRecord: hooks.onRecord, onWarning: hooks.onWarning, command: 'train' }),
     );
   });
 
