@@ -1,6 +1,5 @@
 // `retrace branch RUN@POINT [overrides…]`: takes the same flags as train.
 import type { Command } from 'commander';
-import { branch } from '../../run/branch.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
 import { commonFlags } from './index.js';
 import { runWithProgress } from './train.js';
@@ -14,8 +13,8 @@ export function registerBranch(program: Command): void {
   );
   addConfigFlags(cmd).action(async (target: string, flags: Record<string, unknown>) => {
     const overrides = await configFromFlags(flags);
-    await runWithProgress(flags, `branch ${target}`, (hooks) =>
-      branch(target, {
+    await runWithProgress(flags, `branch ${target}`, async (hooks) =>
+      (await import('../../run/branch.js')).branch(target, {
         store: flags.store as string | undefined,
         overrides,
         signal: hooks.signal,

@@ -1,6 +1,5 @@
 // `retrace demo` (npm start): a real run on MNIST with the MLP on wasm, then what to try next.
 import type { Command } from 'commander';
-import { train } from '../../run/train.js';
 import { newRunId } from '../../run/common.js';
 import { commonFlags } from './index.js';
 import { runWithProgress } from './train.js';
@@ -22,8 +21,8 @@ export function registerDemo(program: Command): void {
   commonFlags(program.command('demo').description('train MNIST with the MLP on wasm (about a minute), then show what to do next')).action(
     async (flags: { store?: string; json?: boolean }) => {
       const runId = newRunId().replace(/^run-/, 'demo-');
-      const summary = await runWithProgress(flags, 'demo', (hooks) =>
-        train({ store: flags.store, config: { ...DEMO_CONFIG, runId }, signal: hooks.signal, onRecord: hooks.onRecord, command: 'demo' }),
+      const summary = await runWithProgress(flags, 'demo', async (hooks) =>
+        (await import('../../run/train.js')).train({ store: flags.store, config: { ...DEMO_CONFIG, runId }, signal: hooks.signal, onRecord: hooks.onRecord, command: 'demo' }),
       );
       if (flags.json) return;
       const store = flags.store ? ` --store ${flags.store}` : '';

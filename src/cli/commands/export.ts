@@ -1,6 +1,5 @@
 // `retrace export RUN [--checkpoint best|last|K] --out DIR`.
 import type { Command } from 'commander';
-import { exportRun } from '../../run/export.js';
 import { makeOutput } from '../output.js';
 import { commonFlags } from './index.js';
 
@@ -10,6 +9,7 @@ export function registerExport(program: Command): void {
     .requiredOption('--out <dir>', 'output folder')
     .action(async (runId: string, flags: Record<string, string | boolean | undefined>) => {
       const out = makeOutput(Boolean(flags.json));
+      const { exportRun } = await import('../../run/export.js');
       const result = await exportRun(runId, { store: flags.store as string | undefined, checkpoint: flags.checkpoint as string, out: flags.out as string });
       out.result(result, () => `exported run ${runId} checkpoint ${result.checkpoint} (step ${result.step}) to ${result.out}\nweightsHash: ${result.weightsHash}\nload it with: tf.loadLayersModel(…/model.json)`);
     });

@@ -1,8 +1,6 @@
 // `retrace replay RUN [--verify] [--to SEQ|step:N] [--out DIR] [--from POINT]`.
 import path from 'node:path';
 import type { Command } from 'commander';
-import { replay } from '../../run/replay.js';
-import { saveModelToDir } from '../../train/model-io.js';
 import { makeOutput } from '../output.js';
 import { createProgress } from '../progress.js';
 import { commonFlags } from './index.js';
@@ -19,6 +17,8 @@ export function registerReplay(program: Command): void {
       const out = makeOutput(Boolean(flags.json));
       const progress = createProgress({ stream: process.stderr, label: `replay ${runId}` });
       const outDir = typeof flags.out === 'string' ? path.resolve(flags.out) : null;
+      const { replay } = await import('../../run/replay.js');
+      const { saveModelToDir } = await import('../../train/model-io.js');
       const result = await replay(runId, {
         store: flags.store as string | undefined,
         verify: flags.verify === true || flags.to === undefined,

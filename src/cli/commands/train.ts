@@ -1,7 +1,5 @@
 // `retrace train` and `retrace resume`.
 import type { Command } from 'commander';
-import { train } from '../../run/train.js';
-import { resume } from '../../run/resume.js';
 import type { RunSummary } from '../../run/common.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
 import { makeOutput, type Output } from '../output.js';
@@ -64,8 +62,8 @@ export function registerTrain(program: Command): void {
   const trainCmd = commonFlags(program.command('train').description('train a new run'));
   addConfigFlags(trainCmd).action(async (flags: Record<string, unknown>) => {
     const config = await configFromFlags(flags);
-    await runWithProgress(flags, 'train', (hooks) =>
-      train({ store: flags.store as string | undefined, config, signal: hooks.signal, onRecord: hooks.onRecord, onWarning: hooks.onWarning, command: 'train' }),
+    await runWithProgress(flags, 'train', async (hooks) =>
+      (await import('../../run/train.js')).train({ store: flags.store as string | undefined, config, signal: hooks.signal, onRecord: hooks.onRecord, onWarning: hooks.onWarning, command: 'train' }),
     );
   });
 
@@ -73,8 +71,8 @@ export function registerTrain(program: Command): void {
     .option('--force', 'resume although the data, model source or tfjs version changed (recorded in the log)')
     .option('--backend <name>', 'run on another backend than the recorded one (exactness not promised)')
     .action(async (runId: string, flags: Record<string, unknown>) => {
-      await runWithProgress(flags, `resume ${runId}`, (hooks) =>
-        resume(runId, {
+      await runWithProgress(flags, `resume ${runId}`, async (hooks) =>
+        (await import('../../run/resume.js')).resume(runId, {
           store: flags.store as string | undefined,
           force: Boolean(flags.force),
           backend: flags.backend as BackendRequest | undefined,
