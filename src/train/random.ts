@@ -13,9 +13,20 @@ export type RandomKeyPart = string | number;
 
 const encoder = new TextEncoder();
 
-/** FNV-1a (32-bit) over bytes. */
-function fnv1a(bytes: Uint8Array, basis = 0x811c9dc5): number {
-  let h = basis >>> 0;
+/** FNV-1a (32-bit) over the UTF-8 bytes of a string (ASCII is hashed without encoding). */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) return fnv1aBytes(encoder.encode(text));
+    h ^= c;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+function fnv1aBytes(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
   for (let i = 0; i < bytes.length; i++) {
     h ^= bytes[i]!;
     h = Math.imul(h, 0x01000193) >>> 0;
@@ -24,7 +35,7 @@ function fnv1a(bytes: Uint8Array, basis = 0x811c9dc5): number {
 }
 
 /** The stable text form of a key tuple: numbers and strings are told apart ('1' vs 1). */
-function encodeKey(parts: readonly RandomKeyPart[]): Uint8Array {
+function encodeKey(parts: readonly RandomKeyPart[]): string {
   let text = '';
   for (const part of parts) {
     if (typeof part === 'number') {
@@ -34,7 +45,7 @@ function encodeKey(parts: readonly RandomKeyPart[]): Uint8Array {
       text += `s${part.length}:${part};`;
     }
   }
-  return encoder.encode(text);
+  return text;
 }
 
 /** Stable 32-bit hash of a key tuple (FNV-1a over its UTF-8 form, then a murmur3 finalizer). */
@@ -124,17 +135,21 @@ export function withSeededMathRandom<T>(seed: number, key: readonly RandomKeyPar
 
 /**
  * The order in which pass `pass` over n examples visits them: a Fisher–Yates permutation drawn
- * from rng(seed, 'pass', pass). Index draws use multiply-shift on 32-bit words (exact in float64
- * for n < 2^21).
+ * from rng(seed, 'pass', pass). Index draws use multiply-shift on one 32-bit word for n < 2^21
+ * (exact in float64), on a 53-bit fraction from two words above.
  */
 export function passOrder(n: number, seed: number, pass: number): Uint32Array {
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`passOrder: n must be a non-negative integer, got ${n}`);
-  if (n >= 2 ** 21) throw new RangeError(`passOrder: n must be below 2^21, got ${n}`);
+  if (n > 2 ** 32) throw new RangeError(`passOrder: n must be at most 2^32, got ${n}`);
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   const r = rng(seed, 'pass', pass);
+  const wide = n >= 2 ** 21;
   for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor((r.uint32() * (i + 1)) / 4294967296);
+    // Below 2^21 one 32-bit word suffices (the product stays exact); above, a 53-bit fraction.
+    const j = wide
+      ? Math.floor((((r.uint32() >>> 5) * 67108864 + (r.uint32() >>> 6)) / 9007199254740992) * (i + 1))
+      : Math.floor((r.uint32() * (i + 1)) / 4294967296);
     const tmp = order[i]!;
     order[i] = order[j]!;
     order[j] = tmp;
