@@ -2,21 +2,25 @@
 // point (a checkpoint, or any step, reached by exact re-execution from the checkpoint before it),
 // with overrides (fresh data, another learning rate, frozen layers...) and a fresh budget. The
 // parent's history is referenced (its blobs are shared by hash), never copied.
-import { resolveConfig, type Config, type ConfigInput } from '../config.js';
+import { resolveConfig, type ConfigInput } from '../config.js';
 import { RunExistsError } from '../log/errors.js';
 import type { Dataset, TrainerState } from '../train/types.js';
 import type { ModelFactory } from '../train/models.js';
 import { newRunId, withStore, type RecordListener, type RunSummary, type StoreOption } from './common.js';
-import { buildEnvironment } from './environment.js';
+import { buildEnvironment, inheritableConfig, requireCallerParts } from './environment.js';
 import { loadHistory, PointError } from './history.js';
 import { replayFrom } from './replay.js';
 import { loadTrainerState } from './snapshots.js';
-import { startRun } from './train.js';
+import { callerParts, startRun } from './train.js';
 
 export interface BranchOptions extends StoreOption {
   /** Overrides of the parent's config (the same keys as train, plus `freeze`). */
   overrides?: ConfigInput;
+  /** The branch's data (e.g. fresh data to fine-tune on), when it is the caller's own. */
   dataset?: Dataset;
+  /** The parent's data, when it was the caller's own and differs from `dataset`: a branch from a
+   * step between checkpoints re-executes the parent to reach it. */
+  parentDataset?: Dataset;
   model?: ModelFactory;
   signal?: AbortSignal;
   onRecord?: RecordListener;
@@ -45,12 +49,9 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
       }
     })();
     const resolved = history.resolvePoint(point);
-    const parentConfig = history.created.config as unknown as Config;
-    const { runId: _parentRunId, ...inherited } = parentConfig;
-    void _parentRunId;
-    const config = resolveConfig(inherited as Record<string, unknown>, opts.overrides as Record<string, unknown> | undefined);
+    const config = resolveConfig(inheritableConfig(history.created), opts.overrides as Record<string, unknown> | undefined);
     const runId = config.runId ?? newRunId();
-    if (await store.hasRun(runId)) throw new RunExistsError(runId);
+    if ((await store.hasRun(runId)) && !(await store.isEmptyRun(runId))) throw new RunExistsError(runId);
 
     // The exact state at the point: a checkpoint's blobs, or re-execution up to the step.
     let state: TrainerState;
@@ -63,6 +64,8 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
       const result = await replayFrom(store, history, resolved.checkpoint, {
         stopAtStep: resolved.step,
         cwd: opts.cwd,
+        dataset: opts.parentDataset ?? opts.dataset,
+        model: opts.model,
         onWarning: opts.onWarning,
         onFinish: async (env) => {
           captured = env.session.capture();
@@ -102,6 +105,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
         signal: opts.signal,
         onRecord: opts.onRecord,
         command: opts.command ?? 'branch',
+        caller: callerParts(opts),
       });
     } finally {
       env.session.dispose();

@@ -78,6 +78,43 @@ function missingTrainingKernel(tf: Tf, session: TrainingSession, dataset: Datase
   }
 }
 
+/** A library caller's own data or model is recorded as `caller:NAME`: code and data cannot live
+ * in a log, so resume, replay and branch of such a run need them passed again. */
+export const CALLER_PREFIX = 'caller:';
+
+export class EnvironmentError extends Error {
+  override name = 'EnvironmentError';
+}
+
+export function requireCallerParts(created: RunCreated, given: { dataset?: unknown; model?: unknown }, action: string): void {
+  const config = created.config as { dataset?: unknown; model?: unknown };
+  if (String(config.dataset).startsWith(CALLER_PREFIX) && !given.dataset) {
+    throw new EnvironmentError(`cannot ${action} run ${created.runId}: it was trained on the caller's data set "${created.dataset.name}"; pass the same data as \`dataset\``);
+  }
+  if (String(config.model).startsWith(CALLER_PREFIX) && !given.model) {
+    throw new EnvironmentError(`cannot ${action} run ${created.runId}: it was trained with the caller's model factory (${String(config.model)}); pass it again as \`model\``);
+  }
+}
+
+/** The config as recorded: the caller's own data or model named instead of the defaults they replaced. */
+export function recordedConfig(config: Config, runId: string, env: RunEnvironment, caller: { dataset: boolean; model: string | null }): Record<string, unknown> {
+  return {
+    ...config,
+    runId,
+    ...(caller.dataset ? { dataset: `${CALLER_PREFIX}${env.dataset.name}` } : {}),
+    ...(caller.model !== null ? { model: `${CALLER_PREFIX}${caller.model}`, initFrom: null } : {}),
+  };
+}
+
+/** Config values a new run inherits from a recorded one: `caller:` values fall back to the defaults
+ * (the caller passes the real thing again). */
+export function inheritableConfig(created: RunCreated): Record<string, unknown> {
+  const { runId: _runId, ...rest } = created.config as Record<string, unknown>;
+  void _runId;
+  for (const key of ['dataset', 'model'] as const) if (String(rest[key]).startsWith(CALLER_PREFIX)) delete rest[key];
+  return rest;
+}
+
 export function settingsFrom(config: Config, schedule: Schedule): TrainingSettings {
   return {
     stepsPerEpoch: schedule.stepsPerEpoch,

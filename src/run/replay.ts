@@ -9,7 +9,7 @@ import type { Store } from '../log/store.js';
 import { withStore, type RecordListener, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { DivergenceError, Emitter } from './emitter.js';
-import { backendMismatch, buildEnvironment, type RunEnvironment } from './environment.js';
+import { backendMismatch, buildEnvironment, EnvironmentError, environmentDifferences, requireCallerParts, type RunEnvironment } from './environment.js';
 import { loadHistory, restoreMachine, type CheckpointRecord, type RunHistory } from './history.js';
 import { eventAfterCheckpoint } from './resume.js';
 import { loadTrainerState } from './snapshots.js';
@@ -74,6 +74,7 @@ export async function replayFrom(
   opts: ReplayOptions & { stopAtStep?: number },
 ): Promise<ReplayResult> {
   const created = history.created;
+  requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, 'replay');
   const env = await buildEnvironment({
     config: created.config as unknown as Config,
     backend: opts.backend ?? created.backend.name,
@@ -83,6 +84,8 @@ export async function replayFrom(
     onWarning: opts.onWarning,
   });
   try {
+    const differences = environmentDifferences(created, env);
+    if (differences.length > 0) throw new EnvironmentError(`cannot replay run ${history.runId}: ${differences.join('; ')}`);
     const mismatch = backendMismatch(created.backend, env.backend);
     if (mismatch) opts.onWarning?.(`run ${history.runId}: ${mismatch}`);
     const state: TrainerState = await loadTrainerState(store.blobs, start.data);

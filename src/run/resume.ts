@@ -10,7 +10,7 @@ import type { Dataset } from '../train/types.js';
 import { processAttached, summarize, summarizeHistory, withStore, type RecordListener, type RunSummary, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { Emitter } from './emitter.js';
-import { backendMismatch, buildEnvironment, environmentDifferences } from './environment.js';
+import { backendMismatch, buildEnvironment, environmentDifferences, requireCallerParts } from './environment.js';
 import { loadHistory, restoreMachine, type RunHistory } from './history.js';
 import { loadTrainerState } from './snapshots.js';
 import { startMachine } from '../../machines/fold.js';
@@ -51,6 +51,7 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
       if (finished) return summarizeHistory(history);
 
       const created = history.created;
+      requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, 'resume');
       const config = created.config as unknown as Config;
       const env = await buildEnvironment({
         config,

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { blobRefs } from '../../src/log/events.js';
+import { blobRefs, type LogRecord } from '../../src/log/events.js';
 import { collectGarbage, diskUsage } from '../../src/log/gc.js';
 import { Store } from '../../src/log/store.js';
 import { exportRun } from '../../src/run/export.js';
@@ -126,7 +126,8 @@ describe('run features', () => {
     const snaps = h.records.filter((r) => r.type === 'snapshot.taken').map((r) => r.data.step);
     expect(snaps).toEqual([10, 20, 30, 40]);
     const at20 = await replay('snap', { store, to: 'step:20' });
-    expect(at20.weightsHash).toBe(h.records.find((r) => r.type === 'snapshot.taken' && r.data.step === 20)!.data.weightsHash);
+    const snap20 = h.records.find((r) => r.type === 'snapshot.taken' && r.data.step === 20) as Extract<LogRecord, { type: 'snapshot.taken' }>;
+    expect(at20.weightsHash).toBe(snap20.data.weightsHash);
   });
 
   it('removes runs (not while they have branches), collects unreferenced blobs and counts shared bytes once', async () => {
