@@ -5,6 +5,7 @@
 // nothing else: unset, or with an unknown point, the process runs untouched. Nothing in retrace
 // imports this file; it only wraps the I/O calls the store already makes:
 //
+//   step-after:N           after the Nth optimizer step this process computes (before its event)
 //   blob-before:N          before the Nth blob file is renamed into blobs/ (its temp file is written)
 //   blob-after:N           after the Nth blob file is renamed into blobs/ (before the event naming it)
 //   batch-before:N         before the Nth LevelDB batch is written (sync or not)
@@ -17,18 +18,7 @@
 // The harness (harness.ts) chooses the points from a seeded generator; see docs/reliability.md.
 import fs from 'node:fs';
 import { ClassicLevel } from 'classic-level';
-
-export const KILL_POINTS = [
-  'blob-before',
-  'blob-after',
-  'batch-before',
-  'batch-after',
-  'sync-batch-before',
-  'sync-batch-after',
-  'committed-before',
-  'committed-after',
-] as const;
-export type KillPoint = (typeof KILL_POINTS)[number];
+import { KILL_POINTS, type KillPoint } from './kill-points.js';
 
 function die(): never {
   // A real SIGKILL: the kernel ends the process at once, exactly like `kill -9` from outside.
@@ -37,7 +27,7 @@ function die(): never {
   for (;;);
 }
 
-function install(spec: string): void {
+async function install(spec: string): Promise<void> {
   const m = /^([a-z-]+):(\d+)$/.exec(spec);
   if (!m || !(KILL_POINTS as readonly string[]).includes(m[1]!)) return;
   const point = m[1] as KillPoint;
@@ -50,6 +40,19 @@ function install(spec: string): void {
     if (name === point && n === target) die();
   };
 
+  if (point === 'step-after') {
+    // Only this point needs tfjs; the app's import of it resolves to this same module instance.
+    const tf = await import('@tensorflow/tfjs');
+    const proto = tf.Optimizer.prototype as unknown as { minimize: (...args: unknown[]) => unknown };
+    const minimize = proto.minimize;
+    proto.minimize = function chaosMinimize(this: unknown, ...args: unknown[]): unknown {
+      const result = minimize.apply(this, args);
+      at('step-after');
+      return result;
+    };
+    return;
+  }
+
   const rename = fs.promises.rename;
   fs.promises.rename = async function chaosRename(from: fs.PathLike, to: fs.PathLike): Promise<void> {
     const dest = String(to);
@@ -59,17 +62,39 @@ function install(spec: string): void {
     if (kind) at(`${kind}-after`);
   } as typeof fs.promises.rename;
 
-  const proto = ClassicLevel.prototype as unknown as { _batch: (ops: unknown[], options: { sync?: boolean }) => Promise<void> };
-  const batch = proto._batch;
-  proto._batch = async function chaosBatch(this: unknown, ops: unknown[], options: { sync?: boolean }): Promise<void> {
+  // LevelDB writes: the array form (db.batch(ops)) and the chained form (db.batch()…write()).
+  const around = async (options: { sync?: boolean } | undefined, write: () => Promise<void>): Promise<void> => {
     const sync = options?.sync === true;
     at('batch-before');
     if (sync) at('sync-batch-before');
-    await batch.call(this, ops, options);
+    await write();
     at('batch-after');
     if (sync) at('sync-batch-after');
+  };
+  type Proto = {
+    _batch: (ops: unknown[], options: { sync?: boolean }) => Promise<void>;
+    _chainedBatch: () => object;
+  };
+  const proto = ClassicLevel.prototype as unknown as Proto;
+  const batch = proto._batch;
+  proto._batch = function chaosBatch(this: unknown, ops: unknown[], options: { sync?: boolean }): Promise<void> {
+    return around(options, () => batch.call(this, ops, options));
+  };
+  const chained = proto._chainedBatch;
+  let chainedPatched = false;
+  proto._chainedBatch = function chaosChainedBatch(this: unknown): object {
+    const b = chained.call(this);
+    if (!chainedPatched) {
+      chainedPatched = true;
+      const bp = Object.getPrototypeOf(b) as { _write: (options: { sync?: boolean }) => Promise<void> };
+      const write = bp._write;
+      bp._write = function chaosWrite(this: unknown, options: { sync?: boolean }): Promise<void> {
+        return around(options, () => write.call(this, options));
+      };
+    }
+    return b;
   };
 }
 
 const spec = process.env.RETRACE_CHAOS_KILL_AT;
-if (spec) install(spec);
+if (spec) await install(spec);

@@ -58,6 +58,9 @@ export interface RunLogOptions {
   maxSchemaVersion?: number;
   /** Pending non-sync records that trigger a batch write (default 256). */
   flushThreshold?: number;
+  /** Also write (without sync) once the oldest pending record is this old, so readers in other
+   * processes (`retrace ui`, `state`) see a slow run's steps within about a second (default 1000 ms). */
+  flushIntervalMs?: number;
 }
 
 /** The contents of committed.json. */
@@ -68,6 +71,7 @@ export interface CommittedMark {
 
 export const COMMITTED_FILE = 'committed.json';
 export const DEFAULT_FLUSH_THRESHOLD = 256;
+export const DEFAULT_FLUSH_INTERVAL_MS = 1000;
 /** A key outside the seq range, deleted with { sync: true } to force an fsync of LevelDB's log. */
 const SYNC_KEY = '~sync';
 const BATCH_READ = 256;
@@ -117,6 +121,9 @@ export class RunCore {
   failed: Error | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   readonly flushThreshold: number;
+  readonly flushIntervalMs: number;
+  /** When the oldest record still in the buffer was appended (ms since the epoch). */
+  private bufferedSince = 0;
 
   private constructor(
     readonly runId: string,
@@ -128,6 +135,7 @@ export class RunCore {
   ) {
     this.committed = committed;
     this.flushThreshold = Math.max(1, options.flushThreshold ?? DEFAULT_FLUSH_THRESHOLD);
+    this.flushIntervalMs = options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
   }
 
   /**
@@ -228,11 +236,14 @@ export class RunCore {
       });
       if (encoded.length === 0) return sync ? this.flushTo(this.nextSeq - 1, true).then(() => []) : Promise.resolve([]);
       this.nextSeq += encoded.length;
+      if (this.buffer.length === 0) this.bufferedSince = Date.now();
       this.buffer.push(...encoded);
       const seqs = encoded.map((e) => e.seq);
       const last = seqs[seqs.length - 1];
       if (sync) return this.flushTo(last, true).then(() => seqs);
-      if (this.buffer.length >= this.flushThreshold) return this.flushTo(last, false).then(() => seqs);
+      if (this.buffer.length >= this.flushThreshold || Date.now() - this.bufferedSince >= this.flushIntervalMs) {
+        return this.flushTo(last, false).then(() => seqs);
+      }
       return Promise.resolve(seqs);
     } catch (err) {
       return Promise.reject(err);
@@ -252,14 +263,19 @@ export class RunCore {
       const needsSync = sync && this.flushedLast + n > (this.committed?.seq ?? -1);
       if (n === 0 && !needsSync) return;
       try {
-        const ops: Array<{ type: 'put'; key: string; value: string } | { type: 'del'; key: string }> = entries.map((e) => ({
-          type: 'put',
-          key: e.key,
-          value: e.value,
-        }));
-        if (ops.length === 0) ops.push({ type: 'del', key: SYNC_KEY });
-        await this.db.batch(ops, { sync: needsSync });
+        // A chained batch: the same atomic write as db.batch(array), at a quarter of the CPU per
+        // record (abstract-level's array form copies and re-validates every operation).
+        const batch = this.db.batch();
+        try {
+          for (const e of entries) batch.put(e.key, e.value);
+          if (entries.length === 0) batch.del(SYNC_KEY);
+        } catch (err) {
+          await batch.close();
+          throw err;
+        }
+        await batch.write({ sync: needsSync });
         this.buffer.splice(0, n);
+        if (this.buffer.length > 0) this.bufferedSince = Date.now();
         if (n > 0) this.flushedLast = entries[n - 1].seq;
         if (needsSync && this.flushedLast >= 0) {
           const crc = n > 0 ? entries[n - 1].crc : await this.crcOf(this.flushedLast);

@@ -309,13 +309,38 @@ export class Store {
     try {
       await fsp.mkdir(dir);
     } catch (err) {
-      if (isErrno(err, 'EEXIST')) throw new RunExistsError(id);
-      throw err;
+      if (!isErrno(err, 'EEXIST')) throw err;
+      // A creator killed before its first event was durable leaves an empty run: claim it again.
+      if (await this.isEmptyRun(id)) {
+        const log = await this.openWrite(id, opts);
+        if ((await log.lastSeq()) < 0 && (await log.committedSeq()) < 0) return log;
+        await log.close();
+      }
+      throw new RunExistsError(id);
     }
     await fsyncDir(path.dirname(dir));
     const log = await this.openWrite(id, opts);
     await fsyncDir(dir);
     return log;
+  }
+
+  /**
+   * True when the run's folder exists but nothing was ever committed to it and its log holds no
+   * event: what a creator killed before its first sync append leaves. createRun reclaims it.
+   */
+  async isEmptyRun(id: string): Promise<boolean> {
+    if (!(await this.hasRun(id))) return false;
+    try {
+      if ((await readCommitted(this.runDir(id), id)) !== null) return false;
+      const log = await this.openRun(id, 'read');
+      try {
+        return (await log.lastSeq()) < 0;
+      } finally {
+        await log.close();
+      }
+    } catch {
+      return false;
+    }
   }
 
   /** Opens an existing run (UnknownRunError if none); see the top of this file for the modes. */

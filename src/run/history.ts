@@ -19,8 +19,11 @@ export class RunHistory {
     readonly records: LogRecord[],
   ) {
     const first = records[0];
-    if (!first || first.type !== 'run.created') {
-      throw new PointError(`run ${runId} has no run.created event: the log is empty or damaged (run \`retrace fsck ${runId}\`)`);
+    if (!first) {
+      throw new PointError(`run ${runId} has no events: it was stopped before it recorded its creation; start it again with \`retrace train --run-id ${runId}\``);
+    }
+    if (first.type !== 'run.created') {
+      throw new PointError(`run ${runId} has no run.created event: the log is damaged (run \`retrace fsck ${runId}\`)`);
     }
     this.checkpoints = records.filter((r): r is CheckpointRecord => r.type === 'checkpoint.committed');
   }

@@ -9,7 +9,7 @@ import type { ModelFactory } from '../train/models.js';
 import { processAttached, summarize, withStore, newRunId, type RecordListener, type RunSummary, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { Emitter } from './emitter.js';
-import { buildEnvironment, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
+import { buildEnvironment, CALLER_PREFIX, recordedConfig, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
 import type { Store } from '../log/store.js';
@@ -32,7 +32,7 @@ export async function train(opts: TrainOptions = {}): Promise<RunSummary> {
   const config = resolveConfig(opts.config as Record<string, unknown> | undefined);
   return withStore(opts, async (store) => {
     const runId = config.runId ?? newRunId();
-    if (await store.hasRun(runId)) throw new RunExistsError(runId);
+    if ((await store.hasRun(runId)) && !(await store.isEmptyRun(runId))) throw new RunExistsError(runId);
     const env = await buildEnvironment({
       config,
       backend: config.backend,
@@ -51,11 +51,17 @@ export async function train(opts: TrainOptions = {}): Promise<RunSummary> {
         signal: opts.signal,
         onRecord: opts.onRecord,
         command: opts.command,
+        caller: callerParts(opts),
       });
     } finally {
       env.session.dispose();
     }
   });
+}
+
+/** What a library caller supplied itself, named for the log. */
+export function callerParts(opts: { dataset?: Dataset; model?: ModelFactory }): { dataset: boolean; model: string | null } {
+  return { dataset: Boolean(opts.dataset), model: opts.model ? opts.model.name || 'anonymous' : null };
 }
 
 export interface StartRunOptions {
@@ -64,6 +70,8 @@ export interface StartRunOptions {
   env: RunEnvironment;
   parent: Parent | null;
   origin: { step: number; examplesSeen: number };
+  /** Whether the data set and the model came from a library caller (recorded as `caller:NAME`). */
+  caller?: { dataset: boolean; model: string | null };
   /** A branch starts from its parent's state instead of fresh weights. */
   initialState?: TrainerState;
   signal?: AbortSignal;
@@ -82,7 +90,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     runId: opts.runId,
     retraceVersion: RETRACE_VERSION,
     nodeVersion: process.version,
-    config: { ...config, runId: opts.runId },
+    config: recordedConfig(config, opts.runId, env, opts.caller ?? { dataset: false, model: null }),
     settings,
     schedule,
     seed: config.seed,
@@ -97,7 +105,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
       valSize: env.dataset.val.size,
     },
     model: {
-      spec: config.initFrom ? `init-from:${config.initFrom}` : config.model,
+      spec: opts.caller?.model != null ? `${CALLER_PREFIX}${opts.caller.model}` : config.initFrom ? `init-from:${config.initFrom}` : config.model,
       topology: env.session.topology,
       sourceHash: env.session.sourceHash,
       variables: canonicalVariables(env.session.model).map((v) => ({
