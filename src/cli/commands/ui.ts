@@ -1,7 +1,6 @@
 // `retrace ui [--store DIR] [--port N] [--host 127.0.0.1]`: the local dashboard (docs/ui.md).
 import type { Command } from 'commander';
 import { isIP } from 'node:net';
-import { startUiServer, isLoopback } from '../../ui/server.js';
 import { makeOutput, UsageError } from '../output.js';
 
 export function registerUi(program: Command): void {
@@ -17,6 +16,7 @@ export function registerUi(program: Command): void {
       const out = makeOutput(Boolean(flags.json));
       if (!/^\d{1,5}$/.test(flags.port) || Number(flags.port) > 65535) throw new UsageError(`--port must be 0..65535, got "${flags.port}"`);
       if (flags.host !== 'localhost' && isIP(flags.host) === 0) throw new UsageError(`--host must be an IP address or localhost, got "${flags.host}"`);
+      const { startUiServer, isLoopback } = await import('../../ui/server.js');
       const server = await startUiServer({ store: flags.store, port: Number(flags.port), host: flags.host, exportDir: flags.exportDir });
       if (!isLoopback(flags.host)) {
         out.warn(`listening on ${flags.host}: anyone who can reach this machine can see the runs and start trainings (there is no login)`);
@@ -32,7 +32,7 @@ export function registerUi(program: Command): void {
           }
           stopping = true;
           const running = server.jobs.running().length;
-          out.warn(`${name}: stopping${running > 0 ? ` (${running} job${running > 1 ? 's' : ''} commit an interrupt checkpoint first; again to exit at once)` : ''}`);
+          out.warn(`${name}: stopping${running > 0 ? ` (${running === 1 ? 'a job commits' : `${running} jobs commit`} an interrupt checkpoint first; again to exit at once)` : ''}`);
           server.close().then(resolve, (err: unknown) => {
             process.stderr.write(`retrace ui: ${(err as Error).message}\n`);
             resolve();

@@ -1,0 +1,238 @@
+// What the dashboard draws, digested from a run's records: columnar series (steps, evaluations,
+// checkpoints, state transitions) that the page appends to as a run grows, and "light" records
+// (without tensor lists, topologies or stored machine snapshots) for event tables.
+import { stateName } from '../../machines/fold.js';
+import { decodeFloat, type LoggedFloat, type LogRecord } from '../log/events.js';
+import type { RunHistory } from '../run/history.js';
+import type { RunWriter } from './cache.js';
+
+/** One row of the runs list. */
+export interface RunRow {
+  runId: string;
+  parent: { runId: string; point: string; step: number; seq: number } | null;
+  /** Absolute step offset of this run's step 0 (0 for a root; a branch continues its parent's axis). */
+  originStep: number;
+  /** `starting` while a run being created has no records yet. */
+  state: string;
+  stopReason: string | null;
+  step: number;
+  totalSteps: number | null;
+  bestMetric: number | null;
+  bestCheckpoint: number | null;
+  monitor: string | null;
+  backend: string;
+  dataset: string;
+  model: string;
+  optimizer: string;
+  createdAt: string;
+  lastEventAt: string;
+  lastSeq: number;
+  /** The process appending to the run right now, if any. */
+  writer: RunWriter | null;
+  /** The log could not be read (the rest is what was read before, or placeholders). */
+  error: string | null;
+}
+
+export interface RunView {
+  /** First seq this view covers (a delta starts after what the page has). */
+  from: number;
+  lastSeq: number;
+  steps: { seq: number[]; step: number[]; loss: LoggedFloat[]; lr: number[] };
+  evals: Array<{ seq: number; step: number; valLoss: LoggedFloat; valAccuracy: number }>;
+  checkpoints: Array<{ seq: number; index: number; kind: string; step: number; examplesSeen: number; weightsHash: string }>;
+  transitions: Array<{ seq: number; from: string; to: string; step: number; cause: number; causeType: string }>;
+  /** Other facts worth a mark: stop requests, resumes, exports, attached processes, snapshots. */
+  marks: Array<{ seq: number; type: string; step: number; text: string }>;
+}
+
+/** The step the run had done after event `seq` (the last step.finished at or before it). */
+function stepBefore(records: readonly LogRecord[], seq: number): number {
+  for (let i = Math.min(seq, records.length - 1); i >= 0; i -= 1) {
+    const r = records[i]!;
+    if (r.type === 'step.finished') return r.data.step;
+  }
+  return 0;
+}
+
+/** The records after `since` (-1 = all) as series. */
+export function buildView(records: readonly LogRecord[], since: number): RunView {
+  const from = Math.max(0, since + 1);
+  const view: RunView = {
+    from,
+    lastSeq: records.length - 1,
+    steps: { seq: [], step: [], loss: [], lr: [] },
+    evals: [],
+    checkpoints: [],
+    transitions: [],
+    marks: [],
+  };
+  let step = from > 0 ? stepBefore(records, from - 1) : 0;
+  for (let i = from; i < records.length; i += 1) {
+    const r = records[i]!;
+    switch (r.type) {
+      case 'step.finished':
+        step = r.data.step;
+        view.steps.seq.push(r.seq);
+        view.steps.step.push(r.data.step);
+        view.steps.loss.push(r.data.loss);
+        view.steps.lr.push(r.data.lr);
+        break;
+      case 'eval.finished':
+        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy });
+        break;
+      case 'checkpoint.committed':
+        view.checkpoints.push({
+          seq: r.seq,
+          index: r.data.index,
+          kind: r.data.kind,
+          step: r.data.step,
+          examplesSeen: r.data.examplesSeen,
+          weightsHash: r.data.weightsHash,
+        });
+        break;
+      case 'state.changed':
+        view.transitions.push({ seq: r.seq, from: r.data.from, to: r.data.to, step, cause: r.data.cause, causeType: r.data.causeType });
+        break;
+      case 'run.created':
+        break;
+      default:
+        view.marks.push({ seq: r.seq, type: r.type, step, text: describeRecord(r) });
+    }
+  }
+  return view;
+}
+
+function num(x: LoggedFloat): string {
+  const v = decodeFloat(x);
+  return Number.isFinite(v) ? String(Number(v.toPrecision(6))) : String(v);
+}
+
+/** One line about a record, for people. */
+export function describeRecord(r: LogRecord): string {
+  switch (r.type) {
+    case 'run.created': {
+      const d = r.data;
+      return `created: ${d.dataset.name} ${d.model.spec} ${d.optimizer} seed ${d.seed} on ${d.backend.name}${d.parent ? `, branched from ${d.parent.runId}@${d.parent.point}` : ''}`;
+    }
+    case 'step.finished':
+      return `step ${r.data.step}: loss ${num(r.data.loss)}, lr ${r.data.lr}${r.data.weightsFinite === false ? ', weights not finite' : ''}`;
+    case 'eval.finished':
+      return `evaluation at step ${r.data.step}: val loss ${num(r.data.valLoss)}, accuracy ${Number(r.data.valAccuracy.toPrecision(4))}`;
+    case 'checkpoint.committed':
+      return `checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step}, weights ${r.data.weightsHash.slice(0, 12)}`;
+    case 'state.changed':
+      return `${r.data.from} → ${r.data.to} (by event ${r.data.cause}, ${r.data.causeType})`;
+    case 'stop.requested':
+      return `stop requested (${r.data.source})`;
+    case 'run.resumed':
+      return 'resumed';
+    case 'export.finished':
+      return `exported checkpoint ${r.data.checkpoint} to ${r.data.out}`;
+    case 'snapshot.taken':
+      return `weights snapshot at step ${r.data.step}, ${r.data.weightsHash.slice(0, 12)}`;
+    case 'process.attached':
+      return `process ${r.data.pid} on ${r.data.hostname} attached (${r.data.command}, ${r.data.backend.name})${r.data.backendMismatch ? `: ${r.data.backendMismatch}` : ''}`;
+    case 'run.forced':
+      return `forced: ${r.data.differences.join('; ')}`;
+    default: {
+      const exhaustive: never = r;
+      return String((exhaustive as { type: string }).type);
+    }
+  }
+}
+
+export interface LightRecord {
+  seq: number;
+  type: string;
+  at: string;
+  text: string;
+  data: unknown;
+}
+
+/** A record without its bulky parts (tensor lists, the model topology, the stored snapshot). */
+export function lightRecord(r: LogRecord): LightRecord {
+  let data: unknown = r.data;
+  if (r.type === 'checkpoint.committed') {
+    const { weights, optimizer, machine: _machine, ...rest } = r.data;
+    void _machine;
+    data = { ...rest, weightTensors: weights.length, optimizerTensors: optimizer.length };
+  } else if (r.type === 'snapshot.taken') {
+    const { weights, ...rest } = r.data;
+    data = { ...rest, weightTensors: weights.length };
+  } else if (r.type === 'run.created') {
+    const { model, ...rest } = r.data;
+    data = { ...rest, model: { spec: model.spec, sourceHash: model.sourceHash, variables: model.variables } };
+  }
+  return { seq: r.seq, type: r.type, at: r.at, text: describeRecord(r), data };
+}
+
+/** The run's creation facts the page shows (config, settings, lineage). */
+export function createdInfo(history: RunHistory) {
+  const c = history.created;
+  return {
+    runId: c.runId,
+    config: c.config,
+    settings: c.settings,
+    schedule: c.schedule,
+    seed: c.seed,
+    backend: c.backend,
+    dataset: { name: c.dataset.name, trainSize: c.dataset.trainSize, valSize: c.dataset.valSize, classNames: c.dataset.classNames },
+    model: { spec: c.model.spec, variables: c.model.variables },
+    optimizer: c.optimizer,
+    parent: c.parent,
+    origin: c.origin,
+    retraceVersion: c.retraceVersion,
+  };
+}
+
+/** The runs-list row of a run from its history (null history: created, nothing logged yet). */
+export function runRow(runId: string, history: RunHistory | null, writer: RunWriter | null, error: string | null): RunRow {
+  if (!history) {
+    return {
+      runId,
+      parent: null,
+      originStep: 0,
+      state: error ? 'unreadable' : 'starting',
+      stopReason: null,
+      step: 0,
+      totalSteps: null,
+      bestMetric: null,
+      bestCheckpoint: null,
+      monitor: null,
+      backend: '',
+      dataset: '',
+      model: '',
+      optimizer: '',
+      createdAt: '',
+      lastEventAt: '',
+      lastSeq: -1,
+      writer,
+      error,
+    };
+  }
+  const { snapshot } = history.snapshotAt();
+  const ctx = snapshot.context;
+  const created = history.created;
+  const p = created.parent;
+  return {
+    runId,
+    parent: p ? { runId: p.runId, point: p.point, step: p.step, seq: p.seq } : null,
+    originStep: created.origin.step,
+    state: stateName(snapshot),
+    stopReason: ctx.stopReason,
+    step: ctx.step,
+    totalSteps: created.settings.totalSteps,
+    bestMetric: ctx.best && Number.isFinite(ctx.best.metric) ? Math.abs(ctx.best.metric) : null,
+    bestCheckpoint: ctx.best ? ctx.best.index : null,
+    monitor: created.settings.monitor,
+    backend: created.backend.name,
+    dataset: created.dataset.name,
+    model: created.model.spec,
+    optimizer: created.optimizer,
+    createdAt: history.records[0]!.at,
+    lastEventAt: history.records[history.records.length - 1]!.at,
+    lastSeq: history.lastSeq,
+    writer,
+    error,
+  };
+}
