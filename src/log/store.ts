@@ -30,7 +30,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { BlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
-import { RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
+import { CorruptLogError, RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
+import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
+import { decodeManifest } from '../chaos/leveldb-files.js';
 import { readCommitted, RunCore, RunLog, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
 
 export const STORE_FORMAT = 'retrace-store';
@@ -47,6 +49,8 @@ interface Shared {
   key: string;
   core: RunCore;
   writer: RunLog | null;
+  /** A writer is opening it (owner.json being written): readers sharing it must not close it. */
+  opening?: boolean;
   views: Set<RunLog>;
 }
 
@@ -55,6 +59,45 @@ const openCores = new Map<string, Shared>();
 
 function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === code;
+}
+
+/**
+ * Refuses to let LevelDB open a run whose write-ahead log is damaged before intact records: its
+ * recovery would silently drop the damaged fragment and every intact record after it in its
+ * 32 KiB block, then delete the log. (Damage at the very end, as a crash mid-write leaves, loses
+ * nothing else and is left to LevelDB.) Reading is unaffected: readers open a private copy.
+ */
+async function checkWriteAheadLogs(runId: string, dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return;
+    throw err;
+  }
+  for (const name of names.filter((n) => /^\d+\.log$/.test(n)).sort()) {
+    let bytes: Buffer;
+    try {
+      bytes = await fsp.readFile(path.join(dir, name));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) continue;
+      throw err;
+    }
+    const damage = damageBeforeIntactRecords(readLogFile(bytes));
+    if (damage) {
+      throw new CorruptLogError(
+        runId,
+        -1,
+        `LevelDB's write-ahead log ${name} is damaged (${damage.message}) and ${damage.intactAfter} intact batch(es) of events follow it; ` +
+          `not opening the run for writing, because LevelDB would drop them for good (run \`retrace fsck ${runId}\`, and keep a copy of the run's folder)`,
+      );
+    }
+  }
+}
+
+function isDiskFull(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } } | null;
+  return e?.code === 'ENOSPC' || e?.cause?.code === 'ENOSPC' || /No space left on device/.test(`${e?.message} ${e?.cause?.message}`);
 }
 
 function isLevelLocked(err: unknown): boolean {
@@ -138,9 +181,17 @@ async function copyLevelDb(src: string, dst: string, attempts = 20): Promise<boo
       const manifest = current.trim();
       const manifestPath = path.join(src, manifest);
       const size1 = (await fsp.stat(manifestPath)).size;
+      // The MANIFEST first: only the tables it references are linked. LevelDB in the copy creates
+      // new files (with O_TRUNC) under numbers its MANIFEST has not used; had a table the original
+      // wrote after that MANIFEST been linked under such a number, the copy would truncate the
+      // original's file through the shared inode (a SIGBUS in the writer, measured).
+      await fsp.copyFile(manifestPath, path.join(dst, manifest));
+      const live = decodeManifest(readLogFile(await fsp.readFile(path.join(dst, manifest))).records);
+      const minLog = Math.min(live.logNumber ?? 0, live.prevLogNumber || (live.logNumber ?? 0));
       const names = await fsp.readdir(src);
       for (const n of names) {
-        if (LEVEL_TABLE.test(n)) {
+        const number = Number(/^(\d+)\./.exec(n)?.[1] ?? -1);
+        if (LEVEL_TABLE.test(n) && live.tables.has(number)) {
           try {
             await fsp.link(path.join(src, n), path.join(dst, n));
           } catch (err) {
@@ -148,11 +199,16 @@ async function copyLevelDb(src: string, dst: string, attempts = 20): Promise<boo
               await fsp.copyFile(path.join(src, n), path.join(dst, n));
             } else throw err;
           }
-        } else if (n.endsWith('.log') && LEVEL_COPIED.test(n)) {
+        } else if (n.endsWith('.log') && LEVEL_COPIED.test(n) && number >= minLog) {
           await fsp.copyFile(path.join(src, n), path.join(dst, n));
         }
       }
-      await fsp.copyFile(manifestPath, path.join(dst, manifest));
+      for (const number of live.tables.keys()) {
+        const name = `${String(number).padStart(6, '0')}`;
+        if (!names.some((n) => n.startsWith(name) && LEVEL_TABLE.test(n))) {
+          throw Object.assign(new Error(`table ${name} vanished during copy`), { code: 'ENOENT' });
+        }
+      }
       const size2 = (await fsp.stat(manifestPath)).size;
       const current2 = await fsp.readFile(path.join(src, 'CURRENT'), 'utf8');
       if (size1 !== size2 || current2 !== current) throw Object.assign(new Error('LevelDB changed during copy'), { code: 'ECHANGED' });
@@ -312,11 +368,16 @@ export class Store {
       if (!isErrno(err, 'EEXIST')) throw err;
       // A creator killed before its first event was durable leaves an empty run: claim it again.
       if (await this.isEmptyRun(id)) {
-        const log = await this.openWrite(id, opts);
-        if ((await log.lastSeq()) < 0 && (await log.committedSeq()) < 0) return log;
-        await log.close();
+        let log: RunLog | null = null;
+        try {
+          log = await this.openWrite(id, opts);
+        } catch (e) {
+          if (!(e instanceof RunLockedError)) throw e; // its creator is still at work
+        }
+        if (log && (await log.lastSeq()) < 0 && (await log.committedSeq()) < 0) return log;
+        await log?.close();
       }
-      throw new RunExistsError(id);
+      throw new RunExistsError(id, await this.liveWriter(id));
     }
     await fsyncDir(path.dirname(dir));
     const log = await this.openWrite(id, opts);
@@ -341,6 +402,12 @@ export class Store {
     } catch {
       return false;
     }
+  }
+
+  /** The process holding the run open for writing, per its owner.json, if that process is alive. */
+  async liveWriter(id: string): Promise<RunOwner | null> {
+    const owner = await this.readOwner(id);
+    return owner && owner.pid !== process.pid && pidAlive(owner.pid) ? owner : null;
   }
 
   /** Opens an existing run (UnknownRunError if none); see the top of this file for the modes. */
@@ -380,6 +447,7 @@ export class Store {
     if (shared?.writer) throw new RunLockedError(id, await this.readOwner(id), true);
     if (!shared) {
       const committed = await readCommitted(runDir, id);
+      await checkWriteAheadLogs(id, key);
       let db: LevelDb;
       try {
         db = await openLevel(key, true);
@@ -395,16 +463,23 @@ export class Store {
         await db.close().catch(() => {});
         throw err;
       }
+      // Temp files of committed.json or owner.json that a holder killed mid-write left: only the
+      // lock holder writes those files, so every such file is a dead process's.
+      for (const n of await fsp.readdir(runDir)) {
+        if (/^(committed|owner)\.json\.tmp-/.test(n)) await fsp.rm(path.join(runDir, n), { force: true });
+      }
       // Another open may have raced us while we awaited; LevelDB's lock makes that impossible for
       // the same folder, but keep the map consistent anyway.
       shared = openCores.get(key) ?? { key, core, writer: null, views: new Set() };
       openCores.set(key, shared);
     }
     const s = shared;
+    s.opening = true;
     const owner: RunOwner = { pid: process.pid, hostname: os.hostname(), command: commandLine(), startedAt: new Date().toISOString() };
     try {
       await writeFileAtomic(path.join(runDir, 'owner.json'), JSON.stringify(owner) + '\n', false);
     } catch (err) {
+      s.opening = false;
       await this.release(s).catch(() => {});
       throw err;
     }
@@ -418,11 +493,12 @@ export class Store {
       await this.release(s);
     });
     s.writer = log;
+    s.opening = false;
     return this.track(log);
   }
 
   private async release(s: Shared): Promise<void> {
-    if (s.writer || s.views.size > 0) return;
+    if (s.writer || s.opening || s.views.size > 0) return;
     if (openCores.get(s.key) === s) openCores.delete(s.key);
     await s.core.db.close();
   }
@@ -442,28 +518,33 @@ export class Store {
     }
     // committed.json first: whatever it names was in the log before it was written.
     const committed = await readCommitted(runDir, id);
-    const copy = path.join(this.dir, 'tmp', `read-${process.pid}-${randomBytes(6).toString('hex')}`);
-    let db: LevelDb | null = null;
-    try {
-      const had = await copyLevelDb(key, copy);
-      db = await openLevel(copy, !had);
-      const core = await RunCore.open({ runId: id, runDir, db, writable: false, options: this.runOptions(opts), committed });
-      const opened = db;
-      const log = new RunLog(core, 'read', async (l) => {
-        this.logs.delete(l);
-        try {
-          await opened.close();
-        } finally {
-          await fsp.rm(copy, { recursive: true, force: true });
-        }
-      });
-      return this.track(log);
-    } catch (err) {
-      if (db) await db.close().catch(() => {});
-      await fsp.rm(copy, { recursive: true, force: true }).catch(() => {});
-      throw err;
+    const name = `read-${process.pid}-${randomBytes(6).toString('hex')}`;
+    // The copy goes to the store's tmp/ (hard links work there); on a full disk, to the system's.
+    for (const copy of [path.join(this.dir, 'tmp', name), path.join(os.tmpdir(), `retrace-${name}`)]) {
+      let db: LevelDb | null = null;
+      try {
+        const had = await copyLevelDb(key, copy);
+        db = await openLevel(copy, !had);
+        const core = await RunCore.open({ runId: id, runDir, db, writable: false, options: this.runOptions(opts), committed });
+        const opened = db;
+        const log = new RunLog(core, 'read', async (l) => {
+          this.logs.delete(l);
+          try {
+            await opened.close();
+          } finally {
+            await fsp.rm(copy, { recursive: true, force: true });
+          }
+        });
+        return this.track(log);
+      } catch (err) {
+        if (db) await db.close().catch(() => {});
+        await fsp.rm(copy, { recursive: true, force: true }).catch(() => {});
+        if (!isDiskFull(err) || !copy.startsWith(this.dir)) throw err;
+      }
     }
+    throw new Error('unreachable');
   }
+
 
   /**
    * Deletes a run's folder (its blobs stay until collectGarbage). RunLockedError if any process,
