@@ -15,6 +15,10 @@
 //   committed-before:N     after committed.json's temp file is written and fsynced, before its rename
 //   committed-after:N      after committed.json is renamed into place
 //
+// With RETRACE_CHAOS_FAIL_AT=<point>:<n>[:<code>] instead, the I/O call at that point fails with
+// an error of that errno code (default EIO) instead of killing: a fault-injecting wrapper for the
+// bad-input tests (a disk that reports EIO on a blob rename, a LevelDB write, committed.json).
+//
 // The harness (harness.ts) chooses the points from a seeded generator; see docs/reliability.md.
 import fs from 'node:fs';
 import { ClassicLevel } from 'classic-level';
@@ -27,17 +31,21 @@ function die(): never {
   for (;;);
 }
 
-async function install(spec: string): Promise<void> {
-  const m = /^([a-z-]+):(\d+)$/.exec(spec);
+async function install(spec: string, mode: 'kill' | 'fail'): Promise<void> {
+  const m = /^([a-z-]+):(\d+)(?::([A-Z]+))?$/.exec(spec);
   if (!m || !(KILL_POINTS as readonly string[]).includes(m[1]!)) return;
   const point = m[1] as KillPoint;
   const target = Number(m[2]);
+  const code = m[3] ?? 'EIO';
   const counts = new Map<string, number>();
-  /** Counts an occurrence of `name` and dies if it is the chosen point's Nth. */
+  /** Counts an occurrence of `name` and dies (or fails) if it is the chosen point's Nth. */
   const at = (name: KillPoint): void => {
     const n = (counts.get(name) ?? 0) + 1;
     counts.set(name, n);
-    if (name === point && n === target) die();
+    if (name !== point || n !== target) return;
+    if (mode === 'kill') die();
+    const message = code === 'ENOSPC' ? 'no space left on device' : code === 'EIO' ? 'i/o error' : 'injected error';
+    throw Object.assign(new Error(`${code}: ${message} (injected at ${point}:${n})`), { code, syscall: 'write' });
   };
 
   if (point === 'step-after') {
@@ -96,5 +104,5 @@ async function install(spec: string): Promise<void> {
   };
 }
 
-const spec = process.env.RETRACE_CHAOS_KILL_AT;
-if (spec) await install(spec);
+if (process.env.RETRACE_CHAOS_KILL_AT) await install(process.env.RETRACE_CHAOS_KILL_AT, 'kill');
+else if (process.env.RETRACE_CHAOS_FAIL_AT) await install(process.env.RETRACE_CHAOS_FAIL_AT, 'fail');

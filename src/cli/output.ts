@@ -39,13 +39,19 @@ export function exitCodeFor(err: unknown): number {
   return 1;
 }
 
-/** One line: the message without a stack; ENOSPC and friends in words. */
+/** One line: the message without a stack; ENOSPC and friends in words. LevelDB's errors say what
+ * happened in their `cause` ("Database failed to open" ← "IO error: …: No space left on device"). */
 export function describeError(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  if (e && typeof e === 'object' && 'code' in e) {
-    if (e.code === 'ENOSPC') return `disk full while writing (${e.message.split('\n')[0]}); everything committed before is kept, resume the run when there is space`;
-    if (e.code === 'EIO') return `write error (${e.message.split('\n')[0]}); everything committed before is kept`;
+  const e = err as (NodeJS.ErrnoException & { cause?: unknown }) | null;
+  const isLevel = typeof e?.code === 'string' && e.code.startsWith('LEVEL_');
+  const cause = isLevel && e!.cause instanceof Error ? (e!.cause as NodeJS.ErrnoException) : null;
+  const first = (x: Error) => x.message.split('\n')[0]!;
+  const text = e instanceof Error ? (cause ? `${first(e)}: ${first(cause)}` : first(e)) : String(err).split('\n')[0]!;
+  if (e && typeof e === 'object') {
+    if (e.code === 'ENOSPC' || cause?.code === 'ENOSPC' || /No space left on device/i.test(text)) {
+      return `disk full while writing (${text}); everything committed before is kept, resume the run when there is space`;
+    }
+    if (e.code === 'EIO' || cause?.code === 'EIO' || /Input\/output error/i.test(text)) return `write error (${text}); everything committed before is kept`;
   }
-  const message = e instanceof Error ? e.message : String(err);
-  return message.split('\n')[0]!;
+  return text;
 }

@@ -22,6 +22,24 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+const HASH_SLICE = 4 << 20;
+
+/**
+ * SHA-256 hex of the concatenation of `parts`, hashed in 4 MiB slices with a yield to the event
+ * loop between slices: file I/O in flight (other blobs' writes and fsyncs) keeps moving while a
+ * large tensor is hashed, instead of waiting for the whole hash.
+ */
+export async function sha256HexAsync(parts: readonly Uint8Array[]): Promise<string> {
+  const h = createHash('sha256');
+  for (const bytes of parts) {
+    for (let off = 0; off < bytes.byteLength; off += HASH_SLICE) {
+      if (off > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      h.update(bytes.subarray(off, Math.min(bytes.byteLength, off + HASH_SLICE)));
+    }
+  }
+  return h.digest('hex');
+}
+
 function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === code;
 }
@@ -29,6 +47,26 @@ function isErrno(err: unknown, code: string): boolean {
 /** fsync a directory, so a rename/create/unlink in it survives a power loss. */
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Creates `file` (it must not exist) with `bytes`, not fsynced. */
+async function writeTemp(file: string, bytes: Uint8Array): Promise<void> {
+  const fh = await fsp.open(file, 'wx');
+  try {
+    // writeFile's 512 KiB writes: on this kind of disk measurably faster than one huge write().
+    await fh.writeFile(bytes);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncFile(file: string): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
   try {
     await fh.sync();
   } finally {
@@ -115,60 +153,89 @@ export class BlobStore {
    * Stores `bytes` and returns their SHA-256 hex. Idempotent: a blob already present (with the
    * right size) is not rewritten, only its mtime is refreshed so a concurrent gc sees it as young.
    * Resolves once the blob is durable. Calls may run in parallel; disk writes are limited to
-   * `concurrency` at once.
+   * `concurrency` at once. `knownHash`: the caller's SHA-256 of `bytes`, to hash them only once
+   * (a wrong one files the bytes under a name that get() then reports as corrupt).
    */
-  async put(bytes: Uint8Array): Promise<string> {
-    const hash = sha256Hex(bytes);
-    await this.limiter.run(() => this.write(hash, bytes));
-    return hash;
+  async put(bytes: Uint8Array, knownHash?: string): Promise<string> {
+    return (await this.putMany([bytes], knownHash === undefined ? undefined : [knownHash]))[0]!;
   }
 
-  /** put() of each, in parallel (bounded by `concurrency`); hashes in input order. */
-  putMany(items: readonly Uint8Array[]): Promise<string[]> {
-    return Promise.all(items.map((b) => this.put(b)));
+  /**
+   * put() of each, as one group commit; hashes in input order. Every temp file is written first
+   * (while the hashes may still be being computed: `hashes` may hold promises), then all are
+   * fsynced at once, renamed into place, and each directory touched is fsynced once. Many small
+   * commits of one file each cost ~3x one commit of the same bytes on ext4; the group costs about
+   * what writing them to one file and fsyncing it does. Every blob is durable when this resolves,
+   * exactly as with put().
+   */
+  async putMany(items: readonly Uint8Array[], hashes?: ReadonlyArray<string | Promise<string>>): Promise<string[]> {
+    if (hashes !== undefined && hashes.length !== items.length) throw new TypeError('putMany: one hash per item');
+    // Observed from the start: a hash that fails while the temp files are written is this call's error.
+    const hashed = Promise.all(items.map((bytes, i) => hashes?.[i] ?? sha256Hex(bytes)));
+    hashed.catch(() => {});
+    await fsp.mkdir(this.tmpDir, { recursive: true });
+    const temps = items.map(() => path.join(this.tmpDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}`));
+    const renamed = new Set<number>();
+    // 1. Temp files, written without fsync, while the caller's hashes are being computed.
+    const written = items.map((bytes, i) => this.limiter.run(() => writeTemp(temps[i]!, bytes)));
+    try {
+      const names = await hashed;
+      for (const h of names) checkHash(h);
+      await Promise.all(written);
+      // 2. Blobs already stored (or twice in this batch) are not rewritten.
+      const todo: number[] = [];
+      const seen = new Set<string>();
+      await Promise.all(
+        names.map(async (hash, i) => {
+          if (seen.has(hash) || (await this.alreadyStored(hash, items[i]!.byteLength))) return;
+          seen.add(hash);
+          todo.push(i);
+        }),
+      );
+      // 3. Data durable, then the names: fsync every new temp file, rename it in, fsync each
+      //    directory once (a new blobs/<hh>/ also in its parent).
+      await Promise.all(todo.map((i) => this.limiter.run(() => fsyncFile(temps[i]!))));
+      const dirs = new Set<string>();
+      const parents = new Set<string>();
+      await Promise.all(
+        todo.map(async (i) => {
+          const file = this.pathOf(names[i]!);
+          const dir = path.dirname(file);
+          if ((await fsp.mkdir(dir, { recursive: true })) !== undefined) parents.add(path.dirname(dir));
+          await fsp.rename(temps[i]!, file);
+          renamed.add(i);
+          dirs.add(dir);
+        }),
+      );
+      await Promise.all([...parents].map((d) => fsyncDir(d)));
+      await Promise.all([...dirs].map((d) => this.limiter.run(() => fsyncDir(d))));
+      for (const i of todo) this.durable.add(names[i]!);
+      return names;
+    } finally {
+      await Promise.allSettled(written);
+      await Promise.all(temps.map((t, i) => (renamed.has(i) ? undefined : fsp.rm(t, { force: true }))));
+    }
   }
 
-  private async write(hash: string, bytes: Uint8Array): Promise<void> {
+  /** True when the blob is there with the right size (its mtime refreshed, its directory entry
+   * made durable once per process); false when it is missing or damaged (then it is replaced). */
+  private async alreadyStored(hash: string, size: number): Promise<boolean> {
     const file = this.pathOf(hash);
-    const dir = path.dirname(file);
     try {
       const st = await fsp.stat(file);
-      if (st.size === bytes.byteLength) {
-        const now = new Date();
-        await fsp.utimes(file, now, now).catch(() => {});
-        if (!this.durable.has(hash)) {
-          // Another process may have renamed it in but not yet fsynced the directory.
-          await fsyncDir(dir);
-          this.durable.add(hash);
-        }
-        return;
-      }
-      // Wrong size: a damaged blob. Replace it (rename is atomic).
+      if (st.size !== size) return false; // a damaged blob: replaced (rename is atomic)
     } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err;
-    }
-    await fsp.mkdir(this.tmpDir, { recursive: true });
-    const tmp = path.join(this.tmpDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const fh = await fsp.open(tmp, 'wx');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-      await fh.close();
-    } catch (err) {
-      await fh.close().catch(() => {});
-      await fsp.rm(tmp, { force: true });
+      if (isErrno(err, 'ENOENT')) return false;
       throw err;
     }
-    try {
-      const created = await fsp.mkdir(dir, { recursive: true });
-      if (created !== undefined) await fsyncDir(path.dirname(dir)); // a new blobs/<hh>/ entry
-      await fsp.rename(tmp, file);
-    } catch (err) {
-      await fsp.rm(tmp, { force: true });
-      throw err;
+    const now = new Date();
+    await fsp.utimes(file, now, now).catch(() => {});
+    if (!this.durable.has(hash)) {
+      // Another process may have renamed it in but not yet fsynced the directory.
+      await fsyncDir(path.dirname(file));
+      this.durable.add(hash);
     }
-    await fsyncDir(dir);
-    this.durable.add(hash);
+    return true;
   }
 
   /**

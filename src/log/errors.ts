@@ -35,8 +35,16 @@ function describeKnown(known: readonly string[]): string {
 /** createRun() of an id that is already taken. */
 export class RunExistsError extends RetraceStoreError {
   readonly code = 'RETRACE_RUN_EXISTS';
-  constructor(readonly runId: string) {
-    super(`run "${runId}" already exists`);
+  constructor(
+    readonly runId: string,
+    /** The live process writing it, if any. */
+    readonly owner: RunOwner | null = null,
+  ) {
+    super(
+      `run "${runId}" already exists${
+        owner ? ` and is being written by another process (pid ${owner.pid}${owner.hostname ? ` on ${owner.hostname}` : ''}, \`${owner.command}\`)` : ''
+      }`,
+    );
     this.name = 'RunExistsError';
   }
 }

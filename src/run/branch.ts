@@ -51,7 +51,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
     const resolved = history.resolvePoint(point);
     const config = resolveConfig(inheritableConfig(history.created), opts.overrides as Record<string, unknown> | undefined);
     const runId = config.runId ?? newRunId();
-    if ((await store.hasRun(runId)) && !(await store.isEmptyRun(runId))) throw new RunExistsError(runId);
+    if ((await store.hasRun(runId)) && !(await store.isEmptyRun(runId))) throw new RunExistsError(runId, await store.liveWriter(runId));
 
     // The exact state at the point: a checkpoint's blobs, or re-execution up to the step.
     let state: TrainerState;

@@ -26,7 +26,7 @@ export function registerChaos(program: Command): void {
     .option('--kills <n>', 'mid-run SIGKILLs to reach', '20')
     .option('--seed <s>', 'seed of the kill schedule (default: random, printed)')
     .option('--kills-per-run <a-b>', 'kills per run, drawn in this range', '4-8')
-    .option('--store <dir>', 'store folder for the chaos runs (default: a new temporary folder, removed when all checks pass)')
+    .option('--store <dir>', 'folder for the chaos stores, one per run (default: a new temporary folder, removed when all checks pass)')
     .option('--json', 'print the summary as one line of JSON on stdout')
     .description('kill training runs with SIGKILL at seeded moments, resume them, and check nothing diverges or is lost')
     .action(async (arg: string | undefined, flags: { config?: string; kills?: string; seed?: string; killsPerRun: string; store?: string; json?: boolean }) => {

@@ -1,0 +1,630 @@
+// `retrace fsck`: checks a store (or one run) and reports EVERY problem it finds, changing nothing.
+//
+// Per run:
+//   - its LevelDB files, byte by byte (leveldb-files.ts): CURRENT, the manifest, write-ahead logs
+//     and tables, every checksum; the manifest's live tables exist with their recorded sizes;
+//   - committed.json is readable;
+//   - every record: its checksum, its key, its schema (zod), its schema version; the seqs are
+//     0..last without a gap and reach committed.json's seq, whose record carries the committed crc;
+//   - folding the log through the machine from event 0 (RunHistory.foldFromStart) accepts every
+//     event, reproduces every logged `state.changed` (and no transition is left unlogged), and
+//     every checkpoint's stored `machine` snapshot;
+//   - every blob a checkpoint or snapshot names exists, hashes to its name and has its size, and a
+//     checkpoint's weightsHash is the hash of its weight blobs.
+// Without a run: also store.json, and every blob file of the store hashes to its name.
+//
+// LevelDB rewrites files when it opens a database (and silently drops damaged log records), so the
+// run's LevelDB folder is copied to a temporary folder outside the store first; only the copy is
+// ever opened. The originals are only read.
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { stateName, toPlain } from '../../machines/fold.js';
+import { canonicalJson, decodeKey, decodeValue } from '../log/codec.js';
+import { StoreError, UnknownRunError } from '../log/errors.js';
+import { parseRecord, SCHEMA_VERSION, type LogRecord, type TensorRef } from '../log/events.js';
+import { toJsonSafe } from '../log/json-safe.js';
+import { readCommitted, type CommittedMark } from '../log/run-log.js';
+import { RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
+import { RunHistory } from '../run/history.js';
+import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from './leveldb-files.js';
+
+export type FsckKind =
+  | 'store'
+  | 'committed'
+  | 'leveldb-file'
+  | 'leveldb-open'
+  | 'record'
+  | 'sequence'
+  | 'schema'
+  | 'machine'
+  | 'blob'
+  | 'checkpoint';
+
+export interface FsckProblem {
+  /** null for the store as a whole. */
+  runId: string | null;
+  kind: FsckKind;
+  /** The file concerned, relative to the store. */
+  file?: string;
+  seq?: number;
+  blob?: string;
+  message: string;
+}
+
+export interface FsckRunReport {
+  runId: string;
+  events: number;
+  lastSeq: number;
+  committedSeq: number | null;
+  state: string | null;
+  levelDbFiles: number;
+  blobsChecked: number;
+  /** The process writing it while fsck ran (fsck checked a consistent copy), if any. */
+  writer: { pid: number; command?: string } | null;
+  notes: string[];
+  problems: FsckProblem[];
+}
+
+export interface FsckReport {
+  store: string;
+  ok: boolean;
+  runs: FsckRunReport[];
+  blobsChecked: number;
+  problems: FsckProblem[];
+  seconds: number;
+}
+
+export interface FsckOptions {
+  /** Check this run only (with the blobs it names). */
+  runId?: string;
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === code;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM');
+  }
+}
+
+function seqRange(a: number, b: number): string {
+  return a === b ? `${a}` : `${a}..${b}`;
+}
+
+/** store.json must be a retrace store's of a version this retrace reads. */
+async function checkStore(dir: string): Promise<FsckProblem[]> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(dir, 'store.json'), 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) {
+      const exists = await fsp.stat(dir).then(
+        () => true,
+        () => false,
+      );
+      throw new StoreError(`${dir} is not a retrace store (${exists ? 'it has no store.json' : 'it does not exist'})`, dir);
+    }
+    throw err;
+  }
+  let meta: { format?: unknown; version?: unknown } | null;
+  try {
+    meta = JSON.parse(text) as { format?: unknown; version?: unknown } | null;
+  } catch {
+    meta = null;
+  }
+  if (!meta || meta.format !== STORE_FORMAT || typeof meta.version !== 'number') {
+    return [{ runId: null, kind: 'store', file: 'store.json', message: `store.json is not a retrace store's: ${JSON.stringify(text.slice(0, 80))}` }];
+  }
+  if (meta.version > STORE_VERSION) {
+    return [{ runId: null, kind: 'store', file: 'store.json', message: `the store is version ${meta.version}; this retrace reads up to version ${STORE_VERSION}` }];
+  }
+  return [];
+}
+
+/**
+ * Copies a LevelDB folder (every file) into `dst`; if a writer changes its manifest or CURRENT
+ * during the copy, copies again. Returns the file names copied.
+ */
+async function copyLevelDir(src: string, dst: string): Promise<string[]> {
+  for (let attempt = 1; ; attempt += 1) {
+    await fsp.rm(dst, { recursive: true, force: true });
+    await fsp.mkdir(dst, { recursive: true });
+    try {
+      const current1 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
+      const names = (await fsp.readdir(src)).sort();
+      const manifests1 = await Promise.all(names.filter((n) => n.startsWith('MANIFEST-')).map(async (n) => (await fsp.stat(path.join(src, n))).size));
+      for (const n of names) {
+        const st = await fsp.stat(path.join(src, n));
+        if (st.isFile()) await fsp.copyFile(path.join(src, n), path.join(dst, n));
+      }
+      const current2 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
+      const names2 = (await fsp.readdir(src)).sort();
+      const manifests2 = await Promise.all(names2.filter((n) => n.startsWith('MANIFEST-')).map(async (n) => (await fsp.stat(path.join(src, n))).size));
+      const same =
+        (current1 === null ? current2 === null : current2 !== null && Buffer.compare(current1, current2) === 0) &&
+        names.join('\n') === names2.join('\n') &&
+        manifests1.join(',') === manifests2.join(',');
+      if (same || attempt >= 20) return names;
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') || attempt >= 20) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 5 * attempt));
+  }
+}
+
+const NUMBERED = /^(\d+)\.(log|ldb|sst)$/;
+
+interface FileScan {
+  /** Seq keys found in write-ahead log batches and tables (what LevelDB should give back). */
+  keysSeen: Set<number>;
+  files: number;
+}
+
+/** Byte-level checks of a copied LevelDB folder. */
+async function checkLevelFiles(
+  runId: string,
+  copy: string,
+  names: string[],
+  rel: string,
+  committedSeq: number | null,
+  problems: FsckProblem[],
+  notes: string[],
+): Promise<FileScan> {
+  const scan: FileScan = { keysSeen: new Set(), files: 0 };
+  const add = (file: string, message: string) => problems.push({ runId, kind: 'leveldb-file', file: `${rel}/${file}`, message: `run "${runId}": ${file}: ${message}` });
+  const read = (n: string) => fsp.readFile(path.join(copy, n));
+
+  let manifestName: string | null = null;
+  if (!names.includes('CURRENT')) {
+    if (names.some((n) => n.startsWith('MANIFEST-') || NUMBERED.test(n))) add('CURRENT', 'is missing');
+    else notes.push('the run has no LevelDB files (never written)');
+  } else {
+    manifestName = parseCurrent(await read('CURRENT'));
+    if (!manifestName) add('CURRENT', `is damaged: ${JSON.stringify((await read('CURRENT')).toString('latin1').slice(0, 40))} is not "MANIFEST-NNNNNN\\n"`);
+    else if (!names.includes(manifestName)) add('CURRENT', `names ${manifestName}, which does not exist`);
+  }
+
+  let manifest: ManifestState | null = null;
+  for (const n of names.filter((x) => x.startsWith('MANIFEST-'))) {
+    scan.files += 1;
+    const r = readLogFile(await read(n));
+    for (const p of r.problems) add(n, p.message);
+    if (r.tornTail) add(n, `ends inside a record at byte ${r.tornTail.offset} (cut short or a damaged length)`);
+    if (n === manifestName) {
+      try {
+        manifest = decodeManifest(r.records);
+      } catch (err) {
+        add(n, `a version edit is unreadable: ${(err as Error).message}`);
+      }
+    } else {
+      notes.push(`${n} is not the current manifest (LevelDB deletes it on its next open)`);
+    }
+  }
+
+  for (const n of names) {
+    const m = NUMBERED.exec(n);
+    if (!m) {
+      if (!/^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+)$/.test(n)) notes.push(`unexpected file ${n} in the LevelDB folder`);
+      continue;
+    }
+    scan.files += 1;
+    const buf = await read(n);
+    if (m[2] === 'log') {
+      const r = readLogFile(buf);
+      for (const p of r.problems) add(n, p.message);
+      let highest = -1;
+      for (const rec of r.records) {
+        try {
+          const batch = decodeWriteBatch(rec.data);
+          for (const p of batch.puts) {
+            const seq = decodeKey(p.key);
+            if (seq !== null) {
+              scan.keysSeen.add(seq);
+              highest = Math.max(highest, seq);
+            }
+          }
+        } catch (err) {
+          add(n, `the write batch at byte ${rec.offset} is unreadable: ${(err as Error).message}`);
+        }
+      }
+      if (r.tornTail) {
+        // What a crash in the middle of a write leaves. Harmless when everything committed is in
+        // the complete records before it (LevelDB drops it; resume re-executes those steps).
+        const text = `ends inside a record at byte ${r.tornTail.offset}: a write cut short by a crash, or a damaged length (LevelDB drops that record)`;
+        if (r.problems.length === 0 && (committedSeq === null || highest >= committedSeq)) notes.push(`${n} ${text}; only events after the committed ones can be in it`);
+        else add(n, text);
+      }
+      const number = Number(m[1]);
+      if (manifest?.logNumber != null && number < manifest.logNumber && number !== manifest.prevLogNumber) {
+        notes.push(`${n} is older than the manifest's log ${manifest.logNumber} (obsolete)`);
+      }
+    } else {
+      const r = checkTable(buf);
+      for (const p of r.problems) add(n, p.message);
+      for (const k of r.keys) {
+        const seq = decodeKey(k);
+        if (seq !== null) scan.keysSeen.add(seq);
+      }
+      const number = Number(m[1]);
+      if (manifest && !manifest.tables.has(number)) notes.push(`${n} is not in the manifest (obsolete)`);
+      else if (manifest && manifest.tables.get(number) !== buf.length) {
+        add(n, `is ${buf.length} bytes; the manifest recorded ${manifest.tables.get(number)}`);
+      }
+    }
+  }
+  if (manifest) {
+    for (const [number, size] of manifest.tables) {
+      const base = String(number).padStart(6, '0');
+      if (!names.includes(`${base}.ldb`) && !names.includes(`${base}.sst`)) add(`${base}.ldb`, `is missing (the manifest lists it, ${size} bytes)`);
+    }
+  }
+  return scan;
+}
+
+interface BlobCheck {
+  ok: boolean;
+  message: string | null;
+  bytes: Uint8Array | null;
+}
+
+class BlobChecker {
+  private readonly cache = new Map<string, BlobCheck>();
+  checked = 0;
+  constructor(private readonly dir: string) {}
+
+  pathOf(hash: string): string {
+    return path.join(this.dir, 'blobs', hash.slice(0, 2), hash);
+  }
+
+  async check(hash: string): Promise<BlobCheck> {
+    const hit = this.cache.get(hash);
+    if (hit) return hit;
+    let result: BlobCheck;
+    if (!/^[0-9a-f]{64}$/.test(hash)) {
+      result = { ok: false, message: `${JSON.stringify(hash)} is not a blob hash`, bytes: null };
+    } else {
+      try {
+        const bytes = await fsp.readFile(this.pathOf(hash));
+        this.checked += 1;
+        const actual = createHash('sha256').update(bytes).digest('hex');
+        result =
+          actual === hash
+            ? { ok: true, message: null, bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
+            : { ok: false, message: `blob ${hash} is corrupt: its ${bytes.length} bytes hash to ${actual}`, bytes: null };
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        result = { ok: false, message: `blob ${hash} is missing from the store`, bytes: null };
+      }
+    }
+    this.cache.set(hash, result);
+    return result;
+  }
+}
+
+/** Folds the log through the machine from event 0 and compares with what the log says. */
+function checkMachine(runId: string, records: LogRecord[], problems: FsckProblem[]): string | null {
+  let history: RunHistory;
+  try {
+    history = new RunHistory(runId, records);
+  } catch (err) {
+    problems.push({ runId, kind: 'machine', seq: 0, message: (err as Error).message });
+    return null;
+  }
+  const add = (seq: number, message: string) => problems.push({ runId, kind: 'machine', seq, message: `run "${runId}": event ${seq}: ${message}` });
+  /** seq of a state.changed → the transition the fold says its cause made. */
+  const explained = new Set<number>();
+  const final = history.foldFromStart((record, before, after, accepted) => {
+    const from = stateName(before);
+    const to = stateName(after);
+    if (!accepted) add(record.seq, `${record.type} is not accepted by the machine in state ${from}`);
+    const next = records[record.seq + 1];
+    const logged = next?.type === 'state.changed' && next.data.cause === record.seq ? next : null;
+    if (from !== to) {
+      if (!logged) add(record.seq, `${record.type} moves the machine ${from} → ${to}, but no state.changed for it follows`);
+      else {
+        explained.add(logged.seq);
+        if (logged.data.from !== from || logged.data.to !== to || logged.data.causeType !== record.type) {
+          add(logged.seq, `state.changed says ${logged.data.from} → ${logged.data.to} (${logged.data.causeType}); folding the log gives ${from} → ${to} (${record.type})`);
+        }
+      }
+    } else if (logged) {
+      explained.add(logged.seq);
+      add(logged.seq, `state.changed ${logged.data.from} → ${logged.data.to}, but event ${record.seq} (${record.type}) leaves the machine in ${from}`);
+    }
+    if (record.type === 'checkpoint.committed') {
+      const want = canonicalJson(toJsonSafe(toPlain(after)));
+      const got = canonicalJson(record.data.machine);
+      if (want !== got) add(record.seq, `checkpoint ${record.data.index} (${record.data.kind}) stores a machine snapshot that differs from the fold's: ${firstDifference(record.data.machine, toJsonSafe(toPlain(after)))}`);
+      if (record.data.step !== before.context.step) add(record.seq, `checkpoint ${record.data.index} says step ${record.data.step}; the machine was at step ${before.context.step}`);
+    }
+  });
+  for (const r of records) {
+    if (r.type === 'state.changed' && !explained.has(r.seq)) {
+      add(r.seq, `state.changed ${r.data.from} → ${r.data.to} names event ${r.data.cause} (${r.data.causeType}), which caused no such transition`);
+    }
+  }
+  return stateName(final);
+}
+
+/** The first path where two JSON values differ, for a message. */
+function firstDifference(a: unknown, b: unknown, at = 'machine'): string {
+  if (canonicalJson(a) === canonicalJson(b)) return 'none';
+  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+    for (const k of keys) {
+      const x = (a as Record<string, unknown>)[k];
+      const y = (b as Record<string, unknown>)[k];
+      if (canonicalJson(x ?? null) !== canonicalJson(y ?? null)) return firstDifference(x, y, `${at}.${k}`);
+    }
+  }
+  const show = (v: unknown) => {
+    const t = v === undefined ? 'undefined' : canonicalJson(v);
+    return t.length > 60 ? `${t.slice(0, 57)}...` : t;
+  };
+  return `${at} is ${show(a)}, the fold gives ${show(b)}`;
+}
+
+async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobChecker, problems: FsckProblem[]): Promise<void> {
+  for (const r of records) {
+    if (r.type !== 'checkpoint.committed' && r.type !== 'snapshot.taken') continue;
+    const what = r.type === 'checkpoint.committed' ? `checkpoint ${r.data.index} (${r.data.kind}, event ${r.seq})` : `snapshot at step ${r.data.step} (event ${r.seq})`;
+    const refs: Array<[TensorRef, 'weights' | 'optimizer']> = [
+      ...r.data.weights.map((t) => [t, 'weights'] as [TensorRef, 'weights']),
+      ...(r.type === 'checkpoint.committed' ? r.data.optimizer.map((t) => [t, 'optimizer'] as [TensorRef, 'optimizer']) : []),
+    ];
+    const weightBytes: Uint8Array[] = [];
+    let allWeights = true;
+    for (const [ref, kind] of refs) {
+      const c = await blobs.check(ref.hash);
+      if (!c.ok) {
+        problems.push({ runId, kind: 'blob', seq: r.seq, blob: ref.hash, message: `run "${runId}": ${what}: ${kind} tensor ${ref.name}: ${c.message}` });
+        if (kind === 'weights') allWeights = false;
+        continue;
+      }
+      if (c.bytes!.byteLength !== ref.bytes) {
+        problems.push({ runId, kind: 'blob', seq: r.seq, blob: ref.hash, message: `run "${runId}": ${what}: ${kind} tensor ${ref.name}: blob ${ref.hash} has ${c.bytes!.byteLength} bytes, the log says ${ref.bytes}` });
+      }
+      if (kind === 'weights') weightBytes.push(c.bytes!);
+    }
+    if (allWeights) {
+      const h = createHash('sha256');
+      for (const b of weightBytes) h.update(b);
+      const actual = h.digest('hex');
+      if (actual !== r.data.weightsHash) {
+        problems.push({ runId, kind: 'checkpoint', seq: r.seq, message: `run "${runId}": ${what}: weightsHash ${r.data.weightsHash} is not the hash of its weight blobs (${actual})` });
+      }
+    }
+  }
+}
+
+async function readOwner(runDir: string): Promise<{ pid: number; command?: string } | null> {
+  try {
+    const o = JSON.parse(await fsp.readFile(path.join(runDir, 'owner.json'), 'utf8')) as { pid?: unknown; command?: string };
+    return typeof o.pid === 'number' ? { pid: o.pid, command: o.command } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Checks one run; reads its files, opens only a private copy of its LevelDB. */
+async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scratch: string): Promise<FsckRunReport> {
+  const runDir = path.join(storeDir, 'runs', runId);
+  const rel = `runs/${runId}/log`;
+  const problems: FsckProblem[] = [];
+  const notes: string[] = [];
+  const report: FsckRunReport = { runId, events: 0, lastSeq: -1, committedSeq: null, state: null, levelDbFiles: 0, blobsChecked: 0, writer: null, notes, problems };
+
+  const owner = await readOwner(runDir);
+  if (owner && pidAlive(owner.pid)) {
+    report.writer = owner;
+    notes.push(`process ${owner.pid} is writing this run; checked a consistent copy of its log`);
+  } else if (owner) {
+    notes.push(`owner.json names process ${owner.pid}, which is gone (a crashed writer; resume clears it)`);
+  }
+
+  for (const n of (await fsp.readdir(runDir).catch(() => [] as string[])).sort()) {
+    if (/^(committed|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
+    else if (!['log', 'committed.json', 'owner.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
+  }
+
+  // committed.json before the copy: whatever it names was in the log before it was written.
+  let committed: CommittedMark | null = null;
+  try {
+    committed = await readCommitted(runDir, runId);
+  } catch (err) {
+    problems.push({ runId, kind: 'committed', file: `runs/${runId}/committed.json`, message: (err as Error).message });
+  }
+  report.committedSeq = committed?.seq ?? null;
+
+  const copy = path.join(scratch, runId);
+  let names: string[];
+  try {
+    names = await copyLevelDir(path.join(runDir, 'log'), copy);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      problems.push({ runId, kind: 'leveldb-file', file: rel, message: `run "${runId}" has no log folder` });
+      return report;
+    }
+    throw err;
+  }
+  const scan = await checkLevelFiles(runId, copy, names, rel, committed?.seq ?? null, problems, notes);
+  report.levelDbFiles = scan.files;
+
+  // Records, through LevelDB on the copy.
+  const records: LogRecord[] = [];
+  const decoded = new Map<number, { crc: string }>();
+  let lastSeq = -1;
+  let stopFold: number | null = null;
+  const db = new ClassicLevel<string, string>(copy, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  try {
+    await db.open({ createIfMissing: false });
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause;
+    problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": LevelDB cannot open the log: ${(cause ?? (err as Error)).message.split('\n')[0]}` });
+    return report;
+  }
+  try {
+    const it = db.iterator();
+    let expected = 0;
+    try {
+      for (;;) {
+        const batch = await it.nextv(256);
+        if (batch.length === 0) break;
+        for (const [key, value] of batch) {
+          const seq = decodeKey(key);
+          if (seq === null) {
+            problems.push({ runId, kind: 'record', message: `run "${runId}": the log has a key that is not a seq: ${JSON.stringify(key.slice(0, 40))}` });
+            continue;
+          }
+          if (seq !== expected) {
+            problems.push({ runId, kind: 'sequence', seq: expected, message: `run "${runId}": events ${seqRange(expected, seq - 1)} are missing` });
+            stopFold ??= expected;
+          }
+          expected = seq + 1;
+          lastSeq = seq;
+          let raw;
+          try {
+            raw = decodeValue(runId, key, value, { maxSchemaVersion: SCHEMA_VERSION });
+          } catch (err) {
+            problems.push({ runId, kind: 'record', seq, message: (err as Error).message });
+            stopFold ??= seq;
+            continue;
+          }
+          decoded.set(seq, { crc: raw.crc });
+          try {
+            const rec = parseRecord(runId, raw);
+            if (stopFold === null) records.push(rec);
+          } catch (err) {
+            problems.push({ runId, kind: 'schema', seq, message: (err as Error).message });
+            stopFold ??= seq;
+          }
+        }
+      }
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause;
+      problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": reading the log failed after event ${lastSeq}: ${(cause ?? (err as Error)).message.split('\n')[0]}` });
+      stopFold ??= lastSeq + 1;
+    } finally {
+      await it.close();
+    }
+  } finally {
+    await db.close();
+  }
+  report.events = decoded.size;
+  report.lastSeq = lastSeq;
+
+  // Every seq the files hold must come back from LevelDB (a record LevelDB dropped is damage).
+  const lost = [...scan.keysSeen].filter((s) => s > lastSeq).sort((a, b) => a - b);
+  if (lost.length > 0) {
+    problems.push({ runId, kind: 'sequence', seq: lost[0], message: `run "${runId}": events ${seqRange(lost[0]!, lost.at(-1)!)} are in the files but LevelDB does not return them` });
+  }
+  if (committed) {
+    if (committed.seq > lastSeq) {
+      problems.push({
+        runId,
+        kind: 'sequence',
+        seq: lastSeq + 1,
+        message: `run "${runId}": the log ends at event ${lastSeq} but events up to ${committed.seq} were committed (events ${seqRange(lastSeq + 1, committed.seq)} are missing)`,
+      });
+    } else {
+      const rec = decoded.get(committed.seq);
+      if (rec && rec.crc !== committed.crc) {
+        problems.push({ runId, kind: 'committed', seq: committed.seq, message: `run "${runId}": event ${committed.seq} is not the event that was committed (crc ${rec.crc}, committed ${committed.crc})` });
+      }
+    }
+  }
+  if (stopFold !== null) notes.push(`machine and blob checks cover events 0..${stopFold - 1} (event ${stopFold} is unreadable)`);
+
+  if (records.length > 0) {
+    report.state = checkMachine(runId, records, problems);
+    const before = blobs.checked;
+    await checkBlobs(runId, records, blobs, problems);
+    report.blobsChecked = blobs.checked - before;
+  } else if (lastSeq >= 0 || committed) {
+    problems.push({ runId, kind: 'record', seq: 0, message: `run "${runId}" has no readable run.created event` });
+  } else {
+    notes.push('the log is empty: the run was stopped before it recorded its creation');
+  }
+  return report;
+}
+
+/** Checks a store, or one run of it. Changes nothing. */
+export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<FsckReport> {
+  const t0 = Date.now();
+  const dir = path.resolve(storeDir);
+  const problems = await checkStore(dir);
+  let runIds: string[];
+  try {
+    runIds = (await fsp.readdir(path.join(dir, 'runs'), { withFileTypes: true })).filter((e) => e.isDirectory() && RUN_ID_RE.test(e.name)).map((e) => e.name).sort();
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+    runIds = [];
+  }
+  if (opts.runId !== undefined) {
+    if (!RUN_ID_RE.test(opts.runId) || !runIds.includes(opts.runId)) throw new UnknownRunError(opts.runId, runIds);
+    runIds = [opts.runId];
+  }
+  const blobs = new BlobChecker(dir);
+  const scratch = path.join(os.tmpdir(), `retrace-fsck-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const runs: FsckRunReport[] = [];
+  try {
+    for (const runId of runIds) {
+      const r = await fsckRun(dir, runId, blobs, scratch);
+      runs.push(r);
+      problems.push(...r.problems);
+    }
+    if (opts.runId === undefined) {
+      // Every blob file in the store, referenced or not, must hash to its name.
+      let shards: string[] = [];
+      try {
+        shards = (await fsp.readdir(path.join(dir, 'blobs'))).sort();
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+      for (const shard of shards) {
+        let names: string[];
+        try {
+          names = (await fsp.readdir(path.join(dir, 'blobs', shard))).sort();
+        } catch (err) {
+          if (isErrno(err, 'ENOTDIR')) continue;
+          throw err;
+        }
+        for (const n of names) {
+          if (!/^[0-9a-f]{64}$/.test(n) || !n.startsWith(shard)) continue;
+          const c = await blobs.check(n);
+          if (!c.ok && !problems.some((p) => p.blob === n)) problems.push({ runId: null, kind: 'blob', blob: n, file: `blobs/${shard}/${n}`, message: c.message! });
+        }
+      }
+    }
+  } finally {
+    await fsp.rm(scratch, { recursive: true, force: true });
+  }
+  return { store: dir, ok: problems.length === 0, runs, blobsChecked: blobs.checked, problems, seconds: (Date.now() - t0) / 1000 };
+}
+
+export function formatFsck(r: FsckReport): string {
+  const lines: string[] = [];
+  for (const run of r.runs) {
+    const status = run.problems.length === 0 ? 'ok' : `${run.problems.length} problem(s)`;
+    lines.push(
+      `run ${run.runId}: ${status}: events 0..${run.lastSeq}, committed ${run.committedSeq ?? 'none'}, state ${run.state ?? '?'}, ${run.levelDbFiles} LevelDB files, ${run.blobsChecked} blobs verified`,
+    );
+    for (const n of run.notes) lines.push(`  note: ${n}`);
+    for (const p of run.problems) lines.push(`  ${p.kind}: ${p.message}`);
+  }
+  for (const p of r.problems.filter((x) => x.runId === null)) lines.push(`store: ${p.kind}: ${p.message}`);
+  lines.push(
+    r.ok
+      ? `fsck ${r.store}: no problems (${r.runs.length} run(s), ${r.blobsChecked} blobs verified, ${r.seconds.toFixed(1)} s)`
+      : `fsck ${r.store}: ${r.problems.length} problem(s) in ${r.runs.filter((x) => x.problems.length > 0).length} run(s)${r.problems.some((p) => p.runId === null) ? ' and the store' : ''}`,
+  );
+  return lines.join('\n');
+}

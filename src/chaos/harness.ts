@@ -1,0 +1,792 @@
+// The crash-safety harness: trains a run with the real CLI (`node bin/retrace.js train …`) as a
+// child process in its own process group, SIGKILLs it at moments chosen by a seeded generator,
+// checks what the kill left, resumes it (`retrace resume RUN`), kills again, … and finally checks
+// that the run ended exactly where an uninterrupted run of the same config ends:
+//
+//   - after every kill: the run was really interrupted mid-way (its state is not stopped) and its
+//     log is readable, gap-free and holds every committed event of the previous kills unchanged;
+//   - at the end: the final weightsHash equals the uninterrupted run's, `replay RUN --verify` is
+//     identical, no event that was in the log at a kill is missing or changed (those at or below
+//     committed.json's seq must never be; the others are counted separately), seqs are gap-free,
+//     and fsck finds nothing.
+//
+// Kills are of two kinds. Timer kills: the harness itself sends SIGKILL to the child's process
+// group after a seeded delay. Hook kills: the child preloads kill-hook.ts (NODE_OPTIONS=--import)
+// and SIGKILLs itself at a named point of the write protocol (after step N, between a checkpoint's
+// blobs and its event, between the synced event and committed.json, …). Both are real SIGKILLs.
+// Used by test/chaos/kill-resume.test.ts and by `retrace chaos`.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { stateName } from '../../machines/fold.js';
+import { canonicalJson } from '../log/codec.js';
+import { UnknownRunError } from '../log/errors.js';
+import { parseRecord } from '../log/events.js';
+import type { StoredRecord } from '../log/run-log.js';
+import { Store } from '../log/store.js';
+import { RunHistory } from '../run/history.js';
+import { fsck } from './fsck.js';
+import { KILL_POINTS, type KillPoint } from './kill-points.js';
+
+// ---------------------------------------------------------------------------------------------
+// Seeded generator
+
+/** mulberry32: a small, fast, seedable generator; the same seed gives the same kills. */
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  next(): number {
+    this.s = (this.s + 0x6d2b79f5) >>> 0;
+    let t = this.s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** An integer in [lo, hi]. */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)]!;
+  }
+}
+
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 31);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the CLI
+
+export interface CliPaths {
+  node: string;
+  /** bin/retrace.js (runs the built dist/). */
+  bin: string;
+  /** dist/src/chaos/kill-hook.js */
+  hook: string;
+}
+
+/** The package's root: the folder above this file holding retrace's package.json. */
+export function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i += 1, dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (existsSync(file)) {
+      try {
+        if ((JSON.parse(readFileSync(file, 'utf8')) as { name?: string }).name === 'retrace') return dir;
+      } catch {
+        // keep looking
+      }
+    }
+  }
+  throw new Error('cannot find the retrace package root');
+}
+
+export function defaultCli(): CliPaths {
+  const root = packageRoot();
+  const cli = { node: process.execPath, bin: path.join(root, 'bin', 'retrace.js'), hook: path.join(root, 'dist', 'src', 'chaos', 'kill-hook.js') };
+  if (!existsSync(path.join(root, 'dist', 'src', 'cli', 'main.js')) || !existsSync(cli.hook)) {
+    throw new Error(`retrace is not built (${path.join(root, 'dist')} is incomplete): run \`npm run build\` first`);
+  }
+  return cli;
+}
+
+export type KillPlan =
+  /** The harness SIGKILLs the child's process group `afterMs` after the marker (or the spawn). */
+  | { kind: 'timer'; afterMs: number; from: 'spawn' | 'marker' }
+  /** The child SIGKILLs itself at the Nth occurrence of a named point (kill-hook.ts). */
+  | { kind: 'hook'; point: KillPoint; n: number };
+
+export function describePlan(plan: KillPlan | null): string {
+  if (!plan) return 'no kill';
+  return plan.kind === 'timer' ? `timer ${Math.round(plan.afterMs)}ms after ${plan.from}` : `${plan.point}:${plan.n}`;
+}
+
+export interface CliResult {
+  args: string[];
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  /** Milliseconds from spawn to the first stderr line matching the marker, if seen. */
+  markerMs: number | null;
+  /** Who killed it: the harness's timer, the child's own hook, or nobody. */
+  killedBy: 'timer' | 'hook' | null;
+}
+
+const live = new Set<ChildProcess>();
+
+/** SIGKILLs every child process group the harness still has running (for test teardown). */
+export function killAllChildren(): void {
+  for (const c of live) {
+    try {
+      if (c.pid) process.kill(-c.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+}
+
+export interface RunCliOptions {
+  cli?: CliPaths;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  kill?: KillPlan | null;
+  /** A stderr line that marks "the work has started" for timer kills `from: 'marker'`. */
+  marker?: RegExp;
+  timeoutMs?: number;
+  /** Called with the child once it is spawned (to watch it or signal it). */
+  onSpawn?: (child: ChildProcess) => void;
+}
+
+const MAX_OUTPUT = 256 * 1024;
+
+/**
+ * The environment that preloads kill-hook.ts into a child: `kill` makes it SIGKILL itself at a
+ * point (`step-after:3`), `fail` makes the I/O call there fail (`blob-before:2:EIO`).
+ */
+export function hookEnv(spec: { kill?: string; fail?: string }, cli: CliPaths = defaultCli(), base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { RETRACE_CHAOS_KILL_AT: undefined, RETRACE_CHAOS_FAIL_AT: undefined };
+  if (spec.kill) env.RETRACE_CHAOS_KILL_AT = spec.kill;
+  if (spec.fail) env.RETRACE_CHAOS_FAIL_AT = spec.fail;
+  const importFlag = `--import=${pathToFileURL(cli.hook).href}`;
+  const current = base.NODE_OPTIONS ?? '';
+  env.NODE_OPTIONS = current.includes(importFlag) ? current : `${current ? `${current} ` : ''}${importFlag}`;
+  return env;
+}
+
+/**
+ * Runs `node bin/retrace.js ARGS…` in its own process group and resolves when it exits (never
+ * rejects for a non-zero exit). The kill plan, if any, is carried out.
+ */
+export function runCli(args: string[], opts: RunCliOptions = {}): Promise<CliResult> {
+  const cli = opts.cli ?? defaultCli();
+  const plan = opts.kill ?? null;
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
+  delete env.RETRACE_CHAOS_KILL_AT;
+  delete env.RETRACE_CHAOS_FAIL_AT;
+  if (opts.env?.RETRACE_CHAOS_FAIL_AT) env.RETRACE_CHAOS_FAIL_AT = opts.env.RETRACE_CHAOS_FAIL_AT;
+  if (opts.env?.RETRACE_CHAOS_KILL_AT) env.RETRACE_CHAOS_KILL_AT = opts.env.RETRACE_CHAOS_KILL_AT;
+  if (plan?.kind === 'hook') Object.assign(env, hookEnv({ kill: `${plan.point}:${plan.n}` }, cli, env));
+  const started = Date.now();
+  const child = spawn(cli.node, [cli.bin, ...args], { cwd: opts.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  opts.onSpawn?.(child);
+  let stdout = '';
+  let stderr = '';
+  let markerMs: number | null = null;
+  let timerKilled = false;
+  let killTimer: NodeJS.Timeout | null = null;
+  const killGroup = () => {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // it has exited already
+    }
+  };
+  const armTimer = (afterMs: number) => {
+    killTimer = setTimeout(() => {
+      timerKilled = true;
+      killGroup();
+    }, Math.max(0, afterMs));
+  };
+  if (plan?.kind === 'timer' && plan.from === 'spawn') armTimer(plan.afterMs);
+  child.stdout!.on('data', (d: Buffer) => {
+    if (stdout.length < MAX_OUTPUT) stdout += d.toString();
+  });
+  let pending = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    const text = d.toString();
+    if (stderr.length < MAX_OUTPUT) stderr += text;
+    if (markerMs === null && opts.marker) {
+      pending += text;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      if (lines.some((l) => opts.marker!.test(l))) {
+        markerMs = Date.now() - started;
+        if (plan?.kind === 'timer' && plan.from === 'marker') armTimer(plan.afterMs);
+      }
+    }
+  });
+  const timeout = setTimeout(() => {
+    stderr += `\n[harness] timed out after ${opts.timeoutMs} ms; killed\n`;
+    killGroup();
+  }, opts.timeoutMs ?? 10 * 60_000);
+  return new Promise((resolve, reject) => {
+    child.once('error', (err) => {
+      clearTimeout(timeout);
+      if (killTimer) clearTimeout(killTimer);
+      live.delete(child);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timeout);
+      if (killTimer) clearTimeout(killTimer);
+      live.delete(child);
+      // The group may still hold a straggler (none expected): make sure nothing outlives the run.
+      if (signal === 'SIGKILL') killGroup();
+      const killedBy = signal === 'SIGKILL' ? (timerKilled ? 'timer' : plan?.kind === 'hook' ? 'hook' : null) : null;
+      resolve({ args, code, signal, stdout, stderr, ms: Date.now() - started, markerMs, killedBy });
+    });
+  });
+}
+
+/** The JSON line a `--json` command printed on stdout (the last one), or null. */
+export function jsonResult<T>(r: CliResult): T | null {
+  const lines = r.stdout.split('\n').filter((l) => l.trim().startsWith('{'));
+  if (lines.length === 0) return null;
+  try {
+    return JSON.parse(lines[lines.length - 1]!) as T;
+  } catch {
+    return null;
+  }
+}
+
+/** The child's last stderr line that is not progress (its `retrace: …` error, if any). */
+export function errorLine(r: CliResult): string {
+  const lines = r.stderr.split('\n').filter((l) => l.startsWith('retrace: '));
+  return lines.at(-1) ?? (r.stderr.trim().split('\n').at(-1) ?? '');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a run as a kill left it
+
+export interface RunSnapshot {
+  /** Every record in the log, by seq (canonical JSON of the whole stored record). */
+  records: string[];
+  committedSeq: number;
+  /** Machine state after the last event, or 'empty' if the log holds no run.created. */
+  state: string;
+  stopReason: string | null;
+  step: number;
+  /** The last checkpoint's step (where a resume restarts), or 0. */
+  checkpointStep: number;
+  /** Set when the log could not be read. */
+  error: string | null;
+}
+
+/** Reads a run through the store's 'read' mode (a private copy: the original is not touched). */
+export async function snapshotRun(storeDir: string, runId: string): Promise<RunSnapshot> {
+  const store = await Store.open(storeDir);
+  try {
+    const log = await store.openRun(runId, 'read');
+    let raw: StoredRecord[];
+    let committedSeq: number;
+    try {
+      raw = await log.readAll();
+      committedSeq = await log.committedSeq();
+    } finally {
+      await log.close();
+    }
+    const records = raw.map((r) => canonicalJson(r));
+    if (raw.length === 0) {
+      return { records, committedSeq, state: 'empty', stopReason: null, step: 0, checkpointStep: 0, error: null };
+    }
+    const history = new RunHistory(
+      runId,
+      raw.map((r) => parseRecord(runId, r)),
+    );
+    const { snapshot } = history.snapshotAt();
+    const last = history.checkpoints.at(-1);
+    return {
+      records,
+      committedSeq,
+      state: stateName(snapshot),
+      stopReason: snapshot.context.stopReason,
+      step: snapshot.context.step,
+      checkpointStep: last?.data.step ?? 0,
+      error: null,
+    };
+  } catch (err) {
+    // Killed before train claimed the run: nothing to read, train starts it again.
+    if (err instanceof UnknownRunError) return { records: [], committedSeq: -1, state: 'empty', stopReason: null, step: 0, checkpointStep: 0, error: null };
+    return { records: [], committedSeq: -1, state: 'unreadable', stopReason: null, step: 0, checkpointStep: 0, error: (err as Error).message };
+  } finally {
+    await store.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kill-and-resume loop
+
+export interface RunSummaryJson {
+  runId: string;
+  state: string;
+  stopReason: string | null;
+  step: number;
+  weightsHash: string | null;
+}
+
+export interface Reference {
+  runId: string;
+  summary: RunSummaryJson;
+  totalSteps: number;
+  /** Spawn to run.created. */
+  startupMs: number;
+  /** run.created to exit. */
+  trainMs: number;
+  /** Blobs one checkpoint names (weights + optimizer tensors). */
+  blobsPerCheckpoint: number;
+}
+
+export interface KillRecord {
+  runId: string;
+  command: 'train' | 'resume';
+  plan: string;
+  by: 'timer' | 'hook';
+  /** State the kill left (never stopped for a kill that counts). */
+  state: string;
+  step: number;
+  committedSeq: number;
+  lastSeq: number;
+}
+
+export interface ChaosProblem {
+  runId: string;
+  kind: 'divergence' | 'hash-mismatch' | 'lost-committed' | 'changed-uncommitted' | 'gap' | 'unreadable' | 'not-interrupted' | 'replay' | 'fsck' | 'process';
+  message: string;
+}
+
+export interface ChaosSummary {
+  seed: number;
+  config: Record<string, unknown>;
+  store: string;
+  reference: { runId: string; weightsHash: string | null; state: string; stopReason: string | null; step: number; seconds: number };
+  runs: number;
+  /** Real mid-run SIGKILLs (the state each left was not stopped). */
+  kills: number;
+  killsByPoint: Record<string, number>;
+  /** Kills that came too late (the process had finished or was finishing its stopped run). */
+  lateKills: number;
+  /** Planned hook points the process never reached (it finished first). */
+  missedPlans: number;
+  resumes: number;
+  /** Runs killed before their run.created was committed (started again with train). */
+  restartedEmpty: number;
+  divergences: number;
+  hashMismatches: number;
+  replayFailures: number;
+  lostCommittedEvents: number;
+  /** Events past committed.json's seq that were in the log at a kill and later missing or changed. */
+  lostUncommittedEvents: number;
+  gaps: number;
+  fsckProblems: number;
+  problems: ChaosProblem[];
+  seconds: number;
+  ok: boolean;
+}
+
+export interface ChaosOptions {
+  /** The train config (same keys as `train --config`). */
+  config: Record<string, unknown>;
+  /** A folder of stores: the reference and every chaos run get a store of their own in it. */
+  storeDir: string;
+  /** Total mid-run kills to reach. */
+  kills: number;
+  seed: number;
+  /** Kills per run, drawn in [min, max] (default [4, 8]). */
+  killsPerRun?: [number, number];
+  cli?: CliPaths;
+  cwd?: string;
+  /** Progress lines for people. */
+  log?: (line: string) => void;
+  /** Per child process (default 10 minutes). */
+  timeoutMs?: number;
+  /** Skip `replay --verify` of each run (default: run it). */
+  skipReplay?: boolean;
+  /** Run-id prefix (default chaos-<seed>). */
+  prefix?: string;
+  /** Check after every kill that earlier kills' committed events are still there and fsck is clean (default true). */
+  checkEveryKill?: boolean;
+}
+
+const MARKER = /^train: \d+ steps/;
+
+async function writeConfigFile(config: Record<string, unknown>): Promise<{ file: string; cleanup: () => Promise<void> }> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'retrace-chaos-'));
+  const { runId: _ignored, ...rest } = config;
+  void _ignored;
+  const file = path.join(dir, 'config.json');
+  await fsp.writeFile(file, JSON.stringify(rest, null, 2));
+  return { file, cleanup: () => fsp.rm(dir, { recursive: true, force: true }) };
+}
+
+/** Trains the uninterrupted reference run. */
+export async function trainReference(opts: { configFile: string; storeDir: string; runId: string; cli?: CliPaths; cwd?: string; timeoutMs?: number }): Promise<Reference> {
+  const r = await runCli(['train', '--config', opts.configFile, '--run-id', opts.runId, '--store', opts.storeDir, '--json'], {
+    cli: opts.cli,
+    cwd: opts.cwd,
+    marker: MARKER,
+    timeoutMs: opts.timeoutMs,
+  });
+  const summary = jsonResult<RunSummaryJson>(r);
+  if (r.code !== 0 || !summary) throw new Error(`the reference run failed (exit ${r.code ?? r.signal}): ${errorLine(r)}`);
+  const store = await Store.open(opts.storeDir);
+  let totalSteps = summary.step;
+  let blobsPerCheckpoint = 8;
+  try {
+    const log = await store.openRun(opts.runId, 'read');
+    try {
+      const created = (await log.get(0))!.data as { settings: { totalSteps: number } };
+      totalSteps = created.settings.totalSteps;
+      for await (const rec of log.read()) {
+        if (rec.type === 'checkpoint.committed') {
+          const d = rec.data as { weights: unknown[]; optimizer: unknown[] };
+          blobsPerCheckpoint = d.weights.length + d.optimizer.length;
+          break;
+        }
+      }
+    } finally {
+      await log.close();
+    }
+  } finally {
+    await store.close();
+  }
+  const startupMs = r.markerMs ?? Math.min(2000, r.ms / 3);
+  return { runId: opts.runId, summary, totalSteps, startupMs, trainMs: Math.max(200, r.ms - startupMs), blobsPerCheckpoint };
+}
+
+/**
+ * Draws the next kill from the seeded generator. The first kill of every run falls in its first
+ * steps and the second inside a checkpoint commit; later ones anywhere.
+ */
+export function planKill(rng: Rng, ctx: { command: 'train' | 'resume'; ref: Reference; fromStep: number; index?: number }): KillPlan {
+  const remaining = Math.max(1, ctx.ref.totalSteps - ctx.fromStep);
+  const fraction = remaining / Math.max(1, ctx.ref.totalSteps);
+  if (ctx.index === 0) {
+    // Sometimes while train records the run's creation (its first synced batch and committed.json).
+    if (ctx.command === 'train' && rng.next() < 0.2) {
+      return { kind: 'hook', point: rng.pick(['sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const), n: 1 };
+    }
+    return rng.next() < 0.7 || ctx.command !== 'train'
+      ? { kind: 'hook', point: 'step-after', n: rng.int(1, 3) }
+      : { kind: 'timer', afterMs: rng.next() * 300, from: 'marker' };
+  }
+  if (ctx.index === 1) {
+    const point = rng.pick(['blob-before', 'blob-after', 'sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const);
+    const n = point.startsWith('blob') ? rng.int(1, 2 * ctx.ref.blobsPerCheckpoint) : rng.int(1, 2);
+    return { kind: 'hook', point, n };
+  }
+  const r = rng.next();
+  if (r < 0.3) {
+    // Timer: sometimes in the very first steps, otherwise anywhere in the rest of the run.
+    const early = rng.next() < 0.3;
+    const span = early ? 300 : ctx.ref.trainMs * fraction * 0.9;
+    const afterMs = rng.next() * span;
+    return ctx.command === 'train' ? { kind: 'timer', afterMs, from: 'marker' } : { kind: 'timer', afterMs: ctx.ref.startupMs * 0.9 + afterMs, from: 'spawn' };
+  }
+  if (r < 0.55) {
+    // After the Nth step: biased to early steps (the first few included).
+    const n = rng.next() < 0.25 ? rng.int(1, 3) : 1 + Math.floor(rng.next() ** 2 * remaining);
+    return { kind: 'hook', point: 'step-after', n };
+  }
+  if (r < 0.75) {
+    // Inside a checkpoint commit: among its blob files (first or second checkpoint of the process).
+    return { kind: 'hook', point: rng.pick(['blob-before', 'blob-after'] as const), n: rng.int(1, 2 * ctx.ref.blobsPerCheckpoint) };
+  }
+  if (r < 0.92) {
+    // Between a checkpoint's blobs, its synced event and committed.json (run.created's for train's first).
+    return { kind: 'hook', point: rng.pick(['sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const), n: rng.int(1, 3) };
+  }
+  return { kind: 'hook', point: rng.pick(['batch-before', 'batch-after'] as const), n: rng.int(1, 4) };
+}
+
+interface KillCheck {
+  snapshot: RunSnapshot;
+  /** Snapshot index in the run's list of kills. */
+  index: number;
+}
+
+/** Compares a later read of the log with what a kill left: committed events must be unchanged. */
+function compareWithKill(runId: string, kill: RunSnapshot, now: string[], problems: ChaosProblem[], counts: { lostCommitted: number; lostUncommitted: number }, label: string): void {
+  for (let seq = 0; seq < kill.records.length; seq += 1) {
+    if (now[seq] === kill.records[seq]) continue;
+    if (seq <= kill.committedSeq) {
+      counts.lostCommitted += 1;
+      problems.push({
+        runId,
+        kind: 'lost-committed',
+        message: `${label}: committed event ${seq} (committed seq was ${kill.committedSeq}) is ${now[seq] === undefined ? 'missing' : `changed: ${now[seq]!.slice(0, 120)}`}`,
+      });
+    } else {
+      counts.lostUncommitted += 1;
+      problems.push({
+        runId,
+        kind: 'changed-uncommitted',
+        message: `${label}: event ${seq} (past committed seq ${kill.committedSeq}) that was in the log is ${now[seq] === undefined ? 'missing' : 'changed'}`,
+      });
+    }
+  }
+}
+
+/** One run through kills and resumes to its end; returns its kills and problems. */
+async function chaosRun(args: {
+  runId: string;
+  targetKills: number;
+  rng: Rng;
+  ref: Reference;
+  configFile: string;
+  opts: ChaosOptions;
+  summary: ChaosSummary;
+}): Promise<void> {
+  const { runId, rng, ref, opts, summary } = args;
+  const log = opts.log ?? (() => {});
+  // Each run has a store of its own: blobs are content-addressed, so in a shared store a run that
+  // repeats the reference finds every blob already there and never writes (or crashes in) one.
+  const store = path.join(opts.storeDir, runId);
+  const problems = summary.problems;
+  const counts = { lostCommitted: 0, lostUncommitted: 0 };
+  const kills: KillCheck[] = [];
+  let started = false; // run.created committed
+  let fromStep = 0;
+  let finalSummary: RunSummaryJson | null = null;
+  let killsHere = 0;
+  let attempts = 0;
+  const trainArgs = ['train', '--config', args.configFile, '--run-id', runId, '--store', store, '--json'];
+  const resumeArgs = ['resume', runId, '--store', store, '--json'];
+
+  while (killsHere < args.targetKills && attempts < args.targetKills * 3) {
+    attempts += 1;
+    const command = started ? 'resume' : 'train';
+    const plan = planKill(rng, { command, ref, fromStep, index: attempts - 1 });
+    if (command === 'resume') summary.resumes += 1;
+    const r = await runCli(command === 'train' ? trainArgs : resumeArgs, {
+      cli: opts.cli,
+      cwd: opts.cwd,
+      kill: plan,
+      marker: MARKER,
+      timeoutMs: opts.timeoutMs,
+    });
+    if (r.signal !== 'SIGKILL' || !r.killedBy) {
+      if (r.code === 0) {
+        // It finished before the planned kill: the run is done.
+        summary.missedPlans += 1;
+        finalSummary = jsonResult<RunSummaryJson>(r);
+        log(`  ${runId}: ${command} finished before ${describePlan(plan)}`);
+        break;
+      }
+      const msg = errorLine(r);
+      problems.push({ runId, kind: /diverged from the log/.test(msg) ? 'divergence' : 'process', message: `${command} exited ${r.code ?? r.signal}: ${msg}` });
+      if (/diverged from the log/.test(msg)) summary.divergences += 1;
+      return;
+    }
+    const snap = await snapshotRun(store, runId);
+    if (snap.error) {
+      problems.push({ runId, kind: 'unreadable', message: `after ${describePlan(plan)} during ${command}: ${snap.error}` });
+      return;
+    }
+    // Gap-free by construction of readAll, but say so explicitly.
+    snap.records.forEach((text, i) => {
+      if ((JSON.parse(text) as { seq: number }).seq !== i) {
+        summary.gaps += 1;
+        problems.push({ runId, kind: 'gap', message: `after ${describePlan(plan)}: record ${i} has seq ${(JSON.parse(text) as { seq: number }).seq}` });
+      }
+    });
+    if (opts.checkEveryKill !== false) {
+      for (const k of kills) compareWithKill(runId, k.snapshot, snap.records, problems, counts, `after kill ${kills.length + 1} (${describePlan(plan)}), kill ${k.index + 1}'s log`);
+      // What the kill left passes fsck as it is (before any resume touches it).
+      const report = await fsck(store, { runId }).catch((err: unknown) => {
+        if (err instanceof UnknownRunError) return null; // killed before train claimed the run
+        throw err;
+      });
+      for (const p of report?.problems ?? []) {
+        summary.fsckProblems += 1;
+        problems.push({ runId, kind: 'fsck', message: `after kill ${kills.length + 1} (${describePlan(plan)}): ${p.message}` });
+      }
+    }
+    const record: KillRecord = {
+      runId,
+      command,
+      plan: describePlan(plan),
+      by: r.killedBy,
+      state: snap.state,
+      step: snap.step,
+      committedSeq: snap.committedSeq,
+      lastSeq: snap.records.length - 1,
+    };
+    if (snap.state === 'stopped' || snap.state === 'exported') {
+      // The run had finished: the kill hit its last moments (closing), not the middle.
+      summary.lateKills += 1;
+      log(`  ${runId}: late kill (${record.plan}) after the run stopped (${snap.stopReason}) at step ${snap.step}`);
+      kills.push({ snapshot: snap, index: kills.length });
+      break;
+    }
+    killsHere += 1;
+    summary.kills += 1;
+    const key = plan.kind === 'timer' ? `timer(${plan.from})` : plan.point;
+    summary.killsByPoint[key] = (summary.killsByPoint[key] ?? 0) + 1;
+    kills.push({ snapshot: snap, index: kills.length });
+    log(`  ${runId}: kill ${killsHere}/${args.targetKills} during ${command} (${record.plan}, by ${record.by}): ${snap.state} at step ${snap.step}, events 0..${record.lastSeq}, committed ${snap.committedSeq}`);
+    if (snap.state === 'empty') {
+      started = false;
+      summary.restartedEmpty += 1;
+    } else {
+      started = true;
+      fromStep = snap.checkpointStep;
+    }
+  }
+
+  if (!finalSummary) {
+    const command = started ? 'resume' : 'train';
+    if (command === 'resume') summary.resumes += 1;
+    const r = await runCli(started ? resumeArgs : trainArgs, { cli: opts.cli, cwd: opts.cwd, timeoutMs: opts.timeoutMs });
+    finalSummary = jsonResult<RunSummaryJson>(r);
+    if (r.code !== 0 || !finalSummary) {
+      const msg = errorLine(r);
+      if (/diverged from the log/.test(msg)) summary.divergences += 1;
+      problems.push({ runId, kind: /diverged from the log/.test(msg) ? 'divergence' : 'process', message: `final ${command} exited ${r.code ?? r.signal}: ${msg}` });
+      return;
+    }
+  }
+
+  // The end state equals the uninterrupted run's.
+  const want = ref.summary;
+  if (finalSummary.weightsHash !== want.weightsHash || finalSummary.state !== want.state || finalSummary.stopReason !== want.stopReason || finalSummary.step !== want.step) {
+    summary.hashMismatches += 1;
+    problems.push({
+      runId,
+      kind: 'hash-mismatch',
+      message: `ended ${finalSummary.state} (${finalSummary.stopReason}) at step ${finalSummary.step} with weightsHash ${finalSummary.weightsHash}; the uninterrupted run ended ${want.state} (${want.stopReason}) at step ${want.step} with ${want.weightsHash}`,
+    });
+  }
+
+  // Nothing a kill saw is gone; seqs are gap-free.
+  const end = await snapshotRun(store, runId);
+  if (end.error) {
+    problems.push({ runId, kind: 'unreadable', message: `at the end: ${end.error}` });
+    return;
+  }
+  end.records.forEach((text, i) => {
+    if ((JSON.parse(text) as { seq: number }).seq !== i) {
+      summary.gaps += 1;
+      problems.push({ runId, kind: 'gap', message: `at the end: record ${i} has seq ${(JSON.parse(text) as { seq: number }).seq}` });
+    }
+  });
+  for (const k of kills) compareWithKill(runId, k.snapshot, end.records, problems, counts, `at the end, kill ${k.index + 1}'s log`);
+  summary.lostCommittedEvents += counts.lostCommitted;
+  summary.lostUncommittedEvents += counts.lostUncommitted;
+
+  // Replay verifies every logged fact.
+  if (!opts.skipReplay) {
+    const r = await runCli(['replay', runId, '--verify', '--store', store, '--json'], { cli: opts.cli, cwd: opts.cwd, timeoutMs: opts.timeoutMs });
+    const result = jsonResult<{ identical: boolean; firstDivergence: number | null; message: string | null }>(r);
+    if (!result || !result.identical) {
+      summary.replayFailures += 1;
+      summary.divergences += result && !result.identical ? 1 : 0;
+      problems.push({ runId, kind: 'replay', message: result ? `replay --verify diverged at step ${result.firstDivergence}: ${result.message}` : `replay exited ${r.code ?? r.signal}: ${errorLine(r)}` });
+    }
+  }
+
+  // The whole store structure of the run checks out.
+  const report = await fsck(store, { runId });
+  for (const p of report.problems) {
+    summary.fsckProblems += 1;
+    problems.push({ runId, kind: 'fsck', message: p.message });
+  }
+}
+
+/** The uninterrupted reference, then runs killed and resumed until `kills` mid-run kills are done. */
+export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
+  const t0 = Date.now();
+  const log = opts.log ?? (() => {});
+  const rng = new Rng(opts.seed);
+  const prefix = opts.prefix ?? `chaos-${opts.seed}`;
+  const [minK, maxK] = opts.killsPerRun ?? [4, 8];
+  await fsp.mkdir(opts.storeDir, { recursive: true });
+  const { file: configFile, cleanup } = await writeConfigFile(opts.config);
+  const summary: ChaosSummary = {
+    seed: opts.seed,
+    config: opts.config,
+    store: path.resolve(opts.storeDir),
+    reference: { runId: `${prefix}-ref`, weightsHash: null, state: '', stopReason: null, step: 0, seconds: 0 },
+    runs: 0,
+    kills: 0,
+    killsByPoint: {},
+    lateKills: 0,
+    missedPlans: 0,
+    resumes: 0,
+    restartedEmpty: 0,
+    divergences: 0,
+    hashMismatches: 0,
+    replayFailures: 0,
+    lostCommittedEvents: 0,
+    lostUncommittedEvents: 0,
+    gaps: 0,
+    fsckProblems: 0,
+    problems: [],
+    seconds: 0,
+    ok: false,
+  };
+  try {
+    log(`chaos: seed ${opts.seed} (rerun with --seed ${opts.seed}); reference run ${summary.reference.runId}`);
+    const tRef = Date.now();
+    const ref = await trainReference({
+      configFile,
+      storeDir: path.join(opts.storeDir, summary.reference.runId),
+      runId: summary.reference.runId,
+      cli: opts.cli,
+      cwd: opts.cwd,
+      timeoutMs: opts.timeoutMs,
+    });
+    summary.reference = {
+      runId: ref.runId,
+      weightsHash: ref.summary.weightsHash,
+      state: ref.summary.state,
+      stopReason: ref.summary.stopReason,
+      step: ref.summary.step,
+      seconds: (Date.now() - tRef) / 1000,
+    };
+    log(`chaos: reference ${ref.summary.state} (${ref.summary.stopReason}) at step ${ref.summary.step}, weightsHash ${ref.summary.weightsHash} in ${summary.reference.seconds.toFixed(1)} s`);
+    let n = 0;
+    let idle = 0;
+    while (summary.kills < opts.kills) {
+      n += 1;
+      const runId = `${prefix}-${n}`;
+      const target = Math.min(rng.int(minK, maxK), Math.max(1, opts.kills - summary.kills));
+      log(`chaos: run ${runId}: ${target} kills planned (${summary.kills}/${opts.kills} so far)`);
+      const before = summary.kills;
+      await chaosRun({ runId, targetKills: target, rng, ref, configFile, opts, summary });
+      summary.runs += 1;
+      // Runs that cannot be killed (every plan missed) or that keep failing must not loop forever.
+      idle = summary.kills === before ? idle + 1 : 0;
+      if (idle >= 5 || summary.problems.length >= 20) {
+        log(`chaos: stopping early (${idle >= 5 ? 'five runs in a row without a kill' : 'too many problems'})`);
+        break;
+      }
+    }
+  } finally {
+    await cleanup();
+    summary.seconds = (Date.now() - t0) / 1000;
+    summary.ok =
+      summary.problems.length === 0 &&
+      summary.divergences === 0 &&
+      summary.lostCommittedEvents === 0 &&
+      summary.kills >= opts.kills;
+  }
+  return summary;
+}
+
+export function formatSummary(s: ChaosSummary): string {
+  const byPoint = Object.entries(s.killsByPoint)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const lines = [
+    `chaos seed ${s.seed}: ${s.ok ? 'OK' : 'FAILED'} in ${s.seconds.toFixed(1)} s`,
+    `reference ${s.reference.runId}: ${s.reference.state} (${s.reference.stopReason}) at step ${s.reference.step}, weightsHash ${s.reference.weightsHash}`,
+    `runs ${s.runs}, kills ${s.kills} (${byPoint || 'none'}), resumes ${s.resumes}, late kills ${s.lateKills}, plans not reached ${s.missedPlans}, restarted before creation ${s.restartedEmpty}`,
+    `divergences ${s.divergences}, weightsHash mismatches ${s.hashMismatches}, replay failures ${s.replayFailures}, lost committed events ${s.lostCommittedEvents}, lost uncommitted events ${s.lostUncommittedEvents}, gaps ${s.gaps}, fsck problems ${s.fsckProblems}`,
+  ];
+  for (const p of s.problems.slice(0, 20)) lines.push(`  ${p.runId}: ${p.kind}: ${p.message}`);
+  if (s.problems.length > 20) lines.push(`  … and ${s.problems.length - 20} more problems`);
+  return lines.join('\n');
+}
+
+export { KILL_POINTS };
