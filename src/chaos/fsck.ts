@@ -29,7 +29,7 @@ import { toJsonSafe } from '../log/json-safe.js';
 import { readCommitted, type CommittedMark } from '../log/run-log.js';
 import { RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
-import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from './leveldb-files.js';
+import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
 
 export type FsckKind =
   | 'store'

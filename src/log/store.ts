@@ -32,7 +32,7 @@ import { ClassicLevel } from 'classic-level';
 import { BlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
 import { CorruptLogError, RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
 import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
-import { decodeManifest } from '../chaos/leveldb-files.js';
+import { decodeManifest } from './leveldb-files.js';
 import { readCommitted, RunCore, RunLog, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
 
 export const STORE_FORMAT = 'retrace-store';

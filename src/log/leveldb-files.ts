@@ -13,7 +13,7 @@
 //
 // Every function here only reads the bytes it is given. The log-format reader is src/log/leveldb-log.ts
 // (the store uses it too, before it opens a run for writing).
-import { concat, crc32c, hex, maskCrc, readLogFile, u32, LOG_BLOCK, type LogFileResult } from '../log/leveldb-log.js';
+import { concat, crc32c, hex, maskCrc, readLogFile, u32, LOG_BLOCK, type LogFileResult } from './leveldb-log.js';
 
 export { crc32c, maskCrc, readLogFile, LOG_BLOCK, type LogFileResult };
 
