@@ -30,6 +30,7 @@ import { readCommitted, type CommittedMark } from '../log/run-log.js';
 import { RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
+import { isErrno, pidAlive } from '../log/processes.js';
 
 export type FsckKind =
   | 'store'
@@ -80,19 +81,6 @@ export interface FsckReport {
 export interface FsckOptions {
   /** Check this run only (with the blobs it names). */
   runId?: string;
-}
-
-function isErrno(err: unknown, code: string): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === code;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, 'EPERM');
-  }
 }
 
 function seqRange(a: number, b: number): string {

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CorruptBlobError, MissingBlobError } from './errors.js';
+import { isErrno } from './processes.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
 
@@ -38,10 +39,6 @@ export async function sha256HexAsync(parts: readonly Uint8Array[]): Promise<stri
     }
   }
   return h.digest('hex');
-}
-
-function isErrno(err: unknown, code: string): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === code;
 }
 
 /** fsync a directory, so a rename/create/unlink in it survives a power loss. */

@@ -34,6 +34,7 @@ import { CorruptLogError, RunLockedError, RunExistsError, StoreError, UnknownRun
 import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
 import { decodeManifest } from './leveldb-files.js';
 import { readCommitted, RunCore, RunLog, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
+import { isErrno, pidAlive } from './processes.js';
 
 export const STORE_FORMAT = 'retrace-store';
 export const STORE_VERSION = 1;
@@ -56,10 +57,6 @@ interface Shared {
 
 /** Per process: run log folder → its open LevelDB. */
 const openCores = new Map<string, Shared>();
-
-function isErrno(err: unknown, code: string): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === code;
-}
 
 /**
  * Refuses to let LevelDB open a run whose write-ahead log is damaged before intact records: its
@@ -109,15 +106,6 @@ function commandLine(): string {
   const argv = [path.basename(process.argv[0] ?? 'node'), ...process.argv.slice(1)];
   const s = argv.join(' ');
   return s.length > 200 ? `${s.slice(0, 197)}...` : s;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, 'EPERM');
-  }
 }
 
 async function openLevel(location: string, createIfMissing: boolean): Promise<LevelDb> {
@@ -544,7 +532,6 @@ export class Store {
     }
     throw new Error('unreachable');
   }
-
 
   /**
    * Deletes a run's folder (its blobs stay until collectGarbage). RunLockedError if any process,

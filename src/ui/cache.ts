@@ -20,6 +20,7 @@ import { parseRecord, type LogRecord } from '../log/events.js';
 import { RUN_ID_RE, type Store } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { runRow, type RunRow } from './view.js';
+import { isErrno, pidAlive } from '../log/processes.js';
 
 export interface RunWriter {
   pid: number;
@@ -59,19 +60,6 @@ export interface RunCacheOptions {
   minCopyIntervalMs: number;
   /** Runs this process is writing right now (kept up to date by `push`). */
   writingHere: (runId: string) => boolean;
-}
-
-function isErrno(err: unknown, code: string): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === code;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return isErrno(err, 'EPERM');
-  }
 }
 
 export class RunCache {
