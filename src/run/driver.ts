@@ -7,7 +7,7 @@ import type { BlobStore } from '../log/blobs.js';
 import { encodeFloat, toMachineEvent, type RunCreated } from '../log/events.js';
 import type { TrainingSession } from '../train/session.js';
 import type { Emitter } from './emitter.js';
-import { describeTensors, hashWeights, persistTensors } from './snapshots.js';
+import { describeTensors, hashWeights, hashWeightsAsync, persistTensors } from './snapshots.js';
 
 export interface DriveOptions {
   runId: string;
@@ -131,11 +131,10 @@ async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 
   const { emitter, session, blobs } = opts;
   const ctx = emitter.snapshot.context;
   const state = session.capture();
-  const weightsHash = hashWeights(state.weights);
   // Blobs are durable before the event naming them is appended.
-  const [weights, optimizer] = blobs
-    ? await Promise.all([persistTensors(blobs, state.weights), persistTensors(blobs, state.optimizer)])
-    : [describeTensors(state.weights), describeTensors(state.optimizer)];
+  const [weightsHash, weights, optimizer] = blobs
+    ? await Promise.all([hashWeightsAsync(state.weights), persistTensors(blobs, state.weights), persistTensors(blobs, state.optimizer)])
+    : [hashWeights(state.weights), describeTensors(state.weights), describeTensors(state.optimizer)];
   const event: TrainingEvent = { type: 'checkpoint.committed', kind, index, step: ctx.step, weightsHash };
   await emitter.machine(
     event,

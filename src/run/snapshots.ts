@@ -1,7 +1,7 @@
 // Checkpoint bytes ↔ content-addressed blobs. Each tensor is one blob named by the SHA-256 of its
 // bytes, so a tensor that did not change (a frozen layer, a branch's shared history) costs nothing.
 import { createHash } from 'node:crypto';
-import type { BlobStore } from '../log/blobs.js';
+import { sha256HexAsync, type BlobStore } from '../log/blobs.js';
 import type { TensorRef } from '../log/events.js';
 import type { TensorBytes, TrainerState } from '../train/types.js';
 
@@ -20,11 +20,27 @@ export function describeTensors(tensors: readonly TensorBytes[]): TensorRef[] {
   return tensors.map((t) => ({ name: t.name, shape: [...t.shape], dtype: t.dtype, hash: sha256(t.bytes), bytes: t.bytes.byteLength }));
 }
 
-/** Writes every tensor's blob (durably, before the event that names them) and returns the refs. */
+/** The weightsHash without blocking the event loop for the whole hash (see sha256HexAsync). */
+export function hashWeightsAsync(weights: readonly TensorBytes[]): Promise<string> {
+  return sha256HexAsync(weights.map((w) => w.bytes));
+}
+
+/** Writes every tensor's blob (durably, before the event that names them) and returns the refs.
+ * One group commit (BlobStore.putMany): the temp files are written while the tensors are hashed,
+ * once each, one after the other in slices; then all are made durable together. */
 export async function persistTensors(blobs: BlobStore, tensors: readonly TensorBytes[]): Promise<TensorRef[]> {
-  const refs = describeTensors(tensors);
-  await Promise.all(tensors.map((t) => blobs.put(t.bytes)));
-  return refs;
+  const hashes: Array<Promise<string>> = [];
+  let previous: Promise<unknown> = Promise.resolve();
+  for (const t of tensors) {
+    const next = previous.then(() => sha256HexAsync([t.bytes]));
+    hashes.push(next);
+    previous = next.catch(() => {});
+  }
+  const names = await blobs.putMany(
+    tensors.map((t) => t.bytes),
+    hashes,
+  );
+  return tensors.map((t, i) => ({ name: t.name, shape: [...t.shape], dtype: t.dtype, hash: names[i]!, bytes: t.bytes.byteLength }));
 }
 
 export async function loadTensors(blobs: BlobStore, refs: readonly TensorRef[]): Promise<TensorBytes[]> {

@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import * as tfjs from '@tensorflow/tfjs';
 import type { BackendInfo, BackendName, BackendRequest, Tf } from './types.js';
+import { registerWasmTrainingKernels } from './wasm-kernels.js';
 
 /** The requested backend cannot be used. The message is one line. */
 export class BackendError extends Error {
@@ -91,6 +92,7 @@ async function activate(name: BackendName, tfNode: Tf | null): Promise<Active> {
       throw new BackendError(`backend "wasm" failed to initialise: ${firstLine(error)}`);
     }
     if (!ok) throw new BackendError('backend "wasm" failed to initialise');
+    registerWasmTrainingKernels(tf);
     version = packageVersion(WASM, (wasm as { version_wasm?: string }).version_wasm);
     // Node never gets the threaded binary (WASM_HAS_MULTITHREAD_SUPPORT is false under IS_NODE).
     const multithread = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');

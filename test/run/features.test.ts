@@ -95,9 +95,9 @@ describe('run features', () => {
     expect(warnings).toHaveLength(1);
   });
 
-  it('trains the CNN on images: on cpu, since wasm has no convolution gradient kernels', async () => {
+  it('trains the CNN on images on wasm (retrace registers the Conv2DBackpropFilter kernel tfjs-backend-wasm lacks)', async () => {
     const store = await tempDir();
-    // 12×12 images whose class is the bright quadrant: small enough for the cpu backend in a test.
+    // 12×12 images whose class is the bright quadrant.
     const image = (i: number) => {
       const x = new Float32Array(144);
       const q = i % 4;
@@ -106,17 +106,43 @@ describe('run features', () => {
     };
     const dataset = datasetFromSource({ name: 'quadrants', inputShape: [12, 12, 1], numClasses: 4, train: { size: 64, get: image }, val: { size: 16, get: image } });
     const config = { model: 'cnn', batchSize: 16, stopPoint: 5, checkpoints: 2 } as const;
-    await expect(train({ store, dataset, config: { ...config, backend: 'wasm', runId: 'no' } })).rejects.toThrow(
-      /the wasm backend cannot train this model \(no Conv2DBackpropFilter kernel\); use --backend cpu or auto/,
-    );
-    const warnings: string[] = [];
-    const s = await train({ store, dataset, config: { ...config, backend: 'auto', runId: 'cnn' }, onWarning: (w) => warnings.push(w) });
-    expect(warnings).toEqual(['the wasm backend cannot train this model (no Conv2DBackpropFilter kernel): using the cpu backend']);
+    const s = await train({ store, dataset, config: { ...config, backend: 'wasm', runId: 'cnn' } });
     expect(s).toMatchObject({ state: 'stopped', stopReason: 'budget', step: 20 });
     const h = await readHistory(store, 'cnn');
-    expect(h.created.backend.name).toBe('cpu');
+    expect(h.created.backend.name).toBe('wasm');
     expect(h.created.dataset.name).toBe('quadrants');
     expect((await replay('cnn', { store, dataset })).identical).toBe(true);
+  });
+
+  it('falls back to cpu for a model whose gradient kernels wasm lacks (depthwise convolution): auto warns, wasm refuses', async () => {
+    const store = await tempDir();
+    const image = (i: number) => {
+      const x = new Float32Array(64);
+      const q = i % 4;
+      for (let r = 0; r < 4; r += 1) for (let c = 0; c < 4; c += 1) x[(r + 4 * (q >> 1)) * 8 + c + 4 * (q & 1)] = 1;
+      return { x, y: q };
+    };
+    const dataset = datasetFromSource({ name: 'quadrants8', inputShape: [8, 8, 1], numClasses: 4, train: { size: 32, get: image }, val: { size: 8, get: image } });
+    const model = ({ tf: t, inputShape, numClasses }: { tf: typeof tf; inputShape: number[]; numClasses: number }) =>
+      t.sequential({
+        layers: [
+          t.layers.depthwiseConv2d({ inputShape, kernelSize: 3, depthMultiplier: 2, name: 'depthwise' }),
+          t.layers.flatten({ name: 'flatten' }),
+          t.layers.dense({ units: numClasses, activation: 'softmax', name: 'out' }),
+        ],
+      });
+    const config = { batchSize: 8, stopPoint: 2, checkpoints: 2 } as const;
+    await expect(train({ store, dataset, model, config: { ...config, backend: 'wasm', runId: 'no' } })).rejects.toThrow(
+      /the wasm backend cannot train this model \(no DepthwiseConv2dNativeBackprop\w+ kernel\); use --backend cpu or auto/,
+    );
+    const warnings: string[] = [];
+    const s = await train({ store, dataset, model, config: { ...config, backend: 'auto', runId: 'dw' }, onWarning: (w) => warnings.push(w) });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^the wasm backend cannot train this model \(no DepthwiseConv2dNativeBackprop\w+ kernel\): using the cpu backend$/);
+    expect(s).toMatchObject({ state: 'stopped', stopReason: 'budget', step: 8 });
+    const h = await readHistory(store, 'dw');
+    expect(h.created.backend.name).toBe('cpu');
+    expect((await replay('dw', { store, dataset, model })).identical).toBe(true);
   });
 
   it('snapshots weights every N steps and replays them', async () => {
