@@ -874,8 +874,10 @@ function connectGlobal() {
       const d = S.data.get(id);
       return !d || d.lastSeq < (S.byId.get(id)?.lastSeq ?? -1);
     });
+    // Redraw the run, not only the toggles: the lineage itself may have just become known (a run
+    // opened before the list named its parent), and the chart must then add the parent's curves.
     if (stale.length) Promise.all(stale.map((id) => loadRun(id).catch(() => {}))).then(() => S.selected && S.data.get(S.selected) && renderRun());
-    else if (S.data.get(S.selected)) renderOverlayToggles();
+    else if (S.data.get(S.selected)) renderRun();
   });
   es.addEventListener('jobs', (e) => {
     S.jobs = JSON.parse(e.data).jobs;
