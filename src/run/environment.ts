@@ -57,6 +57,24 @@ export async function buildEnvironment(opts: EnvironmentOptions): Promise<RunEnv
   throw new BackendError(`the ${env.backend.name} backend cannot train this model (no ${env.missing} kernel); use --backend cpu${opts.backend === 'wasm' ? ' or auto' : ''}`);
 }
 
+/** A recorded run's environment, built again (resume, replay): its config and its backend unless
+ * the caller names another, with the caller's own data and model where the run was made with them. */
+export async function rebuildEnvironment(
+  created: RunCreated,
+  opts: { backend?: BackendRequest; cwd?: string; dataset?: Dataset; model?: ModelFactory; onWarning?: (message: string) => void },
+  action: string,
+): Promise<RunEnvironment> {
+  requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, action);
+  return buildEnvironment({
+    config: created.config as unknown as Config,
+    backend: opts.backend ?? created.backend.name,
+    cwd: opts.cwd,
+    dataset: opts.dataset,
+    modelFactory: opts.model,
+    onWarning: opts.onWarning,
+  });
+}
+
 /** Runs the model's gradient once on one zero example (weights restored afterwards) to find a
  * kernel the backend lacks, before a run is created rather than at its first step. */
 function missingTrainingKernel(tf: Tf, session: TrainingSession, dataset: Dataset): string | null {

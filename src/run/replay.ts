@@ -2,14 +2,13 @@
 // step's loss bits, each checkpoint's weight and optimizer hashes, each transition) with the log.
 // Never writes to the run. `--to` materialises the exact weights at any step, even between
 // checkpoints, by re-executing from the nearest checkpoint before it.
-import type { Config } from '../config.js';
 import type { BackendRequest, Dataset, TrainerState } from '../train/types.js';
 import type { ModelFactory } from '../train/models.js';
 import type { Store } from '../log/store.js';
 import { withStore, type RecordListener, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { DivergenceError, Emitter } from './emitter.js';
-import { backendMismatch, buildEnvironment, EnvironmentError, environmentDifferences, requireCallerParts, type RunEnvironment } from './environment.js';
+import { backendMismatch, EnvironmentError, environmentDifferences, rebuildEnvironment, type RunEnvironment } from './environment.js';
 import { loadHistory, restoreMachine, type CheckpointRecord, type RunHistory } from './history.js';
 import { eventAfterCheckpoint } from './resume.js';
 import { loadTrainerState } from './snapshots.js';
@@ -74,15 +73,7 @@ export async function replayFrom(
   opts: ReplayOptions & { stopAtStep?: number },
 ): Promise<ReplayResult> {
   const created = history.created;
-  requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, 'replay');
-  const env = await buildEnvironment({
-    config: created.config as unknown as Config,
-    backend: opts.backend ?? created.backend.name,
-    cwd: opts.cwd,
-    dataset: opts.dataset,
-    modelFactory: opts.model,
-    onWarning: opts.onWarning,
-  });
+  const env = await rebuildEnvironment(created, opts, 'replay');
   try {
     const differences = environmentDifferences(created, env);
     if (differences.length > 0) throw new EnvironmentError(`cannot replay run ${history.runId}: ${differences.join('; ')}`);

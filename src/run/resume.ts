@@ -2,7 +2,6 @@
 // Steps the log already holds after that checkpoint (written before a crash) are re-executed and
 // checked against the log, never appended twice; then training goes on where it stopped.
 import { stateName } from '../../machines/fold.js';
-import type { Config } from '../config.js';
 import type { NewRecord } from '../log/events.js';
 import type { BackendRequest } from '../train/types.js';
 import type { ModelFactory } from '../train/models.js';
@@ -10,7 +9,7 @@ import type { Dataset } from '../train/types.js';
 import { processAttached, summarize, summarizeHistory, withStore, type RecordListener, type RunSummary, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { Emitter } from './emitter.js';
-import { backendMismatch, buildEnvironment, environmentDifferences, requireCallerParts } from './environment.js';
+import { backendMismatch, environmentDifferences, rebuildEnvironment } from './environment.js';
 import { loadHistory, restoreMachine, type RunHistory } from './history.js';
 import { loadTrainerState } from './snapshots.js';
 import { startMachine } from '../../machines/fold.js';
@@ -51,16 +50,7 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
       if (finished) return summarizeHistory(history);
 
       const created = history.created;
-      requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, 'resume');
-      const config = created.config as unknown as Config;
-      const env = await buildEnvironment({
-        config,
-        backend: opts.backend ?? created.backend.name,
-        cwd: opts.cwd,
-        dataset: opts.dataset,
-        modelFactory: opts.model,
-    onWarning: opts.onWarning,
-      });
+      const env = await rebuildEnvironment(created, opts, 'resume');
       try {
         const differences = environmentDifferences(created, env);
         if (differences.length > 0 && !opts.force) {
