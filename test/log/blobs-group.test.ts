@@ -6,19 +6,9 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobStore, sha256Hex } from '../../src/log/blobs.js';
 import { persistTensors } from '../../src/run/snapshots.js';
-import { cleanupTempDirs, tempDir } from './helpers.js';
+import { bytes, cleanupTempDirs, tempDir } from './helpers.js';
 
 afterEach(cleanupTempDirs);
-
-function bytes(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 describe('BlobStore.putMany', () => {
   it('stores every item under its SHA-256, with hashes given as values or promises, duplicates once', async () => {

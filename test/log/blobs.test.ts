@@ -3,19 +3,9 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobStore, sha256Hex } from '../../src/log/blobs.js';
 import { CorruptBlobError, MissingBlobError } from '../../src/log/errors.js';
-import { cleanupTempDirs, tempDir } from './helpers.js';
+import { bytes, cleanupTempDirs, tempDir } from './helpers.js';
 
 afterEach(cleanupTempDirs);
-
-function bytes(n: number, seed = 1): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 describe('BlobStore', () => {
   it('put returns the SHA-256 and get returns the same bytes, aligned for typed-array views', async () => {
