@@ -24,9 +24,10 @@ import { ClassicLevel } from 'classic-level';
 import { stateName, toPlain } from '../../machines/fold.js';
 import { canonicalJson, decodeKey, decodeValue } from '../log/codec.js';
 import { StoreError, UnknownRunError } from '../log/errors.js';
-import { parseRecord, SCHEMA_VERSION, type LogRecord, type TensorRef } from '../log/events.js';
+import { parseRecord, SCHEMA_VERSION, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
+import { startStateProblems } from '../run/start-state.js';
 import { toJsonSafe } from '../log/json-safe.js';
-import { readCommitted, type CommittedMark } from '../log/run-log.js';
+import { COMMITTED_COPY_FILE, readCommittedMarks, type CommittedMark, type CommittedMarks } from '../log/run-log.js';
 import { RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
@@ -42,7 +43,8 @@ export type FsckKind =
   | 'schema'
   | 'machine'
   | 'blob'
-  | 'checkpoint';
+  | 'checkpoint'
+  | 'start';
 
 export interface FsckProblem {
   /** null for the store as a whole. */
@@ -362,11 +364,21 @@ function firstDifference(a: unknown, b: unknown, at = 'machine'): string {
 
 async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobChecker, problems: FsckProblem[]): Promise<void> {
   for (const r of records) {
-    if (r.type !== 'checkpoint.committed' && r.type !== 'snapshot.taken') continue;
-    const what = r.type === 'checkpoint.committed' ? `checkpoint ${r.data.index} (${r.data.kind}, event ${r.seq})` : `snapshot at step ${r.data.step} (event ${r.seq})`;
+    let what: string;
+    let data: { weights: TensorRef[]; optimizer?: TensorRef[]; weightsHash: string };
+    if (r.type === 'checkpoint.committed') {
+      what = `checkpoint ${r.data.index} (${r.data.kind}, event ${r.seq})`;
+      data = r.data;
+    } else if (r.type === 'snapshot.taken') {
+      what = `snapshot at step ${r.data.step} (event ${r.seq})`;
+      data = r.data;
+    } else if (r.type === 'run.created' && r.data.start) {
+      what = 'the start state run.created names';
+      data = r.data.start;
+    } else continue;
     const refs: Array<[TensorRef, 'weights' | 'optimizer']> = [
-      ...r.data.weights.map((t) => [t, 'weights'] as [TensorRef, 'weights']),
-      ...(r.type === 'checkpoint.committed' ? r.data.optimizer.map((t) => [t, 'optimizer'] as [TensorRef, 'optimizer']) : []),
+      ...data.weights.map((t) => [t, 'weights'] as [TensorRef, 'weights']),
+      ...(data.optimizer ?? []).map((t) => [t, 'optimizer'] as [TensorRef, 'optimizer']),
     ];
     const weightBytes: Uint8Array[] = [];
     let allWeights = true;
@@ -386,8 +398,8 @@ async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobChecke
       const h = createHash('sha256');
       for (const b of weightBytes) h.update(b);
       const actual = h.digest('hex');
-      if (actual !== r.data.weightsHash) {
-        problems.push({ runId, kind: 'checkpoint', seq: r.seq, message: `run "${runId}": ${what}: weightsHash ${r.data.weightsHash} is not the hash of its weight blobs (${actual})` });
+      if (actual !== data.weightsHash) {
+        problems.push({ runId, kind: 'checkpoint', seq: r.seq, message: `run "${runId}": ${what}: weightsHash ${data.weightsHash} is not the hash of its weight blobs (${actual})` });
       }
     }
   }
@@ -403,7 +415,40 @@ async function readOwner(runDir: string): Promise<{ pid: number; command?: strin
 }
 
 /** Checks one run; reads its files, opens only a private copy of its LevelDB. */
-async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scratch: string): Promise<FsckRunReport> {
+/** What the lineage check needs of a run: its creation, checkpoint 0, and the weights at each
+ * checkpoint or snapshot event (a branch point). */
+interface LineageFacts {
+  created: RunCreated;
+  ckpt0Seq: number | null;
+  ckpt0: CheckpointData | null;
+  weightsAt: Map<number, { weightsHash: string; what: string }>;
+}
+
+function weightsBySeq(records: LogRecord[]): Map<number, { weightsHash: string; what: string }> {
+  const out = new Map<number, { weightsHash: string; what: string }>();
+  for (const r of records) {
+    if (r.type === 'checkpoint.committed') out.set(r.seq, { weightsHash: r.data.weightsHash, what: `its ${r.data.kind} checkpoint ${r.data.index}, event ${r.seq}` });
+    else if (r.type === 'snapshot.taken') out.set(r.seq, { weightsHash: r.data.weightsHash, what: `its snapshot at step ${r.data.step}, event ${r.seq}` });
+  }
+  return out;
+}
+
+/** A branch's start must be its parent's state at the branch point (where the parent's log holds
+ * that state: a checkpoint or a snapshot at the point's event). */
+function checkLineage(lineage: Map<string, LineageFacts>, problems: FsckProblem[]): void {
+  for (const [runId, facts] of lineage) {
+    const parent = facts.created.parent;
+    if (!parent) continue;
+    const at = lineage.get(parent.runId)?.weightsAt.get(parent.seq);
+    if (!at) continue;
+    for (const m of startStateProblems(facts.created, facts.ckpt0, at)) {
+      if (problems.some((p) => p.runId === runId && p.kind === 'start' && p.message.endsWith(m))) continue;
+      problems.push({ runId, kind: 'start', seq: facts.ckpt0Seq ?? 0, message: `run "${runId}": ${m}` });
+    }
+  }
+}
+
+async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scratch: string, lineage: Map<string, LineageFacts>): Promise<FsckRunReport> {
   const runDir = path.join(storeDir, 'runs', runId);
   const rel = `runs/${runId}/log`;
   const problems: FsckProblem[] = [];
@@ -420,13 +465,19 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
 
   for (const n of (await fsp.readdir(runDir).catch(() => [] as string[])).sort()) {
     if (/^(committed|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
-    else if (!['log', 'committed.json', 'owner.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
+    else if (/^committed\.copy\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
+    else if (!['log', 'committed.json', COMMITTED_COPY_FILE, 'owner.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
   }
 
   // committed.json before the copy: whatever it names was in the log before it was written.
+  // Both copies of the mark; the log is checked against the higher one, so a deleted or
+  // replaced committed.json cannot hide a lost tail.
   let committed: CommittedMark | null = null;
+  let marks: CommittedMarks | null = null;
   try {
-    committed = await readCommitted(runDir, runId);
+    marks = await readCommittedMarks(runDir, runId);
+    committed = marks.highest;
+    if (marks.problem) problems.push({ runId, kind: 'committed', file: `runs/${runId}/committed.json`, message: marks.problem.message });
   } catch (err) {
     problems.push({ runId, kind: 'committed', file: `runs/${runId}/committed.json`, message: (err as Error).message });
   }
@@ -532,10 +583,22 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
   if (stopFold !== null) notes.push(`machine and blob checks cover events 0..${stopFold - 1} (event ${stopFold} is unreadable)`);
 
   if (records.length > 0) {
+    // A run that keeps both marks (every run that records its start state) lost them both.
+    const first = records[0]!;
+    if (marks && !marks.committed && !marks.copy && first.type === 'run.created' && first.data.start) {
+      problems.push({ runId, kind: 'committed', file: `runs/${runId}/committed.json`, message: `run "${runId}": committed.json and its copy ${COMMITTED_COPY_FILE} are both missing although the log holds events` });
+    }
     report.state = checkMachine(runId, records, problems);
     const before = blobs.checked;
     await checkBlobs(runId, records, blobs, problems);
     report.blobsChecked = blobs.checked - before;
+    if (first.type === 'run.created') {
+      const ckpt0 = records.find((r): r is Extract<LogRecord, { type: 'checkpoint.committed' }> => r.type === 'checkpoint.committed' && r.data.kind === 'initial');
+      for (const m of startStateProblems(first.data, ckpt0?.data ?? null)) {
+        problems.push({ runId, kind: 'start', seq: ckpt0?.seq ?? 0, message: `run "${runId}": ${m}` });
+      }
+      lineage.set(runId, { created: first.data, ckpt0Seq: ckpt0?.seq ?? null, ckpt0: ckpt0?.data ?? null, weightsAt: weightsBySeq(records) });
+    }
   } else if (lastSeq >= 0 || committed) {
     problems.push({ runId, kind: 'record', seq: 0, message: `run "${runId}" has no readable run.created event` });
   } else {
@@ -564,10 +627,17 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
   const scratch = path.join(os.tmpdir(), `retrace-fsck-${process.pid}-${randomBytes(4).toString('hex')}`);
   const runs: FsckRunReport[] = [];
   try {
+    const lineage = new Map<string, LineageFacts>();
     for (const runId of runIds) {
-      const r = await fsckRun(dir, runId, blobs, scratch);
+      const r = await fsckRun(dir, runId, blobs, scratch, lineage);
       runs.push(r);
       problems.push(...r.problems);
+    }
+    const lineageProblems: FsckProblem[] = [];
+    checkLineage(lineage, lineageProblems);
+    for (const p of lineageProblems) {
+      runs.find((r) => r.runId === p.runId)?.problems.push(p);
+      problems.push(p);
     }
     if (opts.runId === undefined) {
       // Every blob file in the store, referenced or not, must hash to its name.

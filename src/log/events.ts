@@ -64,6 +64,19 @@ export const ParentSchema = z.object({
   step: z.number().int().nonnegative(),
 });
 
+/**
+ * The exact state a run starts from (its weights and optimizer slots as blobs, durable before the
+ * run.created naming them): the seeded initialisation, a branch point's state or an init-from
+ * model. Resume of a run with no committed checkpoint restores it, never a fresh initialisation,
+ * and fsck checks that checkpoint 0 equals it. Absent in logs written before it existed.
+ */
+export const StartStateSchema = z.object({
+  weightsHash: z.string().regex(/^[0-9a-f]{64}$/),
+  weights: z.array(TensorRefSchema),
+  optimizer: z.array(TensorRefSchema),
+});
+export type StartState = z.infer<typeof StartStateSchema>;
+
 const RunCreatedSchema = z.object({
   schemaVersion: z.number().int().positive(),
   runId: z.string(),
@@ -104,6 +117,7 @@ const RunCreatedSchema = z.object({
   parent: ParentSchema.nullable(),
   /** Absolute offsets of this run's streams: a branch continues its parent's data cursor and step keys. */
   origin: z.object({ step: z.number().int().nonnegative(), examplesSeen: z.number().int().nonnegative() }),
+  start: StartStateSchema.optional(),
 });
 
 const StepFinishedSchema = z.object({
@@ -258,6 +272,10 @@ export function toMachineEvent(record: LogRecord): TrainingEvent | null {
 
 /** Blob hashes a record references (checkpoints and snapshots): what gc must keep. */
 export function blobRefs(record: { type: string; data: unknown }): string[] {
+  if (record.type === 'run.created') {
+    const start = (record.data as { start?: StartState }).start;
+    return start ? [...start.weights, ...start.optimizer].map((t) => t.hash) : [];
+  }
   if (record.type !== 'checkpoint.committed' && record.type !== 'snapshot.taken') return [];
   const d = record.data as { weights?: TensorRef[]; optimizer?: TensorRef[] };
   return [...(d.weights ?? []), ...(d.optimizer ?? [])].map((t) => t.hash);

@@ -85,23 +85,99 @@ interface Pending {
   crc: string;
 }
 
-export async function readCommitted(runDir: string, runId: string): Promise<CommittedMark | null> {
-  let text: string;
+/**
+ * The second copy of the committed mark, outside the LevelDB like committed.json itself, so that
+ * losing the mark alone (committed.json deleted) or the mark and the log's tail together is
+ * detected rather than read as "nothing was committed". `seq` -1 (crc null): the run was created
+ * and nothing is committed yet. Written after committed.json on every commit (so it is never
+ * ahead of it) and read before it (so a reader racing a commit never sees it ahead either).
+ * Runs made before it existed have no copy; their first writer adds it.
+ */
+export const COMMITTED_COPY_FILE = 'committed.copy.json';
+
+export interface CommittedCopy {
+  seq: number;
+  crc: string | null;
+}
+
+function parseMark(text: string): CommittedCopy | null {
   try {
-    text = await fsp.readFile(path.join(runDir, COMMITTED_FILE), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  try {
-    const m = JSON.parse(text) as Partial<CommittedMark>;
-    if (Number.isSafeInteger(m.seq) && (m.seq as number) >= 0 && typeof m.crc === 'string' && /^[0-9a-f]{8}$/.test(m.crc)) {
+    const m = JSON.parse(text) as Partial<CommittedCopy> | null;
+    if (m && m.seq === -1 && m.crc === null) return { seq: -1, crc: null };
+    if (m && Number.isSafeInteger(m.seq) && (m.seq as number) >= 0 && typeof m.crc === 'string' && /^[0-9a-f]{8}$/.test(m.crc)) {
       return { seq: m.seq as number, crc: m.crc };
     }
   } catch {
     // fall through
   }
-  throw new CorruptLogError(runId, -1, `${COMMITTED_FILE} is unreadable: ${JSON.stringify(text.slice(0, 80))}`);
+  return null;
+}
+
+async function readMarkFile(runDir: string, runId: string, name: string): Promise<CommittedCopy | null> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(runDir, name), 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'EISDIR') throw new CorruptLogError(runId, -1, `${name} is a directory, not the run's committed mark (runs/${runId}/${name})`);
+    throw err;
+  }
+  const mark = parseMark(text);
+  if (!mark) throw new CorruptLogError(runId, -1, `${name} is unreadable: ${JSON.stringify(text.slice(0, 80))}`);
+  return mark;
+}
+
+/** Both marks as found, and what is wrong with them (null when they agree). */
+export interface CommittedMarks {
+  /** committed.json: the mark every check uses. */
+  committed: CommittedMark | null;
+  /** committed.copy.json; null when absent (a run made before the copy existed). */
+  copy: CommittedCopy | null;
+  /** The highest seq either mark says was committed (-1 if none): what the log must reach. */
+  highest: CommittedMark | null;
+  problem: CorruptLogError | null;
+}
+
+/** Reads committed.json and its copy (the copy first, see COMMITTED_COPY_FILE) and compares them. */
+export async function readCommittedMarks(runDir: string, runId: string): Promise<CommittedMarks> {
+  let copy: CommittedCopy | null = null;
+  let problem: CorruptLogError | null = null;
+  try {
+    copy = await readMarkFile(runDir, runId, COMMITTED_COPY_FILE);
+  } catch (err) {
+    if (!(err instanceof CorruptLogError)) throw err;
+    problem = err;
+  }
+  const committed = (await readMarkFile(runDir, runId, COMMITTED_FILE)) as CommittedMark | null;
+  const copyMark = copy && copy.seq >= 0 ? (copy as CommittedMark) : null;
+  if (!problem && copyMark && !committed) {
+    problem = new CorruptLogError(
+      runId,
+      copyMark.seq,
+      `${COMMITTED_FILE} is missing but its copy ${COMMITTED_COPY_FILE} says events up to ${copyMark.seq} were committed (the durable mark was deleted; run \`retrace fsck ${runId}\`)`,
+    );
+  } else if (!problem && copyMark && committed && (committed.seq < copyMark.seq || (committed.seq === copyMark.seq && committed.crc !== copyMark.crc))) {
+    problem = new CorruptLogError(
+      runId,
+      copyMark.seq,
+      `${COMMITTED_FILE} names event ${committed.seq} (crc ${committed.crc}) but its copy ${COMMITTED_COPY_FILE} names event ${copyMark.seq} (crc ${copyMark.crc}): the mark was replaced by an older one (run \`retrace fsck ${runId}\`)`,
+    );
+  }
+  const highest = copyMark && (!committed || copyMark.seq > committed.seq) ? copyMark : committed;
+  return { committed, copy, highest, problem };
+}
+
+/** committed.json, checked against its copy: CorruptLogError when either is unreadable or they disagree. */
+export async function readCommitted(runDir: string, runId: string): Promise<CommittedMark | null> {
+  const marks = await readCommittedMarks(runDir, runId);
+  if (marks.problem) throw marks.problem;
+  return marks.committed;
+}
+
+/** Writes the copy of the mark (durably). Only the run's writer calls it, after committed.json. */
+export async function writeCommittedCopy(runDir: string, mark: CommittedCopy): Promise<void> {
+  await writeFileAtomic(path.join(runDir, COMMITTED_COPY_FILE), JSON.stringify(mark) + '\n');
 }
 
 /**
@@ -282,6 +358,7 @@ export class RunCore {
           const mark = { seq: this.flushedLast, crc };
           await writeFileAtomic(path.join(this.runDir, COMMITTED_FILE), JSON.stringify(mark) + '\n');
           this.committed = mark;
+          await writeCommittedCopy(this.runDir, mark);
         }
       } catch (err) {
         this.failed = err as Error;

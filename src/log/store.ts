@@ -31,9 +31,10 @@ import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { BlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
 import { CorruptLogError, RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
-import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
+import { readLogFile } from './leveldb-log.js';
+import { inspectLevelDir } from './leveldb-preopen.js';
 import { decodeManifest } from './leveldb-files.js';
-import { readCommitted, RunCore, RunLog, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
+import { readCommitted, readCommittedMarks, RunCore, RunLog, writeCommittedCopy, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
 import { isErrno, pidAlive } from './processes.js';
 
 export const STORE_FORMAT = 'retrace-store';
@@ -57,40 +58,6 @@ interface Shared {
 
 /** Per process: run log folder → its open LevelDB. */
 const openCores = new Map<string, Shared>();
-
-/**
- * Refuses to let LevelDB open a run whose write-ahead log is damaged before intact records: its
- * recovery would silently drop the damaged fragment and every intact record after it in its
- * 32 KiB block, then delete the log. (Damage at the very end, as a crash mid-write leaves, loses
- * nothing else and is left to LevelDB.) Reading is unaffected: readers open a private copy.
- */
-async function checkWriteAheadLogs(runId: string, dir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await fsp.readdir(dir);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return;
-    throw err;
-  }
-  for (const name of names.filter((n) => /^\d+\.log$/.test(n)).sort()) {
-    let bytes: Buffer;
-    try {
-      bytes = await fsp.readFile(path.join(dir, name));
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) continue;
-      throw err;
-    }
-    const damage = damageBeforeIntactRecords(readLogFile(bytes));
-    if (damage) {
-      throw new CorruptLogError(
-        runId,
-        -1,
-        `LevelDB's write-ahead log ${name} is damaged (${damage.message}) and ${damage.intactAfter} intact batch(es) of events follow it; ` +
-          `not opening the run for writing, because LevelDB would drop them for good (run \`retrace fsck ${runId}\`, and keep a copy of the run's folder)`,
-      );
-    }
-  }
-}
 
 function isDiskFull(err: unknown): boolean {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } } | null;
@@ -146,7 +113,7 @@ const LEVEL_COPIED = /^(CURRENT|MANIFEST-\d+|\d+\.log)$/;
  * files — otherwise, or when a file vanished mid-copy, it starts again. Returns false if `src` holds
  * no database.
  */
-async function copyLevelDb(src: string, dst: string, attempts = 20): Promise<boolean> {
+async function copyLevelDb(src: string, dst: string, check: { runId: string; shownAs: string }, attempts = 20): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
     await fsp.rm(dst, { recursive: true, force: true });
     await fsp.mkdir(dst, { recursive: true });
@@ -155,14 +122,11 @@ async function copyLevelDb(src: string, dst: string, attempts = 20): Promise<boo
       try {
         current = await fsp.readFile(path.join(src, 'CURRENT'), 'utf8');
       } catch (err) {
-        if (isErrno(err, 'ENOENT') && attempt === 1) {
-          try {
-            const names = await fsp.readdir(src);
-            if (!names.some((n) => n.startsWith('MANIFEST-'))) return false;
-          } catch (e2) {
-            if (isErrno(e2, 'ENOENT')) return false;
-            throw e2;
-          }
+        // No CURRENT: a run whose creator died before LevelDB wrote one (nothing to copy), or a
+        // damaged database, which the check names (a writer never removes CURRENT).
+        if (isErrno(err, 'ENOENT')) {
+          const found = await inspectLevelDir(check.runId, src, check.shownAs);
+          if (found.kind !== 'whole') return false;
         }
         throw err;
       }
@@ -207,6 +171,9 @@ async function copyLevelDb(src: string, dst: string, attempts = 20): Promise<boo
         await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
         continue;
       }
+      // Still a file missing after every retry: not a compaction racing the copy but damage,
+      // which the check names by the run's own file.
+      if (isErrno(err, 'ENOENT')) await inspectLevelDir(check.runId, src, check.shownAs);
       throw err;
     }
   }
@@ -434,11 +401,27 @@ export class Store {
     let shared = openCores.get(key);
     if (shared?.writer) throw new RunLockedError(id, await this.readOwner(id), true);
     if (!shared) {
-      const committed = await readCommitted(runDir, id);
-      await checkWriteAheadLogs(id, key);
+      const marks = await readCommittedMarks(runDir, id);
+      if (marks.problem) throw marks.problem;
+      const committed = marks.committed;
+      // Before LevelDB touches anything: its recovery would rewrite a damaged database.
+      let found;
+      try {
+        found = await inspectLevelDir(id, key, `runs/${id}/log`);
+      } catch (err) {
+        // A live writer's compaction can make the files look incomplete for a moment.
+        const holder = await this.liveWriter(id);
+        if (holder) throw new RunLockedError(id, holder);
+        throw err;
+      }
+      // An absent or empty folder (a creator killed before LevelDB wrote a database) holds
+      // nothing to lose; one that should hold committed events is never replaced by a new one.
+      if (found.kind !== 'whole' && committed) {
+        throw new CorruptLogError(id, 0, `runs/${id}/log holds no database but events up to ${committed.seq} were committed; not creating an empty one (run \`retrace fsck ${id}\`)`);
+      }
       let db: LevelDb;
       try {
-        db = await openLevel(key, true);
+        db = await openLevel(key, found.kind !== 'whole');
       } catch (err) {
         if (isLevelLocked(err)) throw new RunLockedError(id, await this.readOwner(id));
         throw err;
@@ -454,7 +437,17 @@ export class Store {
       // Temp files of committed.json or owner.json that a holder killed mid-write left: only the
       // lock holder writes those files, so every such file is a dead process's.
       for (const n of await fsp.readdir(runDir)) {
-        if (/^(committed|owner)\.json\.tmp-/.test(n)) await fsp.rm(path.join(runDir, n), { force: true });
+        if (/^(committed|committed\.copy|owner)\.json\.tmp-/.test(n)) await fsp.rm(path.join(runDir, n), { force: true });
+      }
+      // The mark's copy catches up with committed.json: a holder killed between the two writes
+      // left it one commit behind, a new run has none yet, nor has a run made before it existed.
+      if (!marks.copy || marks.copy.seq < (committed?.seq ?? -1)) {
+        try {
+          await writeCommittedCopy(runDir, committed ?? { seq: -1, crc: null });
+        } catch (err) {
+          await db.close().catch(() => {});
+          throw err;
+        }
       }
       // Another open may have raced us while we awaited; LevelDB's lock makes that impossible for
       // the same folder, but keep the map consistent anyway.
@@ -511,7 +504,10 @@ export class Store {
     for (const copy of [path.join(this.dir, 'tmp', name), path.join(os.tmpdir(), `retrace-${name}`)]) {
       let db: LevelDb | null = null;
       try {
-        const had = await copyLevelDb(key, copy);
+        const shownAs = `runs/${id}/log`;
+        const had = await copyLevelDb(key, copy, { runId: id, shownAs });
+        // The copy is consistent: check it as a writer would check the original.
+        if (had) await inspectLevelDir(id, copy, shownAs);
         db = await openLevel(copy, !had);
         const core = await RunCore.open({ runId: id, runDir, db, writable: false, options: this.runOptions(opts), committed });
         const opened = db;

@@ -12,6 +12,7 @@ import { backendMismatch, EnvironmentError, environmentDifferences, rebuildEnvir
 import { loadHistory, restoreMachine, type CheckpointRecord, type RunHistory } from './history.js';
 import { eventAfterCheckpoint } from './resume.js';
 import { loadTrainerState } from './snapshots.js';
+import { startStateProblems } from './start-state.js';
 
 export interface ReplayOptions extends StoreOption {
   /** Compare with the log (default true when no `to` is given). */
@@ -61,8 +62,32 @@ export async function replay(runId: string, opts: ReplayOptions = {}): Promise<R
         ? target.checkpoint
         : (history.checkpointByIndex(0) ?? history.checkpoints[0]!);
     if (!start) throw new Error(`run ${runId} has no checkpoint to replay from`);
-    return replayFrom(store, history, start, { ...opts, stopAtStep: target?.step });
+    const result = await replayFrom(store, history, start, { ...opts, stopAtStep: target?.step });
+    // Re-execution starts from checkpoint 0's blobs, so it cannot see a wrong start by itself.
+    const verifying = opts.verify ?? !opts.to;
+    const startProblems = verifying && !opts.from ? await checkStartState(store, history) : [];
+    if (startProblems.length === 0 || !result.identical) return result;
+    return { ...result, identical: false, firstDivergence: 0, divergentSeq: history.checkpointByIndex(0)?.seq ?? 0, message: `run ${runId}: ${startProblems.join('; ')}` };
   });
+}
+
+/** startStateProblems with the parent's state at the branch point read from the parent's log
+ * (when the parent is still in the store and its log holds that state). */
+async function checkStartState(store: Store, history: RunHistory): Promise<string[]> {
+  const created = history.created;
+  let parentAt: { weightsHash: string; what: string } | null = null;
+  if (created.parent && (await store.hasRun(created.parent.runId))) {
+    const log = await store.openRun(created.parent.runId, 'read');
+    try {
+      const parent = await loadHistory(log, created.parent.runId);
+      const r = parent.records[created.parent.seq];
+      if (r?.type === 'checkpoint.committed') parentAt = { weightsHash: r.data.weightsHash, what: `its ${r.data.kind} checkpoint ${r.data.index}` };
+      else if (r?.type === 'snapshot.taken') parentAt = { weightsHash: r.data.weightsHash, what: `its snapshot at step ${r.data.step}` };
+    } finally {
+      await log.close();
+    }
+  }
+  return startStateProblems(created, history.checkpointByIndex(0)?.data ?? null, parentAt);
 }
 
 /** Re-executes `history` from `start`; also used by branch to reach a step between checkpoints. */

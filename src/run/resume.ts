@@ -63,6 +63,14 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
         const checkpoint = history.checkpoints[history.checkpoints.length - 1] ?? null;
         const from = checkpoint ? eventAfterCheckpoint(history, checkpoint.seq) : 1;
         if (checkpoint) env.session.restore(await loadTrainerState(store.blobs, checkpoint.data));
+        else if (created.start) env.session.restore(await loadTrainerState(store.blobs, created.start));
+        else if (created.parent) {
+          // A log from before run.created recorded the start: a branch whose checkpoint 0 never
+          // committed has no durable trace of its branch point, and a fresh initialisation is not it.
+          throw new ResumeRefusedError(
+            `run ${runId} is a branch of ${created.parent.runId}@${created.parent.point} that stopped before its starting state was committed; remove it (\`retrace rm ${runId}\`) and branch again`,
+          );
+        }
         if (mismatch && from <= history.lastSeq && history.records.slice(from).some((r) => r.type === 'step.finished')) {
           throw new ResumeRefusedError(
             `run ${runId} crashed after its last checkpoint and its logged steps can only be re-verified on the recorded backend ${created.backend.name}; resume it there`,

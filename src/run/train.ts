@@ -12,6 +12,7 @@ import { Emitter } from './emitter.js';
 import { buildEnvironment, CALLER_PREFIX, recordedConfig, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
+import { persistStartState } from './start-state.js';
 import type { Store } from '../log/store.js';
 
 export interface TrainOptions extends StoreOption {
@@ -83,6 +84,10 @@ export interface StartRunOptions {
 export async function startRun(store: Store, opts: StartRunOptions): Promise<RunSummary> {
   const { env, config } = opts;
   if (opts.initialState) env.session.restore(opts.initialState);
+  // The starting state is durable before run.created names it: from then on the run can be
+  // resumed, and resume restores exactly this state (a branch point, an init-from model or the
+  // seeded initialisation), never a re-initialisation.
+  const start = await persistStartState(store.blobs, env.session.capture());
   const schedule = computeSchedule(config, env.dataset.train.size);
   const settings = settingsFrom(config, schedule);
   const created: RunCreated = {
@@ -117,6 +122,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     optimizer: config.optimizer,
     parent: opts.parent,
     origin: opts.origin,
+    start,
   };
 
   const log = await store.createRun(opts.runId);

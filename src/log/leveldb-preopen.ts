@@ -1,0 +1,104 @@
+// Proves, reading bytes only, that a run's LevelDB files make a whole database before anything
+// lets LevelDB open them. LevelDB "recovers" whatever it finds, and recovery writes:
+// - with CURRENT missing and createIfMissing, it starts a new empty database and its first
+//   compaction deletes the old tables (measured: events 0..1524 gone for good, and putting CURRENT
+//   back afterwards no longer helped);
+// - with a write-ahead log damaged before intact records, it drops the damaged fragment and every
+//   intact record after it in its 32 KiB block, then deletes the log;
+// - with a table missing, it fails only when a read reaches it, after it rewrote the MANIFEST.
+// So every writer runs this check before its open, and every reader runs it on its private copy
+// (naming the run's real files, never the copy). Damage is refused with one line naming the run
+// and the file, and every byte is left as it was.
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { CorruptLogError } from './errors.js';
+import { decodeManifest, parseCurrent, type ManifestState } from './leveldb-files.js';
+import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
+import { isErrno } from './processes.js';
+
+/** What a run's log folder holds. `empty`: a creator killed before LevelDB wrote a database (no
+ * CURRENT, no MANIFEST, no table, no logged record); only creating a run may open it. */
+export type LevelDirState = { kind: 'absent' } | { kind: 'empty' } | { kind: 'whole'; manifest: string; tables: number };
+
+const TABLE = /^(\d+)\.(ldb|sst)$/;
+const WAL = /^\d+\.log$/;
+
+/**
+ * Checks the LevelDB folder `dir` of run `runId`. `shownAs` is how messages name the folder
+ * (the run's real folder relative to the store, e.g. `runs/r1/log`, also when `dir` is a copy).
+ * Throws CorruptLogError (seq -1) naming the file when the files do not make a whole database:
+ * CURRENT missing or malformed, its MANIFEST missing or undecodable, a table the MANIFEST lists
+ * missing or of another size, a file that is a directory, a write-ahead log damaged before intact
+ * records. Never writes.
+ */
+export async function inspectLevelDir(runId: string, dir: string, shownAs: string): Promise<LevelDirState> {
+  const fail = (file: string, what: string, fix = `run \`retrace fsck ${runId}\` and keep a copy of the run's folder`): never => {
+    throw new CorruptLogError(runId, -1, `${shownAs}/${file} ${what}; not opening the run, because LevelDB would rewrite a damaged database (${fix})`);
+  };
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return { kind: 'absent' };
+    if (isErrno(err, 'ENOTDIR')) throw new CorruptLogError(runId, -1, `${shownAs} is a file, not the run's LevelDB folder`);
+    throw err;
+  }
+  const read = async (name: string): Promise<Buffer | null> => {
+    try {
+      return await fsp.readFile(path.join(dir, name));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      if (isErrno(err, 'EISDIR')) fail(name, 'is a directory, not a file');
+      throw err;
+    }
+  };
+  const tables = names.filter((n) => TABLE.test(n));
+  const manifests = names.filter((n) => n.startsWith('MANIFEST-'));
+  const wals = names.filter((n) => WAL.test(n)).sort();
+
+  for (const name of wals) {
+    const bytes = await read(name);
+    if (!bytes) continue;
+    const damage = damageBeforeIntactRecords(readLogFile(bytes));
+    if (damage) {
+      fail(name, `is damaged (${damage.message}) and ${damage.intactAfter} intact batch(es) of events follow it`);
+    }
+  }
+
+  const current = await read('CURRENT');
+  if (!current) {
+    let records = 0;
+    for (const name of wals) records += readLogFile((await read(name)) ?? Buffer.alloc(0)).records.length;
+    if (tables.length === 0 && manifests.length === 0 && records === 0) return { kind: 'empty' };
+    const held = [tables.length > 0 ? `${tables.length} table file(s)` : null, manifests.length > 0 ? manifests.join(', ') : null, records > 0 ? `${records} logged batch(es)` : null]
+      .filter(Boolean)
+      .join(', ');
+    return fail('CURRENT', `is missing while the folder holds ${held}`, `restore CURRENT: a one-line file naming the newest MANIFEST, e.g. "${manifests.sort().at(-1) ?? 'MANIFEST-000001'}"; then \`retrace fsck ${runId}\``);
+  }
+  const manifest = parseCurrent(current);
+  if (!manifest) return fail('CURRENT', `is malformed (${JSON.stringify(current.toString('utf8').slice(0, 40))})`);
+  const manifestBytes = await read(manifest);
+  if (!manifestBytes) return fail(manifest, 'is missing (CURRENT names it)');
+  let live: ManifestState;
+  try {
+    const parsed = readLogFile(manifestBytes);
+    live = decodeManifest(parsed.records);
+  } catch (err) {
+    return fail(manifest, `cannot be decoded (${(err as Error).message})`);
+  }
+  for (const [number, size] of live.tables) {
+    const base = String(number).padStart(6, '0');
+    const name = names.find((n) => n === `${base}.ldb` || n === `${base}.sst`);
+    if (!name) fail(`${base}.ldb`, `is missing (${manifest} lists it as a table of ${size} bytes)`);
+    let st;
+    try {
+      st = await fsp.stat(path.join(dir, name!));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return fail(name!, `is missing (${manifest} lists it as a table of ${size} bytes)`);
+      throw err;
+    }
+    if (st.isDirectory()) fail(name!, 'is a directory, not a file');
+    if (st.size !== size) fail(name!, `is ${st.size} bytes but ${manifest} says ${size} (the table was truncated or replaced)`);
+  }
+  return { kind: 'whole', manifest, tables: live.tables.size };
+}

@@ -1,0 +1,56 @@
+// A run's starting state, made durable before the run exists. A branch killed after its
+// run.created and before its checkpoint 0 used to resume from the parent's step-0 initialisation
+// (rebuilt from the seed), not from the branch point, while its lineage still named the point and
+// fsck and replay said clean. Now every run (fresh, branch, init-from) writes its starting weights
+// and optimizer slots as blobs first and names them in run.created; resume restores them when no
+// checkpoint is committed, and fsck and replay check that checkpoint 0 is exactly that state and,
+// for a branch, that it is the parent's state at the branch point.
+import type { BlobStore } from '../log/blobs.js';
+import type { CheckpointData, RunCreated, StartState, TensorRef } from '../log/events.js';
+import type { TrainerState } from '../train/types.js';
+import { hashWeightsAsync, persistTensors } from './snapshots.js';
+
+/** Writes `state`'s tensors as blobs (durable when this resolves) and returns run.created's `start`. */
+export async function persistStartState(blobs: BlobStore, state: TrainerState): Promise<StartState> {
+  const [weightsHash, weights, optimizer] = await Promise.all([
+    hashWeightsAsync(state.weights),
+    persistTensors(blobs, state.weights),
+    persistTensors(blobs, state.optimizer),
+  ]);
+  return { weightsHash, weights, optimizer };
+}
+
+function sameRefs(a: readonly TensorRef[], b: readonly TensorRef[]): boolean {
+  return a.length === b.length && a.every((t, i) => t.hash === b[i]!.hash && t.name === b[i]!.name && t.bytes === b[i]!.bytes);
+}
+
+/**
+ * What is wrong with a run's start, as one-line messages (empty when nothing is): checkpoint 0
+ * must hold exactly run.created's `start` (weights, optimizer slots, weightsHash); a branch's
+ * start (or, in logs older than `start`, its checkpoint 0) must have the weightsHash of the
+ * parent's checkpoint or snapshot at the branch point, when the parent's log is given and holds
+ * one there. A branch from a step between checkpoints can only be checked by re-execution
+ * (`retrace replay --verify` of the parent to that step), so it is not checked here.
+ */
+export function startStateProblems(
+  created: RunCreated,
+  checkpoint0: CheckpointData | null,
+  parentAtPoint?: { weightsHash: string; what: string } | null,
+): string[] {
+  const problems: string[] = [];
+  const start = created.start;
+  if (start && checkpoint0) {
+    if (checkpoint0.weightsHash !== start.weightsHash || !sameRefs(checkpoint0.weights, start.weights)) {
+      problems.push(`checkpoint 0 has weights ${checkpoint0.weightsHash.slice(0, 12)}…, not the start state run.created names (${start.weightsHash.slice(0, 12)}…)`);
+    } else if (!sameRefs(checkpoint0.optimizer, start.optimizer)) {
+      problems.push('checkpoint 0 has other optimizer slots than the start state run.created names');
+    }
+  }
+  const startHash = start?.weightsHash ?? checkpoint0?.weightsHash;
+  if (created.parent && parentAtPoint && startHash && startHash !== parentAtPoint.weightsHash) {
+    problems.push(
+      `it starts from weights ${startHash.slice(0, 12)}…, not from ${created.parent.runId}@${created.parent.point} (${parentAtPoint.what}, weights ${parentAtPoint.weightsHash.slice(0, 12)}…)`,
+    );
+  }
+  return problems;
+}
