@@ -25,7 +25,7 @@ import { stateName, toPlain } from '../../machines/fold.js';
 import { canonicalJson, decodeKey, decodeValue } from '../log/codec.js';
 import { StoreError, UnknownRunError } from '../log/errors.js';
 import { parseRecord, SCHEMA_VERSION, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
-import { startStateProblems } from '../run/start-state.js';
+import { branchPointProblem, checkpoint0Problems } from '../run/start-state.js';
 import { toJsonSafe } from '../log/json-safe.js';
 import { COMMITTED_COPY_FILE, readCommittedMarks, type CommittedMark, type CommittedMarks } from '../log/run-log.js';
 import { RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
@@ -441,10 +441,8 @@ function checkLineage(lineage: Map<string, LineageFacts>, problems: FsckProblem[
     if (!parent) continue;
     const at = lineage.get(parent.runId)?.weightsAt.get(parent.seq);
     if (!at) continue;
-    for (const m of startStateProblems(facts.created, facts.ckpt0, at)) {
-      if (problems.some((p) => p.runId === runId && p.kind === 'start' && p.message.endsWith(m))) continue;
-      problems.push({ runId, kind: 'start', seq: facts.ckpt0Seq ?? 0, message: `run "${runId}": ${m}` });
-    }
+    const m = branchPointProblem(facts.created, facts.ckpt0, at);
+    if (m) problems.push({ runId, kind: 'start', seq: facts.ckpt0Seq ?? 0, message: `run "${runId}": ${m}` });
   }
 }
 
@@ -594,7 +592,7 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
     report.blobsChecked = blobs.checked - before;
     if (first.type === 'run.created') {
       const ckpt0 = records.find((r): r is Extract<LogRecord, { type: 'checkpoint.committed' }> => r.type === 'checkpoint.committed' && r.data.kind === 'initial');
-      for (const m of startStateProblems(first.data, ckpt0?.data ?? null)) {
+      for (const m of checkpoint0Problems(first.data, ckpt0?.data ?? null)) {
         problems.push({ runId, kind: 'start', seq: ckpt0?.seq ?? 0, message: `run "${runId}": ${m}` });
       }
       lineage.set(runId, { created: first.data, ckpt0Seq: ckpt0?.seq ?? null, ckpt0: ckpt0?.data ?? null, weightsAt: weightsBySeq(records) });

@@ -12,7 +12,7 @@ import { backendMismatch, EnvironmentError, environmentDifferences, rebuildEnvir
 import { loadHistory, restoreMachine, type CheckpointRecord, type RunHistory } from './history.js';
 import { eventAfterCheckpoint } from './resume.js';
 import { loadTrainerState } from './snapshots.js';
-import { startStateProblems } from './start-state.js';
+import { branchPointProblem, checkpoint0Problems } from './start-state.js';
 
 export interface ReplayOptions extends StoreOption {
   /** Compare with the log (default true when no `to` is given). */
@@ -66,12 +66,13 @@ export async function replay(runId: string, opts: ReplayOptions = {}): Promise<R
     // Re-execution starts from checkpoint 0's blobs, so it cannot see a wrong start by itself.
     const verifying = opts.verify ?? !opts.to;
     const startProblems = verifying && !opts.from ? await checkStartState(store, history) : [];
-    if (startProblems.length === 0 || !result.identical) return result;
-    return { ...result, identical: false, firstDivergence: 0, divergentSeq: history.checkpointByIndex(0)?.seq ?? 0, message: `run ${runId}: ${startProblems.join('; ')}` };
+    if (startProblems.length === 0) return result;
+    const message = `run ${runId}: ${startProblems.join('; ')}${result.message ? ` (and re-executing from it: ${result.message})` : ''}`;
+    return { ...result, identical: false, firstDivergence: 0, divergentSeq: history.checkpointByIndex(0)?.seq ?? 0, message };
   });
 }
 
-/** startStateProblems with the parent's state at the branch point read from the parent's log
+/** checkpoint0Problems and branchPointProblem, with the parent's state at the branch point read from the parent's log
  * (when the parent is still in the store and its log holds that state). */
 async function checkStartState(store: Store, history: RunHistory): Promise<string[]> {
   const created = history.created;
@@ -87,7 +88,9 @@ async function checkStartState(store: Store, history: RunHistory): Promise<strin
       await log.close();
     }
   }
-  return startStateProblems(created, history.checkpointByIndex(0)?.data ?? null, parentAt);
+  const checkpoint0 = history.checkpointByIndex(0)?.data ?? null;
+  const atPoint = branchPointProblem(created, checkpoint0, parentAt);
+  return [...checkpoint0Problems(created, checkpoint0), ...(atPoint ? [atPoint] : [])];
 }
 
 /** Re-executes `history` from `start`; also used by branch to reach a step between checkpoints. */

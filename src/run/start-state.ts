@@ -25,32 +25,31 @@ function sameRefs(a: readonly TensorRef[], b: readonly TensorRef[]): boolean {
 }
 
 /**
- * What is wrong with a run's start, as one-line messages (empty when nothing is): checkpoint 0
- * must hold exactly run.created's `start` (weights, optimizer slots, weightsHash); a branch's
- * start (or, in logs older than `start`, its checkpoint 0) must have the weightsHash of the
- * parent's checkpoint or snapshot at the branch point, when the parent's log is given and holds
- * one there. A branch from a step between checkpoints can only be checked by re-execution
- * (`retrace replay --verify` of the parent to that step), so it is not checked here.
+ * What is wrong between checkpoint 0 and run.created's `start`, as one-line messages (empty when
+ * nothing is): checkpoint 0 must hold exactly that state (weights, optimizer slots, weightsHash).
  */
-export function startStateProblems(
+export function checkpoint0Problems(created: RunCreated, checkpoint0: CheckpointData | null): string[] {
+  const start = created.start;
+  if (!start || !checkpoint0) return [];
+  if (checkpoint0.weightsHash !== start.weightsHash || !sameRefs(checkpoint0.weights, start.weights)) {
+    return [`checkpoint 0 has weights ${checkpoint0.weightsHash.slice(0, 12)}…, not the start state run.created names (${start.weightsHash.slice(0, 12)}…)`];
+  }
+  if (!sameRefs(checkpoint0.optimizer, start.optimizer)) return ['checkpoint 0 has other optimizer slots than the start state run.created names'];
+  return [];
+}
+
+/**
+ * A branch's start (or, in logs older than `start`, its checkpoint 0) must have the weightsHash of
+ * the parent's checkpoint or snapshot at the branch point. Null when it does, or when the parent's
+ * state there is not known (`parentAt` null: the parent is gone, or the point is a step between
+ * checkpoints, which only re-execution can check: `retrace replay --verify` of the parent).
+ */
+export function branchPointProblem(
   created: RunCreated,
   checkpoint0: CheckpointData | null,
-  parentAtPoint?: { weightsHash: string; what: string } | null,
-): string[] {
-  const problems: string[] = [];
-  const start = created.start;
-  if (start && checkpoint0) {
-    if (checkpoint0.weightsHash !== start.weightsHash || !sameRefs(checkpoint0.weights, start.weights)) {
-      problems.push(`checkpoint 0 has weights ${checkpoint0.weightsHash.slice(0, 12)}…, not the start state run.created names (${start.weightsHash.slice(0, 12)}…)`);
-    } else if (!sameRefs(checkpoint0.optimizer, start.optimizer)) {
-      problems.push('checkpoint 0 has other optimizer slots than the start state run.created names');
-    }
-  }
-  const startHash = start?.weightsHash ?? checkpoint0?.weightsHash;
-  if (created.parent && parentAtPoint && startHash && startHash !== parentAtPoint.weightsHash) {
-    problems.push(
-      `it starts from weights ${startHash.slice(0, 12)}…, not from ${created.parent.runId}@${created.parent.point} (${parentAtPoint.what}, weights ${parentAtPoint.weightsHash.slice(0, 12)}…)`,
-    );
-  }
-  return problems;
+  parentAt: { weightsHash: string; what: string } | null,
+): string | null {
+  const startHash = created.start?.weightsHash ?? checkpoint0?.weightsHash;
+  if (!created.parent || !parentAt || !startHash || startHash === parentAt.weightsHash) return null;
+  return `it starts from weights ${startHash.slice(0, 12)}…, not from ${created.parent.runId}@${created.parent.point} (${parentAt.what}, weights ${parentAt.weightsHash.slice(0, 12)}…)`;
 }
