@@ -167,13 +167,15 @@ async function copyLevelDb(src: string, dst: string, check: { runId: string; sho
       await fsp.writeFile(path.join(dst, 'CURRENT'), current);
       return true;
     } catch (err) {
-      if ((isErrno(err, 'ENOENT') || isErrno(err, 'ECHANGED')) && attempt < attempts) {
+      // A file missing, or the MANIFEST changed, is what a compaction racing the copy looks like
+      // for a moment; when it persists, or on any other error, the check tells damage apart and
+      // names it by the run's own file (never the copy's).
+      const transient = isErrno(err, 'ENOENT') || isErrno(err, 'ECHANGED');
+      if (!transient || attempt >= 3) await inspectLevelDir(check.runId, src, check.shownAs);
+      if (transient && attempt < attempts) {
         await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
         continue;
       }
-      // Still a file missing after every retry: not a compaction racing the copy but damage,
-      // which the check names by the run's own file.
-      if (isErrno(err, 'ENOENT')) await inspectLevelDir(check.runId, src, check.shownAs);
       throw err;
     }
   }

@@ -1,0 +1,194 @@
+// Issue #8, items 2 and 3. No command may let LevelDB create, repair or compact a database whose
+// files are damaged or incomplete (observed: with CURRENT deleted, `resume` let LevelDB start an
+// empty database and delete the table holding events 0..1524, for good), and the committed mark
+// itself is protected by a second copy (observed: committed.json deleted plus a truncated tail and
+// fsck said "no problems"). Real LevelDB, real files, the library's own operations.
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fsck } from '../../src/chaos/fsck.js';
+import { encodeKey } from '../../src/log/codec.js';
+import { Store } from '../../src/log/store.js';
+import { branch, exportRun, openStore, replay, resume, train } from '../../src/index.js';
+import { snapshotFiles } from '../chaos/helpers.js';
+import { IRIS, runDbPath, tempDir } from '../run/helpers.js';
+
+/** A finished iris run whose LevelDB holds a table (a resume reopened it) and a write-ahead log. */
+let pristine: string;
+
+beforeAll(async () => {
+  pristine = await tempDir();
+  await train({ store: pristine, config: { ...IRIS, runId: 'r' } });
+  await resume('r', { store: pristine }); // reopens for writing: LevelDB turns its log into a table
+  const names = await fsp.readdir(runDbPath(pristine, 'r'));
+  expect(names.some((n) => n.endsWith('.ldb'))).toBe(true);
+}, 120_000);
+
+async function copyStore(): Promise<string> {
+  const d = await tempDir();
+  await fsp.cp(pristine, d, { recursive: true });
+  return d;
+}
+
+async function tableOf(store: string): Promise<string> {
+  return (await fsp.readdir(runDbPath(store, 'r'))).find((n) => n.endsWith('.ldb'))!;
+}
+
+/** Every damaged shape of a LevelDB folder, and the file the refusal must name. */
+const DAMAGE: Array<{ name: string; file: RegExp; apply: (store: string) => Promise<void> }> = [
+  { name: 'CURRENT deleted', file: /runs\/r\/log\/CURRENT is missing/, apply: (s) => fsp.rm(path.join(runDbPath(s, 'r'), 'CURRENT')) },
+  { name: 'CURRENT garbled', file: /runs\/r\/log\/CURRENT is malformed/, apply: (s) => fsp.writeFile(path.join(runDbPath(s, 'r'), 'CURRENT'), 'MANIFEST-zz\n') },
+  { name: 'CURRENT a directory', file: /runs\/r\/log\/CURRENT is a directory/, apply: async (s) => {
+    await fsp.rm(path.join(runDbPath(s, 'r'), 'CURRENT'));
+    await fsp.mkdir(path.join(runDbPath(s, 'r'), 'CURRENT'));
+  } },
+  { name: 'MANIFEST deleted', file: /runs\/r\/log\/MANIFEST-\d+ is missing/, apply: async (s) => {
+    const dir = runDbPath(s, 'r');
+    const current = (await fsp.readFile(path.join(dir, 'CURRENT'), 'utf8')).trim();
+    await fsp.rm(path.join(dir, current));
+  } },
+  { name: 'table deleted', file: /runs\/r\/log\/\d+\.ldb is missing/, apply: async (s) => fsp.rm(path.join(runDbPath(s, 'r'), await tableOf(s))) },
+  { name: 'table truncated', file: /runs\/r\/log\/\d+\.ldb is \d+ bytes but MANIFEST-\d+ says \d+/, apply: async (s) => {
+    const f = path.join(runDbPath(s, 'r'), await tableOf(s));
+    await fsp.truncate(f, Math.floor((await fsp.stat(f)).size / 2));
+  } },
+];
+
+/** Every operation that opens a run, for writing or for reading. */
+const OPERATIONS: Array<{ name: string; run: (store: string, scratch: string) => Promise<unknown> }> = [
+  { name: 'resume', run: (store) => resume('r', { store }) },
+  { name: 'export', run: (store, scratch) => exportRun('r', { store, out: path.join(scratch, 'model') }) },
+  { name: 'replay', run: (store) => replay('r', { store, verify: true }) },
+  { name: 'branch', run: (store) => branch('r@ckpt:1', { store, overrides: { runId: 'b' } }) },
+  { name: 'state', run: async (store) => {
+    const s = await openStore(store);
+    try {
+      return await s.state('r');
+    } finally {
+      await s.close();
+    }
+  } },
+  { name: 'open for writing', run: async (store) => {
+    const s = await Store.open(store);
+    try {
+      await (await s.openRun('r', 'write')).close();
+    } finally {
+      await s.close();
+    }
+  } },
+];
+
+describe('no command opens a damaged LevelDB', () => {
+  for (const damage of DAMAGE) {
+    it(`${damage.name}: every operation refuses, naming the run's file, and every byte stays`, async () => {
+      const store = await copyStore();
+      await damage.apply(store);
+      const runDir = path.join(store, 'runs', 'r');
+      const before = await snapshotFiles(runDir);
+      for (const op of OPERATIONS) {
+        const scratch = await tempDir();
+        const err = (await op.run(store, scratch).then(
+          () => null,
+          (e: unknown) => e as Error,
+        ))!;
+        expect(err, `${op.name} succeeded on a damaged run`).toBeInstanceOf(Error);
+        expect(err.message, op.name).toMatch(damage.file);
+        expect(err.message.split('\n'), op.name).toHaveLength(1);
+        expect(err.message, op.name).not.toMatch(/retrace-|read-\d+-/); // the real file, never a temp copy
+        expect(await snapshotFiles(runDir), `${op.name} changed the run's files`).toEqual(before);
+      }
+      // The branch was refused before its run was created.
+      expect(await fsp.readdir(path.join(store, 'runs'))).toEqual(['r']);
+      // And fsck reports the damage, changing nothing either.
+      const report = await fsck(store);
+      expect(report.ok).toBe(false);
+      expect(await snapshotFiles(runDir)).toEqual(before);
+    }, 120_000);
+  }
+
+  it('putting CURRENT back after every refused operation recovers every event', async () => {
+    const store = await copyStore();
+    const current = path.join(runDbPath(store, 'r'), 'CURRENT');
+    const saved = await fsp.readFile(current);
+    await fsp.rm(current);
+    for (const op of OPERATIONS) await op.run(store, await tempDir()).catch(() => {});
+    await fsp.writeFile(current, saved);
+    expect((await fsck(store)).ok).toBe(true);
+    const r = await replay('r', { store, verify: true });
+    expect(r.identical).toBe(true);
+  }, 120_000);
+});
+
+/** Deletes events from..to in the run's LevelDB, as a lost tail of the log would. */
+async function dropEvents(store: string, from: number, to: number): Promise<void> {
+  const db = new ClassicLevel<string, string>(runDbPath(store, 'r'));
+  await db.open();
+  try {
+    for (let s = from; s <= to; s++) await db.del(encodeKey(s));
+  } finally {
+    await db.close();
+  }
+}
+
+async function committedSeq(store: string): Promise<number> {
+  return (JSON.parse(await fsp.readFile(path.join(store, 'runs', 'r', 'committed.json'), 'utf8')) as { seq: number }).seq;
+}
+
+describe('the committed mark has a second copy', () => {
+  it('is written beside committed.json and equals it after a run', async () => {
+    const dir = path.join(pristine, 'runs', 'r');
+    expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(await fsp.readFile(path.join(dir, 'committed.json'), 'utf8'));
+  });
+
+  it('committed.json deleted and the log\'s tail lost: fsck and every reader report it', async () => {
+    const store = await copyStore();
+    const last = await committedSeq(store);
+    await fsp.rm(path.join(store, 'runs', 'r', 'committed.json'));
+    await dropEvents(store, last - 60, last);
+    const report = await fsck(store);
+    expect(report.ok).toBe(false);
+    const messages = report.problems.map((p) => p.message).join('\n');
+    expect(messages).toMatch(/committed\.json is missing but its copy committed\.copy\.json says events up to \d+ were committed/);
+    expect(messages).toMatch(new RegExp(`events ${last - 60}\\.\\.${last} are missing`));
+    for (const op of OPERATIONS) {
+      const err = await op.run(store, await tempDir()).then(() => null, (e: unknown) => e as Error);
+      expect(err?.message, op.name).toMatch(/committed\.json is missing/);
+    }
+  }, 120_000);
+
+  it('committed.json alone deleted, or replaced by an older one: reported, and the writer refuses', async () => {
+    const store = await copyStore();
+    const file = path.join(store, 'runs', 'r', 'committed.json');
+    const saved = await fsp.readFile(file, 'utf8');
+    await fsp.rm(file);
+    expect((await fsck(store)).problems.map((p) => p.kind)).toContain('committed');
+    await expect(resume('r', { store })).rejects.toThrow(/committed\.json is missing/);
+    await fsp.writeFile(file, JSON.stringify({ seq: 3, crc: '00000000' }) + '\n');
+    await expect(resume('r', { store })).rejects.toThrow(/committed\.json names event 3 .* but its copy committed\.copy\.json names event \d+/);
+    await fsp.writeFile(file, saved);
+    expect((await fsck(store)).ok).toBe(true);
+  }, 120_000);
+
+  it('a copy one commit behind (a kill between the two writes) is no problem, and the next writer brings it up to date', async () => {
+    const store = await copyStore();
+    const dir = path.join(store, 'runs', 'r');
+    const mark = await fsp.readFile(path.join(dir, 'committed.json'), 'utf8');
+    await fsp.writeFile(path.join(dir, 'committed.copy.json'), JSON.stringify({ seq: 0, crc: '00000000' }) + '\n');
+    expect((await fsck(store)).ok).toBe(true);
+    await resume('r', { store }); // finished: opens for writing and closes
+    expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(mark);
+  }, 120_000);
+
+  it('a run from before the copy existed reads as before and gains the copy at its next write', async () => {
+    const store = await copyStore();
+    const dir = path.join(store, 'runs', 'r');
+    await fsp.rm(path.join(dir, 'committed.copy.json'));
+    expect((await fsck(store)).ok).toBe(true);
+    const s = await openStore(store);
+    expect((await s.state('r')).state).toBe('stopped');
+    await s.close();
+    await resume('r', { store });
+    expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(await fsp.readFile(path.join(dir, 'committed.json'), 'utf8'));
+  }, 120_000);
+});
