@@ -338,7 +338,7 @@ export interface Reference {
 
 export interface KillRecord {
   runId: string;
-  command: 'train' | 'resume';
+  command: 'train' | 'branch' | 'resume';
   plan: string;
   by: 'timer' | 'hook';
   /** State the kill left (never stopped for a kill that counts). */
@@ -405,9 +405,13 @@ export interface ChaosOptions {
   prefix?: string;
   /** Check after every kill that earlier kills' committed events are still there and fsck is clean (default true). */
   checkEveryKill?: boolean;
+  /** Every Nth run is a branch of the reference (from its checkpoint 1) instead of a train, so
+   * kills also land while a branch records its start state and creation (default 3; 0: never). */
+  branchEvery?: number;
 }
 
-const MARKER = /^train: \d+ steps/;
+/** The progress line that follows run.created (train's, or a branch's `branch RUN@POINT: …`). */
+const MARKER = /^(train|branch \S+): \d+ steps/;
 
 async function writeConfigFile(config: Record<string, unknown>): Promise<{ file: string; cleanup: () => Promise<void> }> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'retrace-chaos-'));
@@ -420,14 +424,19 @@ async function writeConfigFile(config: Record<string, unknown>): Promise<{ file:
 
 /** Trains the uninterrupted reference run. */
 export async function trainReference(opts: { configFile: string; storeDir: string; runId: string; cli?: CliPaths; cwd?: string; timeoutMs?: number }): Promise<Reference> {
-  const r = await runCli(['train', '--config', opts.configFile, '--run-id', opts.runId, '--store', opts.storeDir, '--json'], {
+  return runReference(['train', '--config', opts.configFile], opts);
+}
+
+/** Runs `create` (a train or a branch command) uninterrupted as run `runId`: the reference a chaos run must end equal to. */
+async function runReference(create: string[], opts: { storeDir: string; runId: string; cli?: CliPaths; cwd?: string; timeoutMs?: number }): Promise<Reference> {
+  const r = await runCli([...create, '--run-id', opts.runId, '--store', opts.storeDir, '--json'], {
     cli: opts.cli,
     cwd: opts.cwd,
     marker: MARKER,
     timeoutMs: opts.timeoutMs,
   });
   const summary = jsonResult<RunSummaryJson>(r);
-  if (r.code !== 0 || !summary) throw new Error(`the reference run failed (exit ${r.code ?? r.signal}): ${errorLine(r)}`);
+  if (r.code !== 0 || !summary) throw new Error(`the reference run ${opts.runId} failed (exit ${r.code ?? r.signal}): ${errorLine(r)}`);
   const store = await Store.open(opts.storeDir);
   let totalSteps = summary.step;
   let blobsPerCheckpoint = 8;
@@ -457,13 +466,15 @@ export async function trainReference(opts: { configFile: string; storeDir: strin
  * Draws the next kill from the seeded generator. The first kill of every run falls in its first
  * steps and the second inside a checkpoint commit; later ones anywhere.
  */
-export function planKill(rng: Rng, ctx: { command: 'train' | 'resume'; ref: Reference; fromStep: number; index?: number }): KillPlan {
+export function planKill(rng: Rng, ctx: { command: 'train' | 'resume'; ref: Reference; fromStep: number; index?: number; branch?: boolean }): KillPlan {
   const remaining = Math.max(1, ctx.ref.totalSteps - ctx.fromStep);
   const fraction = remaining / Math.max(1, ctx.ref.totalSteps);
   if (ctx.index === 0) {
-    // Sometimes while train records the run's creation (its first synced batch and committed.json).
-    if (ctx.command === 'train' && rng.next() < 0.2) {
-      return { kind: 'hook', point: rng.pick(['sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const), n: 1 };
+    // Sometimes (a branch: always) while the run records its creation: its start state's blobs,
+    // its first synced batch (run.created) and committed.json.
+    if (ctx.command === 'train' && (ctx.branch || rng.next() < 0.2)) {
+      const point = rng.pick(['blob-before', 'blob-after', 'sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const);
+      return { kind: 'hook', point, n: point.startsWith('blob') ? rng.int(1, ctx.ref.blobsPerCheckpoint) : 1 };
     }
     return rng.next() < 0.7 || ctx.command !== 'train'
       ? { kind: 'hook', point: 'step-after', n: rng.int(1, 3) }
@@ -532,7 +543,8 @@ async function chaosRun(args: {
   targetKills: number;
   rng: Rng;
   ref: Reference;
-  configFile: string;
+  /** The command that creates the run (train, or branch of the reference), without run id and store. */
+  create: string[];
   opts: ChaosOptions;
   summary: ChaosSummary;
 }): Promise<void> {
@@ -549,15 +561,16 @@ async function chaosRun(args: {
   let finalSummary: RunSummaryJson | null = null;
   let killsHere = 0;
   let attempts = 0;
-  const trainArgs = ['train', '--config', args.configFile, '--run-id', runId, '--store', store, '--json'];
+  const trainArgs = [...args.create, '--run-id', runId, '--store', store, '--json'];
+  const creating = args.create[0] as 'train' | 'branch';
   const resumeArgs = ['resume', runId, '--store', store, '--json'];
 
   while (killsHere < args.targetKills && attempts < args.targetKills * 3) {
     attempts += 1;
-    const command = started ? 'resume' : 'train';
-    const plan = planKill(rng, { command, ref, fromStep, index: attempts - 1 });
+    const command = started ? 'resume' : creating;
+    const plan = planKill(rng, { command: started ? 'resume' : 'train', ref, fromStep, index: attempts - 1, branch: creating === 'branch' });
     if (command === 'resume') summary.resumes += 1;
-    const r = await runCli(command === 'train' ? trainArgs : resumeArgs, {
+    const r = await runCli(started ? resumeArgs : trainArgs, {
       cli: opts.cli,
       cwd: opts.cwd,
       kill: plan,
@@ -573,7 +586,7 @@ async function chaosRun(args: {
         break;
       }
       const msg = errorLine(r);
-      problems.push({ runId, kind: /diverged from the log/.test(msg) ? 'divergence' : 'process', message: `${command} exited ${r.code ?? r.signal}: ${msg}` });
+      problems.push({ runId, kind: /diverged from the log/.test(msg) ? 'divergence' : 'process', message: `${command} (planned kill ${describePlan(plan)}) exited ${r.code ?? r.signal}: ${msg}` });
       if (/diverged from the log/.test(msg)) summary.divergences += 1;
       return;
     }
@@ -634,7 +647,7 @@ async function chaosRun(args: {
   }
 
   if (!finalSummary) {
-    const command = started ? 'resume' : 'train';
+    const command = started ? 'resume' : creating;
     if (command === 'resume') summary.resumes += 1;
     const r = await runCli(started ? resumeArgs : trainArgs, { cli: opts.cli, cwd: opts.cwd, timeoutMs: opts.timeoutMs });
     finalSummary = jsonResult<RunSummaryJson>(r);
@@ -744,6 +757,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       seconds: (Date.now() - tRef) / 1000,
     };
     log(`chaos: reference ${ref.summary.state} (${ref.summary.stopReason}) at step ${ref.summary.step}, weightsHash ${ref.summary.weightsHash} in ${summary.reference.seconds.toFixed(1)} s`);
+    // Branch runs start in a copy of the reference's store (the parent must be there) and must end
+    // as an uninterrupted branch made in another copy (blobs are content-addressed: made in the
+    // same store, the chaos branch would find its blobs written and never be killed among them).
+    const refStore = path.join(opts.storeDir, summary.reference.runId);
+    const branchEvery = opts.branchEvery ?? 3;
+    const branchCreate = ['branch', `${ref.runId}@ckpt:1`, '--lr', '0.0005'];
+    let branchRef: Reference | null = null;
+    if (branchEvery > 0) {
+      const dir = path.join(opts.storeDir, `${prefix}-bref`);
+      await fsp.cp(refStore, dir, { recursive: true });
+      branchRef = await runReference(branchCreate, { storeDir: dir, runId: `${prefix}-bref`, cli: opts.cli, cwd: opts.cwd, timeoutMs: opts.timeoutMs });
+      log(`chaos: branch reference ${branchRef.runId} (${branchCreate.slice(1).join(' ')}): weightsHash ${branchRef.summary.weightsHash}`);
+    }
     let n = 0;
     let idle = 0;
     while (summary.kills < opts.kills) {
@@ -752,7 +778,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       const target = Math.min(rng.int(minK, maxK), Math.max(1, opts.kills - summary.kills));
       log(`chaos: run ${runId}: ${target} kills planned (${summary.kills}/${opts.kills} so far)`);
       const before = summary.kills;
-      await chaosRun({ runId, targetKills: target, rng, ref, configFile, opts, summary });
+      if (branchRef && n % branchEvery === 0) {
+        await fsp.cp(refStore, path.join(opts.storeDir, runId), { recursive: true });
+        await chaosRun({ runId, targetKills: target, rng, ref: branchRef, create: branchCreate, opts, summary });
+      } else {
+        await chaosRun({ runId, targetKills: target, rng, ref, create: ['train', '--config', configFile], opts, summary });
+      }
       summary.runs += 1;
       // Runs that cannot be killed (every plan missed) or that keep failing must not loop forever.
       idle = summary.kills === before ? idle + 1 : 0;

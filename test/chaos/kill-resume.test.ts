@@ -51,6 +51,28 @@ describe('SIGKILL and resume', () => {
   }, 180_000);
 });
 
+describe('SIGKILL while a branch records its creation, and resume', () => {
+  it(`every run a branch of the reference: ends equal to an uninterrupted branch (seed ${seed})`, async () => {
+    const store = await tempDir();
+    const lines: string[] = [];
+    const summary = await runChaos({
+      config: { dataset: 'iris', model: 'mlp', optimizer: 'adam', batchSize: 8, stopPoint: 8, checkpoints: 4, seed: 3 },
+      storeDir: store,
+      kills: 4,
+      seed,
+      killsPerRun: [2, 2],
+      branchEvery: 1,
+      cwd: ROOT,
+      timeoutMs: 60_000,
+      log: (l) => lines.push(l),
+    });
+    const report = `${lines.join('\n')}\n${formatSummary(summary)}`;
+    expect(summary.problems, report).toEqual([]);
+    expect(lines.filter((l) => / during branch /.test(l)).length, report).toBeGreaterThanOrEqual(1);
+    expect(summary.ok, report).toBe(true);
+  }, 180_000);
+});
+
 describe('retrace chaos', () => {
   it('runs the loop from the command line and prints its summary; bad usage exits 2', async () => {
     const dir = await tempDir();
