@@ -60,6 +60,16 @@ export async function removeRunFolders(target: RemovalTarget, ids: readonly stri
   await fsyncDir(target.tmpDir);
   for (const { runId } of runs) await fsp.rename(path.join(target.runsDir, runId), path.join(trash, runId));
   await fsyncDir(target.runsDir);
+  await purge(trash);
+}
+
+/**
+ * Deletes a trash folder whose runs are all moved: removal.json first, so that a plan is only ever
+ * read while the folders it names still exist (in runs/ or in the trash) and their inode numbers
+ * cannot have been given to a newer run.
+ */
+async function purge(trash: string): Promise<void> {
+  await fsp.rm(path.join(trash, REMOVAL_FILE), { force: true });
   await fsp.rm(trash, { recursive: true, force: true });
 }
 
@@ -119,6 +129,8 @@ async function finishOne(target: RemovalTarget, trash: string, lock: (runId: str
       }
     }
     if (moved) await fsyncDir(target.runsDir);
+    await purge(trash);
+    return;
   }
   // Without removal.json: an older retrace's trash (the run folder itself), or a remover killed
   // before its plan was durable, which had moved nothing.
