@@ -55,10 +55,33 @@ export async function removeRunFolders(target: RemovalTarget, ids: readonly stri
   }
   const trash = path.join(target.tmpDir, `remove-${process.pid}-${randomBytes(6).toString('hex')}`);
   await fsp.mkdir(trash);
-  const plan: RemovalPlan = { format: 'retrace-removal', version: 1, runs };
-  await writeFileAtomic(path.join(trash, REMOVAL_FILE), JSON.stringify(plan) + '\n');
-  await fsyncDir(target.tmpDir);
-  for (const { runId } of runs) await fsp.rename(path.join(target.runsDir, runId), path.join(trash, runId));
+  try {
+    const plan: RemovalPlan = { format: 'retrace-removal', version: 1, runs };
+    await writeFileAtomic(path.join(trash, REMOVAL_FILE), JSON.stringify(plan) + '\n');
+    await fsyncDir(target.tmpDir);
+    for (const { runId } of runs) await fsp.rename(path.join(target.runsDir, runId), path.join(trash, runId));
+    await fsyncDir(target.runsDir);
+  } catch (err) {
+    // A failed rm changes nothing: the folders moved so far go back. Should that fail too, the
+    // plan stays, and the next store open after this process ends finishes the removal.
+    await putBack(target, trash, ids).catch(() => {});
+    throw err;
+  }
+  // The runs are gone; a trash left by an error here is deleted by a later store open.
+  await purge(trash).catch(() => {});
+}
+
+async function putBack(target: RemovalTarget, trash: string, ids: readonly string[]): Promise<void> {
+  for (const runId of ids) {
+    const from = path.join(trash, runId);
+    try {
+      await fsp.lstat(from);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) continue;
+      throw err;
+    }
+    await fsp.rename(from, path.join(target.runsDir, runId));
+  }
   await fsyncDir(target.runsDir);
   await purge(trash);
 }

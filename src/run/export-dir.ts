@@ -67,15 +67,20 @@ export async function installExport(out: string, force: boolean, write: (dir: st
   const old = `${out}.export-old-${token}`;
   await fsp.mkdir(tmp);
   let retired = false;
+  let installing = false;
+  let wasEmptyDir = false;
   try {
     await write(tmp);
     for (const e of await fsp.readdir(tmp, { withFileTypes: true })) if (e.isFile()) await fsyncFile(path.join(tmp, e.name));
     await fsyncDir(tmp);
     await checkExportTarget(out, force); // again: something may have appeared meanwhile
+    wasEmptyDir = await exists(out);
     if (await hasEntries(out)) {
+      wasEmptyDir = false;
+      retired = true; // set first: an error reported after the rename must still undo it
       await fsp.rename(out, old);
-      retired = true;
     }
+    installing = true;
     try {
       await fsp.rename(tmp, out);
     } catch (err) {
@@ -84,11 +89,20 @@ export async function installExport(out: string, force: boolean, write: (dir: st
     }
     await fsyncDir(parent);
   } catch (err) {
-    if (retired) await fsp.rename(old, out).catch(() => {});
-    await fsp.rm(tmp, { recursive: true, force: true }).catch(() => {});
+    // A failed export changes nothing: whatever was at `out` goes back.
+    await undo().catch(() => {});
     throw err;
   }
-  if (retired) await fsp.rm(old, { recursive: true, force: true });
+  // The new export is in place; an old one left by an error here is deleted by the next export.
+  if (retired) await fsp.rm(old, { recursive: true, force: true }).catch(() => {});
+
+  async function undo(): Promise<void> {
+    if (installing && !(await exists(tmp)) && (await exists(out))) await fsp.rename(out, tmp); // the new one went in
+    if (retired && (await exists(old)) && !(await exists(out))) await fsp.rename(old, out);
+    if (wasEmptyDir && !(await exists(out))) await fsp.mkdir(out);
+    await fsp.rm(tmp, { recursive: true, force: true });
+    await fsyncDir(parent);
+  }
 }
 
 /**

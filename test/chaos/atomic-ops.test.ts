@@ -5,12 +5,14 @@
 //   whose log cannot be read, an existing --out without --force, an unknown checkpoint;
 // - an unreadable child is still a child (parent.json), and a run of an older retrace whose log
 //   cannot be read blocks `rm` of any run until it is removed or fixed;
+// - an I/O error in the middle of `rm` or `export` (injected at their kill points) is undone;
 // - `export --force` replaces only a model folder, as a whole.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hookEnv } from '../../src/chaos/harness.js';
 import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, tempDir, type Cli } from './helpers.js';
 
 const TRAIN = ['--dataset', 'iris', '--backend', 'wasm', '--batch-size', '8', '--checkpoints', '2', '--json'];
@@ -240,4 +242,44 @@ describe('export --force', () => {
     const third = await cli(['export', 'root', '--out', empty, '--store', store]);
     expect(third.code, third.stderr).toBe(0);
   }, 60_000);
+});
+
+describe('an I/O error inside rm or export is undone', () => {
+  it('rm: the run folders moved so far go back, every run reads as before', async () => {
+    // rm root --recursive moves gk, kid, root; "-after" fails once the rename is done.
+    for (const point of ['rm-plan-before:1', 'rm-move-before:1', 'rm-move-after:1', 'rm-move-before:3', 'rm-move-after:3']) {
+      const store = await copyOf(base);
+      const logs = async () => Promise.all(['root', 'kid', 'gk'].map(async (run) => (await cli(['log', run, '--store', store, '--json'])).stdout));
+      const before = await logs();
+      const r = await cli(['rm', 'root', '--recursive', '--store', store], { env: hookEnv({ fail: `${point}:EIO` }) });
+      expectOneLine(r, 1, /^retrace: write error \(EIO: i\/o error \(injected at /);
+      expect((await fsp.readdir(path.join(store, 'runs'))).sort(), point).toEqual(['gk', 'kid', 'other', 'root']);
+      expect(await fsp.readdir(path.join(store, 'tmp')), point).toEqual([]);
+      expect(await logs(), point).toEqual(before);
+    }
+  }, 120_000);
+
+  it('export: --out holds what it held before, byte for byte, and nothing is left beside it', async () => {
+    for (const [point, force] of [
+      ['export-retire-before:1', true],
+      ['export-retire-after:1', true],
+      ['export-install-before:1', true],
+      ['export-install-after:1', true],
+      ['export-install-before:1', false],
+      ['export-install-after:1', false],
+    ] as const) {
+      const store = await copyOf(base);
+      const dir = await tempDir();
+      const out = path.join(dir, 'model');
+      if (force) expect((await cli(['export', 'root', '--checkpoint', '1', '--out', out, '--store', store])).code).toBe(0);
+      else await fsp.mkdir(out);
+      const before = await filesOf([dir]);
+      const r = await cli(['export', 'root', '--checkpoint', '2', '--out', out, ...(force ? ['--force'] : []), '--store', store], {
+        env: hookEnv({ fail: `${point}:EIO` }),
+      });
+      expectOneLine(r, 1, /^retrace: write error \(EIO: i\/o error \(injected at /);
+      expectSameFiles(await filesOf([dir]), before, point);
+      expect(await fsp.readdir(dir), point).toEqual(['model']);
+    }
+  }, 120_000);
 });
