@@ -464,7 +464,7 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
   for (const n of (await fsp.readdir(runDir).catch(() => [] as string[])).sort()) {
     if (/^(committed|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
     else if (/^committed\.copy\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
-    else if (!['log', 'committed.json', COMMITTED_COPY_FILE, 'owner.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
+    else if (!['log', 'committed.json', COMMITTED_COPY_FILE, 'owner.json', 'parent.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
   }
 
   // committed.json before the copy: whatever it names was in the log before it was written.

@@ -14,6 +14,13 @@
 //   sync-batch-after:N     after the Nth synced batch, before committed.json is advanced
 //   committed-before:N     after committed.json's temp file is written and fsynced, before its rename
 //   committed-after:N      after committed.json is renamed into place
+//   rm-plan-before:N       `rm`: before the Nth removal plan (removal.json) is renamed into its trash folder
+//   rm-move-before:N       `rm`: before the Nth run folder is moved from runs/ into the trash folder
+//   rm-move-after:N        `rm`: after the Nth run folder is moved (before the trash is deleted)
+//   export-retire-before:N `export --force`: before the Nth existing export is renamed aside
+//   export-retire-after:N  `export --force`: after it (the target folder is missing until the install)
+//   export-install-before:N `export`: before the Nth new export (written, fsynced) is renamed into place
+//   export-install-after:N `export`: after it (before the old one is deleted and the event appended)
 //
 // With RETRACE_CHAOS_FAIL_AT=<point>:<n>[:<code>] instead, the I/O call at that point fails with
 // an error of that errno code (default EIO) instead of killing: a fault-injecting wrapper for the
@@ -29,6 +36,19 @@ function die(): never {
   process.kill(process.pid, 'SIGKILL');
   // SIGKILL to oneself is delivered before kill() returns; never reached.
   for (;;);
+}
+
+/** Which kill point a rename is, by its paths (see the table at the top). */
+function renameKind(from: string, dest: string): 'blob' | 'committed' | 'rm-plan' | 'rm-move' | 'export-retire' | 'export-install' | null {
+  if (/[\\/]blobs[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}$/.test(dest)) return 'blob';
+  if (/[\\/]committed\.json$/.test(dest)) return 'committed';
+  // rm (src/log/removal.ts): removal.json, then each run folder, into tmp/remove-<pid>-<hex>/.
+  if (/[\\/]tmp[\\/]remove-\d+-[0-9a-f]+[\\/]removal\.json$/.test(dest)) return 'rm-plan';
+  if (/[\\/]tmp[\\/]remove-\d+-[0-9a-f]+[\\/][^\\/]+$/.test(dest) && /[\\/]runs[\\/][^\\/]+$/.test(from)) return 'rm-move';
+  // export (src/run/export-dir.ts): the old export aside, then the new one into place.
+  if (/\.export-old-\d+-[0-9a-f]+$/.test(dest)) return 'export-retire';
+  if (/\.export-tmp-\d+-[0-9a-f]+$/.test(from)) return 'export-install';
+  return null;
 }
 
 async function install(spec: string, mode: 'kill' | 'fail'): Promise<void> {
@@ -63,11 +83,10 @@ async function install(spec: string, mode: 'kill' | 'fail'): Promise<void> {
 
   const rename = fs.promises.rename;
   fs.promises.rename = async function chaosRename(from: fs.PathLike, to: fs.PathLike): Promise<void> {
-    const dest = String(to);
-    const kind = /[\\/]blobs[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}$/.test(dest) ? 'blob' : /[\\/]committed\.json$/.test(dest) ? 'committed' : null;
+    const kind = renameKind(String(from), String(to));
     if (kind) at(`${kind}-before`);
     await rename(from, to);
-    if (kind) at(`${kind}-after`);
+    if (kind && !kind.endsWith('-plan')) at(`${kind}-after` as KillPoint);
   } as typeof fs.promises.rename;
 
   // LevelDB writes: the array form (db.batch(ops)) and the chained form (db.batch()…write()).

@@ -4,8 +4,9 @@
 //   <store>/runs/<runId>/log/          the run's LevelDB (see run-log.ts, codec.ts)
 //   <store>/runs/<runId>/committed.json {"seq":N,"crc":"..."} last durably committed seq
 //   <store>/runs/<runId>/owner.json    the process holding the run open for writing
+//   <store>/runs/<runId>/parent.json   {"parent":"<runId>"|null}, written at creation (rm's lineage)
 //   <store>/blobs/<hh>/<sha256hex>     snapshot bytes (blobs.ts)
-//   <store>/tmp/                       scratch: readers' copies, blob temp files
+//   <store>/tmp/                       scratch: readers' copies, blob temp files, rm's trash (removal.ts)
 //
 // One LevelDB per run because classic-level lets one process open a database: the runs of a sweep
 // are trained by separate processes into one store.
@@ -29,6 +30,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
+import { z } from 'zod';
 import { BlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
 import { CorruptLogError, RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
 import { readLogFile } from './leveldb-log.js';
@@ -36,6 +38,7 @@ import { inspectLevelDir } from './leveldb-preopen.js';
 import { decodeManifest } from './leveldb-files.js';
 import { readCommitted, readCommittedMarks, RunCore, RunLog, writeCommittedCopy, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
 import { isErrno, pidAlive } from './processes.js';
+import { finishRemovals, removeRunFolders, type HeldLock, type RemovalTarget } from './removal.js';
 
 export const STORE_FORMAT = 'retrace-store';
 export const STORE_VERSION = 1;
@@ -198,6 +201,16 @@ function checkStoreJson(abs: string, text: string): void {
 
 export interface RunOpenOptions extends RunLogOptions {}
 
+/** `<run>/parent.json`: the run a new run branches from (null: none), written by createRun before
+ * the run's first event, so a branch stays known as one even when its log cannot be read. */
+export const PARENT_FILE = 'parent.json';
+const ParentFile = z.object({ parent: z.string().regex(RUN_ID_RE).nullable() });
+
+export interface CreateRunOptions extends RunOpenOptions {
+  /** The parent run's id for a branch (recorded in parent.json); null or missing: not a branch. */
+  parent?: string | null;
+}
+
 export class Store {
   readonly blobs: BlobStore;
   private readonly logs = new Set<RunLog>();
@@ -274,12 +287,13 @@ export class Store {
       return;
     }
     for (const n of names) {
-      const m = /^(?:read|blob|remove)-(\d+)-/.exec(n);
+      const m = /^(?:read|blob)-(\d+)-/.exec(n);
       if (!m) continue;
       const pid = Number(m[1]);
       if (pid === process.pid || pidAlive(pid)) continue;
       await fsp.rm(path.join(tmp, n), { recursive: true, force: true }).catch(() => {});
     }
+    await finishRemovals(this.target(), (id) => this.lockRun(id));
   }
 
   /** Run ids, sorted. */
@@ -316,7 +330,7 @@ export class Store {
    * Creates a run and opens it for writing. Creating runs/<id> is the atomic claim: if it exists,
    * RunExistsError.
    */
-  async createRun(id: string, opts: RunOpenOptions = {}): Promise<RunLog> {
+  async createRun(id: string, opts: CreateRunOptions = {}): Promise<RunLog> {
     this.assertOpen();
     const dir = this.runDir(id);
     try {
@@ -331,7 +345,7 @@ export class Store {
         } catch (e) {
           if (!(e instanceof RunLockedError)) throw e; // its creator is still at work
         }
-        if (log && (await log.lastSeq()) < 0 && (await log.committedSeq()) < 0) return log;
+        if (log && (await log.lastSeq()) < 0 && (await log.committedSeq()) < 0) return this.recordParent(id, log, opts.parent ?? null);
         await log?.close();
       }
       throw new RunExistsError(id, await this.liveWriter(id));
@@ -339,7 +353,18 @@ export class Store {
     await fsyncDir(path.dirname(dir));
     const log = await this.openWrite(id, opts);
     await fsyncDir(dir);
-    return log;
+    return this.recordParent(id, log, opts.parent ?? null);
+  }
+
+  /** Writes parent.json (durably, holding the run's lock, before its first event). */
+  private async recordParent(id: string, log: RunLog, parent: string | null): Promise<RunLog> {
+    try {
+      await writeFileAtomic(path.join(this.runDir(id), PARENT_FILE), JSON.stringify({ parent }) + '\n');
+      return log;
+    } catch (err) {
+      await log.close().catch(() => {});
+      throw err;
+    }
   }
 
   /**
@@ -536,25 +561,70 @@ export class Store {
    * this one included, has it open for writing.
    */
   async removeRun(id: string): Promise<void> {
+    await this.removeRuns([id]);
+  }
+
+  /**
+   * Deletes the folders of `ids` as one step (removal.ts): all of them or, if any fails a
+   * precondition, none. First every run must exist (UnknownRunError) and no live process may be
+   * named as its writer; then every run's writer lock is taken and held (RunLockedError naming
+   * the holder, after releasing the others, if one is held); only then are the folders moved to a
+   * trash folder and deleted. A process killed mid-way leaves a removal plan that the next
+   * Store.open finishes.
+   */
+  async removeRuns(ids: readonly string[]): Promise<void> {
     this.assertOpen();
-    await this.assertRun(id);
-    const runDir = this.runDir(id);
-    const key = path.join(await fsp.realpath(runDir), 'log');
-    const shared = openCores.get(key);
-    if (shared) throw new RunLockedError(id, await this.readOwner(id), true);
-    // Take the lock to make sure no other process is writing it.
+    for (const id of ids) await this.assertRun(id);
+    // Changes nothing: a run held by a live writer is refused before any lock is tried (taking a
+    // lock opens the LevelDB, which rewrites its files).
+    for (const id of ids) {
+      const owner = await this.liveWriter(id);
+      if (owner) throw new RunLockedError(id, owner);
+    }
+    const held: HeldLock[] = [];
+    try {
+      for (const id of ids) held.push(await this.lockRun(id));
+      await removeRunFolders(this.target(), ids);
+    } finally {
+      for (const h of held) await h.release().catch(() => {});
+    }
+  }
+
+  private target(): RemovalTarget {
+    return { runsDir: path.join(this.dir, 'runs'), tmpDir: path.join(this.dir, 'tmp') };
+  }
+
+  /**
+   * Takes a run's writer lock without writing owner.json (for removal): opens its LevelDB, which
+   * holds LevelDB's lock until released. RunLockedError if this or another process holds it. A
+   * run without a (valid) database has nothing to lock.
+   */
+  private async lockRun(id: string): Promise<HeldLock> {
+    const key = path.join(await fsp.realpath(this.runDir(id)), 'log');
+    if (openCores.get(key)) throw new RunLockedError(id, await this.readOwner(id), true);
     let db: LevelDb | null = null;
     try {
       db = await openLevel(key, false);
     } catch (err) {
       if (isLevelLocked(err)) throw new RunLockedError(id, await this.readOwner(id));
-      // No (valid) database: nothing to lock.
     }
-    if (db) await db.close();
-    const trash = path.join(this.dir, 'tmp', `remove-${process.pid}-${randomBytes(6).toString('hex')}`);
-    await fsp.rename(runDir, trash);
-    await fsyncDir(path.dirname(runDir));
-    await fsp.rm(trash, { recursive: true, force: true });
+    const opened = db;
+    return { release: async () => void (await opened?.close()) };
+  }
+
+  /**
+   * The parent recorded in the run's parent.json at creation: a run id, null for a run that is
+   * not a branch, or undefined when the file is missing or unreadable (runs of older retrace).
+   * Lets `rm` know a branch whose log cannot be read.
+   */
+  async recordedParent(id: string): Promise<string | null | undefined> {
+    this.assertOpen();
+    try {
+      const parsed = ParentFile.safeParse(JSON.parse(await fsp.readFile(path.join(this.runDir(id), PARENT_FILE), 'utf8')));
+      return parsed.success ? parsed.data.parent : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Bytes the run takes outside the blob store: its LevelDB folder, committed.json and owner.json. */

@@ -3,24 +3,27 @@
 // user-defined metadata; the run moves to `exported`.
 import path from 'node:path';
 import { stateName } from '../../machines/fold.js';
+import { RunLockedError } from '../log/errors.js';
 import type { LogRecord } from '../log/events.js';
 import type { Store } from '../log/store.js';
 import { initBackend } from '../train/backend.js';
 import { saveModelToDir } from '../train/model-io.js';
 import { writeWeights } from '../train/weights.js';
 import { withStore, type StoreOption } from './common.js';
+import { checkExportTarget, ExportError, installExport, recoverExportTarget } from './export-dir.js';
 import { Emitter } from './emitter.js';
 import { loadHistory, PointError, type CheckpointRecord, type RunHistory } from './history.js';
 import { loadTensors } from './snapshots.js';
 
-export class ExportError extends Error {
-  override name = 'ExportError';
-}
+export { ExportError };
 
 export interface ExportOptions extends StoreOption {
   /** best (default), last, or a checkpoint number. */
   checkpoint?: string;
   out: string;
+  /** Replace an existing export in `out` (a folder with a model.json and files only); without it a
+   * non-empty `out` is an ExportError. */
+  force?: boolean;
 }
 
 export interface ExportResult {
@@ -57,18 +60,43 @@ function pickCheckpoint(history: RunHistory, which: string): CheckpointRecord {
   return history.resolvePoint(point).checkpoint;
 }
 
+/** The checkpoint to export; ExportError if the run is not stopped, PointError for a bad one. */
+function exportable(runId: string, history: RunHistory, which: string): CheckpointRecord {
+  const state = stateName(history.snapshotAt().snapshot);
+  if (state !== 'stopped' && state !== 'exported') {
+    throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
+  }
+  return pickCheckpoint(history, which);
+}
+
+/**
+ * Writes a checkpoint of a stopped run as a TF.js Layers model folder at `out`, replaced as a
+ * whole (export-dir.ts), and records `export.finished`. Everything that can refuse is checked
+ * before anything is written (a read of the run, the `out` folder): a refused export changes
+ * nothing. Throws ExportError (not stopped, `out` taken without `force`), PointError,
+ * UnknownRunError, RunLockedError.
+ */
 export async function exportRun(runId: string, opts: ExportOptions): Promise<ExportResult> {
   return withStore(opts, async (store) => {
+    const out = path.resolve(opts.cwd ?? process.cwd(), opts.out);
+    const force = opts.force ?? false;
+    await recoverExportTarget(out);
+    await checkExportTarget(out, force);
+    // Opening a run for writing rewrites LevelDB's files: check on a read first.
+    const preview = await store.openRun(runId, 'read');
+    try {
+      exportable(runId, await loadHistory(preview, runId), opts.checkpoint ?? 'best');
+    } finally {
+      await preview.close();
+    }
+    // Before LevelDB is asked: even a refused open of a locked LevelDB rotates its LOG file.
+    const writer = await store.liveWriter(runId);
+    if (writer) throw new RunLockedError(runId, writer);
     const log = await store.openRun(runId, 'write');
     try {
       const history = await loadHistory(log, runId);
       const snapshot = history.snapshotAt().snapshot;
-      const state = stateName(snapshot);
-      if (state !== 'stopped' && state !== 'exported') {
-        throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
-      }
-      const ckpt = pickCheckpoint(history, opts.checkpoint ?? 'best');
-      const out = path.resolve(opts.cwd ?? process.cwd(), opts.out);
+      const ckpt = exportable(runId, history, opts.checkpoint ?? 'best');
 
       const { tf } = await initBackend('auto');
       const model = await tf.models.modelFromJSON({ modelTopology: history.created.model.topology as never });
@@ -77,7 +105,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
         const evaluation = history.records
           .filter((r): r is Extract<LogRecord, { type: 'eval.finished' }> => r.type === 'eval.finished' && r.data.step === ckpt.data.step)
           .at(-1)?.data;
-        await saveModelToDir(tf, model, out, {
+        const metadata = {
           retrace: {
             runId,
             checkpoint: ckpt.data.index,
@@ -90,7 +118,8 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
             classNames: history.created.dataset.classNames,
             lineage: await lineage(store, history),
           },
-        });
+        };
+        await installExport(out, force, async (dir) => void (await saveModelToDir(tf, model, dir, metadata)));
       } finally {
         model.dispose();
       }

@@ -161,29 +161,71 @@ export class RemoveError extends Error {
   override name = 'RemoveError';
 }
 
-/** Removes a run; refuses while other runs branch from it unless `recursive`. Returns removed ids. */
+/**
+ * Removes a run, and with `recursive` its branches (children first), as one step: every
+ * precondition is checked for the whole subtree before anything is deleted (Store.removeRuns), so
+ * a refused or failed `rm` removes nothing. Returns the removed ids.
+ *
+ * Parent links come from each run's run.created, or, when its log cannot be read, from the
+ * parent.json createRun wrote. A run whose log cannot be read and that has no parent.json (older
+ * retrace) may be a branch of any run whose log reads: removing any such run is refused, naming
+ * it, until it is fixed or removed itself. A run without events and without parent.json (a
+ * creator killed before its first event) is no branch. Throws UnknownRunError, RemoveError (has
+ * branches, or may have), RunLockedError (a run of the subtree is being written).
+ */
 export async function removeRun(runId: string, opts: StoreOption & { recursive?: boolean } = {}): Promise<string[]> {
   return withStore(opts, async (store) => {
-    const all = await listRunsIn(store);
-    if (!all.some((r) => r.runId === runId)) await store.openRun(runId, 'read'); // throws UnknownRunError
-    const children = (id: string): string[] => all.filter((r) => r.parent?.runId === id).map((r) => r.runId);
+    if (!(await store.hasRun(runId))) await store.openRun(runId, 'read'); // throws UnknownRunError
+    const links = await parentLinks(store);
+    const children = (id: string): string[] => links.filter((r) => r.parent === id).map((r) => r.runId);
+    const target = links.find((r) => r.runId === runId);
+    if (target?.readable) {
+      const unknown = links.filter((r) => r.parent === undefined && r.runId !== runId);
+      if (unknown.length > 0) {
+        const u = unknown[0]!;
+        throw new RemoveError(
+          `run ${runId} may have branches: the log of run ${u.runId} cannot be read (${u.error}) and its parent is unknown; ` +
+            `fix it (\`retrace fsck ${u.runId}\`) or remove it first (\`retrace rm ${u.runId}\`)`,
+        );
+      }
+    }
     const direct = children(runId);
     if (direct.length > 0 && !opts.recursive) {
       throw new RemoveError(`run ${runId} has branches (${direct.join(', ')}); pass --recursive to remove them too`);
     }
     const order: string[] = [];
+    const seen = new Set<string>();
     const visit = (id: string) => {
+      if (seen.has(id)) return; // a parent link loop (only a forged log has one)
+      seen.add(id);
       for (const child of children(id)) visit(child);
       order.push(id);
     };
     visit(runId);
-    for (const id of order) await store.removeRun(id);
+    await store.removeRuns(order);
     return order;
   });
 }
 
-async function listRunsIn(store: Store): Promise<RunListing[]> {
-  const out: RunListing[] = [];
-  for (const id of await store.listRuns()) out.push(await describeRun(store, id));
+interface ParentLink {
+  runId: string;
+  /** The parent's id, null for no parent, undefined when unknown (log unreadable, no parent.json). */
+  parent: string | null | undefined;
+  readable: boolean;
+  error?: string;
+}
+
+async function parentLinks(store: Store): Promise<ParentLink[]> {
+  const out: ParentLink[] = [];
+  for (const id of await store.listRuns()) {
+    const r = await describeRun(store, id);
+    if (!r.error) {
+      out.push({ runId: id, parent: r.parent?.runId ?? null, readable: true });
+      continue;
+    }
+    let parent = await store.recordedParent(id);
+    if (parent === undefined && (await store.isEmptyRun(id))) parent = null;
+    out.push({ runId: id, parent, readable: false, error: r.error });
+  }
   return out;
 }

@@ -125,7 +125,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     start,
   };
 
-  const log = await store.createRun(opts.runId);
+  const log = await store.createRun(opts.runId, { parent: opts.parent?.runId ?? null });
   try {
     const emitter = new Emitter({ runId: opts.runId, log, expected: [], nextSeq: 0, snapshot: startMachine(settings), onRecord: opts.onRecord });
     await emitter.fact({ type: 'run.created', data: created }, { sync: true });

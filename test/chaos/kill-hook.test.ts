@@ -3,7 +3,7 @@
 // silently turn a kill point into a no-op). Needs `npm run build`.
 import { afterAll, describe, expect, it } from 'vitest';
 import { killAllChildren, runCli, snapshotRun } from '../../src/chaos/harness.js';
-import { KILL_POINTS, type KillPoint } from '../../src/chaos/kill-points.js';
+import { TRAIN_KILL_POINTS, type TrainKillPoint } from '../../src/chaos/kill-points.js';
 import { cleanupTempDirs, ROOT, tempDir } from './helpers.js';
 
 afterAll(async () => {
@@ -15,7 +15,7 @@ const SMALL = ['--dataset', 'iris', '--batch-size', '8', '--stop-point', '4', '-
 
 describe('kill points', () => {
   it('every point kills the process where it says', async () => {
-    const n: Record<KillPoint, number> = {
+    const n: Record<TrainKillPoint, number> = {
       'step-after': 5,
       'blob-before': 2,
       'blob-after': 2,
@@ -27,10 +27,10 @@ describe('kill points', () => {
       'committed-after': 2,
     };
     const results = [];
-    for (let i = 0; i < KILL_POINTS.length; i += 3) {
+    for (let i = 0; i < TRAIN_KILL_POINTS.length; i += 3) {
       results.push(
         ...(await Promise.all(
-          KILL_POINTS.slice(i, i + 3).map(async (point) => {
+          TRAIN_KILL_POINTS.slice(i, i + 3).map(async (point) => {
             const store = await tempDir();
             const r = await runCli(['train', ...SMALL, '--run-id', 'k', '--store', store, '--json'], { cwd: ROOT, kill: { kind: 'hook', point, n: n[point] } });
             return { point, r, snap: await snapshotRun(store, 'k') };
