@@ -22,6 +22,7 @@ import { newRunId, storeDir } from '../run/common.js';
 import { resolveAt, stateAt } from '../run/inspect.js';
 import { RETRACE_VERSION } from '../run/environment.js';
 import { RunCache, type CachedRun } from './cache.js';
+import { checkToken, guard, newToken } from './auth.js';
 import { Hub } from './hub.js';
 import { Jobs, type JobInfo } from './jobs.js';
 import {
@@ -51,10 +52,20 @@ export interface UiServerOptions {
   /** How often runs other processes write are re-read, at most (ms, default 1000). */
   pollMs?: number;
   cwd?: string;
+  /**
+   * The secret every API request must carry (Bearer header or the cookie the page gets from
+   * `/?token=`); default: a new random one (see `chooseToken` in auth.ts).
+   */
+  token?: string;
 }
 
 export interface UiServer {
+  /** The page's address, without the token. */
   url: string;
+  /** The address to open once: `url` with `?token=`, which moves the token into a cookie. */
+  openUrl: string;
+  /** The token API requests need (`Authorization: Bearer TOKEN`). */
+  token: string;
   host: string;
   port: number;
   store: Store;
@@ -110,6 +121,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const pollMs = Math.max(50, opts.pollMs ?? 1000);
   const cwd = opts.cwd ?? process.cwd();
   const exportDir = path.resolve(cwd, opts.exportDir ?? 'retrace-exports');
+  const token = opts.token === undefined ? newToken() : checkToken(opts.token, 'token');
   const ownStore = !(opts.store instanceof Store);
   const store = opts.store instanceof Store ? opts.store : await Store.open(storeDir(opts.store, cwd));
   const assets = await loadAssets();
@@ -182,29 +194,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const app = new Hono();
   let boundPort = 0;
 
-  // Requests from other sites: a page elsewhere must not drive this server through the browser
-  // (DNS rebinding: the Host header must be this server's; cross-site POSTs: Origin must match and
-  // the body must be JSON, which a plain form cannot send without a CORS preflight we never grant).
-  app.use('*', async (c, next) => {
-    const hostHeader = (c.req.header('host') ?? '').toLowerCase();
-    if (loopback) {
-      const ok = ['127.0.0.1', 'localhost', '[::1]', host].some((h) => hostHeader === `${h}:${boundPort}`);
-      if (!ok) return c.json({ error: `unexpected Host header "${hostHeader}": this dashboard answers on ${host}:${boundPort} only`, code: 'BAD_HOST' }, 403);
-    }
-    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
-      const origin = c.req.header('origin');
-      if (origin && origin.toLowerCase() !== `http://${hostHeader}`) {
-        return c.json({ error: `cross-origin request from ${origin} refused`, code: 'BAD_ORIGIN' }, 403);
-      }
-      const type = c.req.header('content-type') ?? '';
-      if (!/^application\/json\b/i.test(type)) return c.json({ error: 'send the request body as application/json', code: 'BAD_CONTENT_TYPE' }, 415);
-    }
-    await next();
-    c.header('X-Content-Type-Options', 'nosniff');
-    c.header('X-Frame-Options', 'DENY');
-    c.header('Referrer-Policy', 'no-referrer');
-    c.header('Content-Security-Policy', "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'");
-  });
+  // The token, the Host header (DNS rebinding) and cross-site writes: see auth.ts.
+  app.use('*', guard({ token, host, loopback, port: () => boundPort }));
   app.use('/api/*', bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.json({ error: 'the request body is larger than 64 KiB', code: 'TOO_LARGE' }, 413) }));
 
   app.onError((err, c) => {
@@ -609,8 +600,11 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
 
   let closing: Promise<void> | null = null;
+  const url = `http://${urlHost}:${boundPort}/`;
   return {
-    url: `http://${urlHost}:${boundPort}/`,
+    url,
+    openUrl: `${url}?token=${token}`,
+    token,
     host,
     port: boundPort,
     store,
