@@ -82,7 +82,11 @@ export class Jobs {
     return this.running().filter((j) => j.runId === runId || j.params.parent === runId);
   }
 
-  start(kind: JobKind, runId: string, params: Record<string, unknown>, work: (hooks: JobHooks) => Promise<unknown>): JobInfo {
+  /**
+   * Starts `work` as a job. `publicError` turns a failure into the message the job shows (default:
+   * the error's first line); the server uses it so a failure never quotes a user's file.
+   */
+  start(kind: JobKind, runId: string, params: Record<string, unknown>, work: (hooks: JobHooks) => Promise<unknown>, publicError: (err: unknown) => string = firstLine): JobInfo {
     if (this.running().length >= this.maxRunning) {
       throw new JobLimitError(`${this.maxRunning} jobs are already running in this server; wait for one to finish or stop one`);
     }
@@ -130,7 +134,11 @@ export class Jobs {
         job.status = 'done';
       } catch (err) {
         job.status = 'failed';
-        job.error = (err as Error)?.message ?? String(err);
+        try {
+          job.error = publicError(err);
+        } catch {
+          job.error = `${kind} failed`;
+        }
       } finally {
         job.finishedAt = new Date().toISOString();
         this.emit(job);
@@ -174,6 +182,10 @@ export class Jobs {
     for (const j of this.jobs.values()) if (j.status === 'running') this.stop(j.id);
     await Promise.all([...this.jobs.values()].map((j) => j.promise));
   }
+}
+
+function firstLine(err: unknown): string {
+  return ((err as Error)?.message ?? String(err)).split('\n')[0]!.slice(0, 2_000);
 }
 
 function toInfo(j: Job): JobInfo {

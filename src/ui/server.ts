@@ -23,6 +23,7 @@ import { resolveAt, stateAt } from '../run/inspect.js';
 import { RETRACE_VERSION } from '../run/environment.js';
 import { RunCache, type CachedRun } from './cache.js';
 import { checkToken, guard, newToken } from './auth.js';
+import { DataRoots, publicJobError, readsUserFiles } from './data-roots.js';
 import { Hub } from './hub.js';
 import { Jobs, type JobInfo } from './jobs.js';
 import {
@@ -53,6 +54,13 @@ export interface UiServerOptions {
   pollMs?: number;
   cwd?: string;
   /**
+   * Folders whose files a config from the page may name (csv:PATH, module:PATH, initFrom),
+   * relative to `cwd`; default: `cwd` alone. Each must exist.
+   */
+  dataRoots?: string[];
+  /** Where the server writes its notes (full messages of failed jobs), one line each; default stderr. */
+  log?: (line: string) => void;
+  /**
    * The secret every API request must carry (Bearer header or the cookie the page gets from
    * `/?token=`); default: a new random one (see `chooseToken` in auth.ts).
    */
@@ -66,6 +74,8 @@ export interface UiServer {
   openUrl: string;
   /** The token API requests need (`Authorization: Bearer TOKEN`). */
   token: string;
+  /** The data roots, as real paths. */
+  dataRoots: readonly string[];
   host: string;
   port: number;
   store: Store;
@@ -122,6 +132,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const cwd = opts.cwd ?? process.cwd();
   const exportDir = path.resolve(cwd, opts.exportDir ?? 'retrace-exports');
   const token = opts.token === undefined ? newToken() : checkToken(opts.token, 'token');
+  const roots = await DataRoots.open(opts.dataRoots ?? [], cwd);
+  const log = opts.log ?? ((line: string) => void process.stderr.write(`retrace ui: ${line}\n`));
   const ownStore = !(opts.store instanceof Store);
   const store = opts.store instanceof Store ? opts.store : await Store.open(storeDir(opts.store, cwd));
   const assets = await loadAssets();
@@ -219,6 +231,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
       version: RETRACE_VERSION,
       store: store.dir,
       exportDir,
+      dataRoots: roots.real,
       host,
       loopback,
       pollMs,
@@ -415,6 +428,12 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     }
   }
 
+  /** What a failed job shows: never the words of a file its run reads (data-roots.ts). */
+  function jobError(kind: string, runId: string, config: Partial<Record<string, unknown>> | null | undefined): (err: unknown) => string {
+    const reads = readsUserFiles(config);
+    return (err) => publicJobError(err, { readsUserFiles: reads, what: `${kind} ${runId}`, log });
+  }
+
   async function claimRunId(config: ConfigInput): Promise<string> {
     const runId = config.runId ?? newRunId();
     if ((await store.hasRun(runId)) || jobs.writing(runId)) throw new HttpError(409, `run "${runId}" already exists`, 'RETRACE_RUN_EXISTS');
@@ -424,7 +443,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   app.post('/api/train', async (c) => {
     const body = await jsonBody(c);
     allowOnly(body, ['config']);
-    const config = configParam(body.config, 'config', { allowPaths: loopback });
+    const config = await roots.check(configParam(body.config, 'config'), 'config', { loopback });
     resolveConfig(config as Record<string, unknown>); // the whole config, defaults filled in, must hold
     const runId = await claimRunId(config);
     const job = jobs.start('train', runId, { config }, async (h) => {
@@ -441,7 +460,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           h.onRecord(r);
         },
       });
-    });
+    }, jobError('train', runId, config));
     hub.notify('runs');
     return c.json({ job, runId }, 202);
   });
@@ -451,7 +470,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     const body = await jsonBody(c);
     allowOnly(body, ['point', 'overrides']);
     const point = pointParam(body.point ?? 'last', 'point');
-    const overrides = configParam(body.overrides, 'overrides', { allowPaths: loopback });
+    const overrides = await roots.check(configParam(body.overrides, 'overrides'), 'overrides', { loopback });
     refuseWhileExporting(parentId);
     const { history } = await runOrThrow(parentId);
     const resolved = history.resolvePoint(point);
@@ -475,7 +494,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           h.onRecord(r);
         },
       });
-    });
+    }, jobError('branch', runId, { ...inherited, ...overrides }));
     hub.notify('runs');
     return c.json({ job, runId }, 202);
   });
@@ -510,7 +529,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           h.onRecord(r);
         },
       });
-    });
+    }, jobError('resume', runId, history.created.config));
     hub.notify('runs');
     return c.json({ job, runId }, 202);
   });
@@ -536,6 +555,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     // the cache never reads a run a job of this process writes).
     await cache.settle(runId);
     if (jobs.touching(runId).length > 0) throw new HttpError(409, `run ${runId} became busy in this server: try again`, 'RETRACE_RUN_LOCKED');
+    const exportError = jobError('export', runId, history.created.config);
     const job = jobs.start('export', runId, { checkpoint: ckpt.data.index, out }, async () => {
       try {
         const { exportRun } = await import('../run/export.js');
@@ -544,9 +564,11 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
         failure = err;
         throw err;
       }
-    });
+    }, exportError);
     const done = (await jobs.wait(job.id)) as JobInfo;
-    if (failure) throw failure;
+    // The route answers with the job's public message (never a user file's words) and the
+    // status the error's kind maps to.
+    if (failure) throw Object.assign(failure as Error, { message: exportError(failure) });
     return c.json({ job: done, result: done.result });
   });
 
@@ -575,6 +597,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           h.setProgress(Math.min(total, Math.max(0, r.seq - start.seq)), total);
         },
       }),
+      jobError('replay', runId, history.created.config),
     );
     return c.json({ job }, 202);
   });
@@ -605,6 +628,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     url,
     openUrl: `${url}?token=${token}`,
     token,
+    dataRoots: roots.real,
     host,
     port: boundPort,
     store,

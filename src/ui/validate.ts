@@ -80,29 +80,17 @@ export function allowOnly(body: Record<string, unknown>, keys: readonly string[]
 }
 
 /**
- * A config (train) or overrides (branch) from the page. Keys that would make the server load code
- * or read files named by the request are refused: a model module, initFrom, and — unless the
- * server listens on loopback only — CSV paths.
+ * A config (train) or overrides (branch) from the page, checked against the schema. Paths in it
+ * (csv:PATH, module:PATH, initFrom) are checked next, against the data roots (data-roots.ts).
  */
-export function configParam(value: unknown, field: string, opts: { allowPaths: boolean }): ConfigInput {
+export function configParam(value: unknown, field: string): ConfigInput {
   if (value === undefined || value === null) return {};
-  let config: ConfigInput;
   try {
-    config = validatePartialConfig(value, field);
+    return validatePartialConfig(value, field);
   } catch (err) {
     if (err instanceof ConfigError) throw new HttpError(400, err.message, 'BAD_CONFIG');
     throw err;
   }
-  if (config.model !== undefined && !/^(mlp|cnn)$/.test(config.model)) {
-    throw new HttpError(403, `${field}: model "${config.model}" cannot be set from the dashboard (only mlp or cnn; use the CLI for a model module)`, 'FORBIDDEN_KEY');
-  }
-  if (config.initFrom !== undefined && config.initFrom !== null) {
-    throw new HttpError(403, `${field}: initFrom cannot be set from the dashboard (use the CLI)`, 'FORBIDDEN_KEY');
-  }
-  if (config.dataset?.startsWith('csv:') && !opts.allowPaths) {
-    throw new HttpError(403, `${field}: CSV data sets are only accepted when the dashboard listens on loopback`, 'FORBIDDEN_KEY');
-  }
-  return config;
 }
 
 /** An export folder's name (created under the server's export folder). */
