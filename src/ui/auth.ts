@@ -140,7 +140,7 @@ export function guard(opts: GuardOptions): MiddlewareHandler {
       if (!ok) return c.json({ error: `unexpected Host header "${hostHeader}": this dashboard answers on ${opts.host}:${port} only`, code: 'BAD_HOST' }, 403);
     }
     const isApi = c.req.path === '/api' || c.req.path.startsWith('/api/');
-    if (c.req.path === '/' && c.req.method === 'GET') {
+    if (c.req.path === '/' && (c.req.method === 'GET' || c.req.method === 'HEAD')) {
       const fromQuery = c.req.query('token');
       if (fromQuery !== undefined) {
         if (!sameToken(fromQuery, opts.token)) {

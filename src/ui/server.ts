@@ -17,7 +17,7 @@ import { stateName } from '../../machines/fold.js';
 import { DEFAULTS, OPTIMIZERS, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import { UnknownRunError } from '../log/errors.js';
 import type { LogRecord } from '../log/events.js';
-import { Store } from '../log/store.js';
+import { RUN_ID_RE, Store } from '../log/store.js';
 import { newRunId, storeDir } from '../run/common.js';
 import { resolveAt, stateAt } from '../run/inspect.js';
 import { RETRACE_VERSION } from '../run/environment.js';
@@ -31,6 +31,8 @@ import {
   atParam,
   checkpointParam,
   configParam,
+  cursorParam,
+  limitParam,
   errorResponse,
   exportNameParam,
   HttpError,
@@ -240,7 +242,16 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     }),
   );
 
-  app.get('/api/runs', async (c) => c.json({ runs: await listRows(), jobs: jobs.list() }));
+  // The runs by id, `limit` at a time (default 100, at most 1000); nextCursor is the last id of the
+  // page, and the next page starts after it.
+  app.get('/api/runs', async (c) => {
+    const limit = limitParam(c.req.query('limit'), 100, 1000);
+    const cursor = cursorParam(c.req.query('cursor'), RUN_ID_RE);
+    const rows = (await listRows()).filter((r) => cursor === null || r.runId > cursor).sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
+    const runs = rows.slice(0, limit);
+    const nextCursor = rows.length > runs.length ? runs[runs.length - 1]!.runId : null;
+    return c.json({ runs, jobs: jobs.list(), nextCursor });
+  });
 
   /** A run, or — while a job of this server is creating it — a placeholder with no records. */
   async function runOrStarting(runId: string): Promise<CachedRun> {
@@ -282,12 +293,36 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     return c.json({ lastSeq: last, events: entry.records.slice(from, to + 1).map(lightRecord) });
   });
 
+  /** Server-sent events, at most MAX_STREAMS open at once (each holds a loop and a subscription). */
+  let openStreams = 0;
+  function openStream(c: Context, fn: (stream: SSEStreamingApi) => Promise<void>): Response {
+    if (openStreams >= MAX_STREAMS) throw new HttpError(429, `${MAX_STREAMS} event streams are open on this server: close some dashboard tabs`, 'TOO_MANY_STREAMS');
+    openStreams += 1;
+    let counted = true;
+    const release = () => {
+      if (counted) openStreams -= 1;
+      counted = false;
+    };
+    try {
+      return streamSSE(c, async (stream) => {
+        try {
+          await fn(stream);
+        } finally {
+          release();
+        }
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
   app.get('/api/runs/:id/stream', async (c) => {
     const runId = runIdParam(c.req.param('id'));
     // EventSource sends the id of the last event it got when it reconnects: the page's last seq.
     let since = seqParam(c.req.header('last-event-id') ?? c.req.query('since'), 'since', -1);
     await runOrStarting(runId); // 404 before the stream starts
-    return streamSSE(c, async (stream) => {
+    return openStream(c, async (stream) => {
       const sub = hub.subscribe([`run:${runId}`, 'shutdown']);
       stream.onAbort(() => sub.close());
       let rowJson = '';
@@ -366,7 +401,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   }
 
   app.get('/api/stream', (c) =>
-    streamSSE(c, async (stream) => {
+    openStream(c, async (stream) => {
       const sub = hub.subscribe(['rows', 'jobs', 'shutdown']);
       stream.onAbort(() => sub.close());
       watchers += 1;
@@ -387,6 +422,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           if (sentJobs !== jobsVersion) {
             sentJobs = jobsVersion;
             await send(stream, 'jobs', { jobs: jobs.list() });
+            // Many jobs changing at once (a flood of requests) make one event every quarter second.
+            await sleep(250);
           }
           if (Date.now() - lastKeepAlive > 15_000) {
             await stream.write(': keep-alive\n\n');
@@ -401,7 +438,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     }),
   );
 
-  app.get('/api/jobs', (c) => c.json({ jobs: jobs.list() }));
+  // Newest first, `limit` at a time (default 50, at most 200).
+  app.get('/api/jobs', (c) => c.json(jobs.page({ limit: limitParam(c.req.query('limit'), 50, 200), cursor: cursorParam(c.req.query('cursor'), /^\d{1,15}$/) })));
   app.get('/api/jobs/:id', (c) => {
     const job = jobs.get(c.req.param('id'));
     if (!job) throw new HttpError(404, `no job ${JSON.stringify(c.req.param('id'))}`, 'NOT_FOUND');
@@ -488,7 +526,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
         overrides: { ...overrides, runId },
         signal: h.signal,
         command: 'ui branch',
-        onWarning: (m) => warnings.push(m),
+        onWarning: (m) => note(warnings, m),
         onRecord: (r) => {
           progress(r);
           h.onRecord(r);
@@ -523,7 +561,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
         cwd,
         signal: h.signal,
         command: 'ui resume',
-        onWarning: (m) => warnings.push(m),
+        onWarning: (m) => note(warnings, m),
         onRecord: (r) => {
           progress(r);
           h.onRecord(r);
@@ -647,6 +685,14 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
       return closing;
     },
   };
+}
+
+/** Streams open at once; a page uses two. */
+const MAX_STREAMS = 64;
+
+/** Keeps the first 20 warnings of a job, each cut to 500 characters: a job's params stay small. */
+function note(warnings: string[], message: string): void {
+  if (warnings.length < 20) warnings.push(message.length > 500 ? `${message.slice(0, 500)}…` : message);
 }
 
 function emptyRow(runId: string): RunRow {

@@ -69,6 +69,20 @@ export function seqParam(value: string | undefined, field: string, fallback: num
   return Number(value);
 }
 
+/** `?limit=`: 1..max, default `fallback`. */
+export function limitParam(value: string | undefined, fallback: number, max: number): number {
+  if (value === undefined || value === '') return fallback;
+  if (!/^\d{1,6}$/.test(value) || Number(value) < 1 || Number(value) > max) throw new HttpError(400, `limit must be an integer from 1 to ${max}, got ${JSON.stringify(value)}`, 'BAD_LIMIT');
+  return Number(value);
+}
+
+/** `?cursor=`: the `nextCursor` of a previous page, checked against its shape. */
+export function cursorParam(value: string | undefined, shape: RegExp): string | null {
+  if (value === undefined || value === '') return null;
+  if (!shape.test(value)) throw new HttpError(400, `cursor must be the nextCursor of a previous page, got ${JSON.stringify(value.slice(0, 120))}`, 'BAD_CURSOR');
+  return value;
+}
+
 export function objectBody(body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'the request body must be a JSON object');
   return body as Record<string, unknown>;
