@@ -109,6 +109,8 @@ export interface GuardOptions {
   loopback: boolean;
   /** The bound port (known once listening). */
   port: () => number;
+  /** Paths served without a token (the page's scripts and styles): exact matches only. */
+  publicPaths: ReadonlySet<string>;
 }
 
 const UNAUTHORIZED = {
@@ -127,9 +129,10 @@ const LOGIN_PAGE = `<!doctype html><meta charset="utf-8"><title>retrace ui: toke
 (it ends in <code>?token=…</code>), or, with a fixed token, add <code>?token=YOUR_TOKEN</code> to this address once.</p>\n`;
 
 /**
- * The request guards, in order: Host (DNS rebinding), the token (every /api route and stream;
- * `GET /?token=` sets the cookie), then for writes the Origin, Sec-Fetch-Site and a JSON body.
- * Static assets pass without a token: they hold nothing but the page's code.
+ * The request guards, in order: Host (DNS rebinding), the token, then for writes the Origin,
+ * Sec-Fetch-Site and a JSON body. The token is required everywhere except the exact paths in
+ * `publicPaths` (static assets: nothing but the page's code) — default deny, so no spelling of a
+ * path can reach a route unguarded. `GET /?token=` sets the cookie; `/` without it is a 401 page.
  */
 export function guard(opts: GuardOptions): MiddlewareHandler {
   return async (c, next) => {
@@ -139,7 +142,6 @@ export function guard(opts: GuardOptions): MiddlewareHandler {
       const ok = ['127.0.0.1', 'localhost', '[::1]', opts.host.includes(':') ? `[${opts.host}]` : opts.host].some((h) => hostHeader === `${h}:${port}`);
       if (!ok) return c.json({ error: `unexpected Host header "${hostHeader}": this dashboard answers on ${opts.host}:${port} only`, code: 'BAD_HOST' }, 403);
     }
-    const isApi = c.req.path === '/api' || c.req.path.startsWith('/api/');
     if (c.req.path === '/' && (c.req.method === 'GET' || c.req.method === 'HEAD')) {
       const fromQuery = c.req.query('token');
       if (fromQuery !== undefined) {
@@ -158,7 +160,7 @@ export function guard(opts: GuardOptions): MiddlewareHandler {
         c.header('Cache-Control', 'no-store');
         return c.html(LOGIN_PAGE, 401);
       }
-    } else if (isApi) {
+    } else if (!opts.publicPaths.has(c.req.path)) {
       const given = requestToken(c, port);
       if (given === null || !sameToken(given, opts.token)) return unauthorized(c);
     }

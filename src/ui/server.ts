@@ -209,7 +209,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   let boundPort = 0;
 
   // The token, the Host header (DNS rebinding) and cross-site writes: see auth.ts.
-  app.use('*', guard({ token, host, loopback, port: () => boundPort }));
+  const publicPaths = new Set([...assets.keys()].filter((route) => route !== '/').concat('/favicon.ico'));
+  app.use('*', guard({ token, host, loopback, port: () => boundPort, publicPaths }));
   app.use('/api/*', bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.json({ error: 'the request body is larger than 64 KiB', code: 'TOO_LARGE' }, 413) }));
 
   app.onError((err, c) => {

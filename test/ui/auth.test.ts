@@ -94,6 +94,17 @@ describe('retrace ui refuses API requests without its token', () => {
     });
   }
 
+  it('no spelling of a path reaches a route without the token (default deny: only the exact asset paths are open)', async () => {
+    const spellings = ['/assets/../api/runs', '/./api/runs', '/assets/%2e%2e/api/runs', '/%61pi/runs', '/api/runs/', '//api/runs', '/api%2Fruns', '/API/runs', '/assets/app.js/../../api/meta', '/nothing', '/api'];
+    for (const route of spellings) {
+      const res = await raw(route);
+      expect(res.status, route).toBe(401);
+    }
+    for (const asset of ['/assets/app.js', '/assets/chart.js', '/assets/app.css', '/assets/uPlot.iife.min.js', '/assets/uPlot.min.css', '/favicon.ico']) {
+      expect((await raw(asset)).status, asset).toBeLessThan(300);
+    }
+  });
+
   it('answers with the Bearer token, on every route (401 never; streams open)', async () => {
     for (const [method, route, body] of ROUTES) {
       if (route.includes('/train') || route.includes('/stop')) continue; // would start or touch work

@@ -1,6 +1,8 @@
 // Files a config from the page may name: only under the data roots (realpath: symlinks out are
 // out), refused with a one-line message naming the key and the roots, and a job that fails on such
 // a file never shows the file's words to API clients. Real server, real files and symlinks.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +10,7 @@ import { ConfigSchema } from '../../src/config.js';
 import { train } from '../../src/run/train.js';
 import { DataRootError, DataRoots, FILE_KEYS } from '../../src/ui/data-roots.js';
 import { startUiServer, type UiServer } from '../../src/ui/server.js';
-import { IRIS, getJson, postJson, removeTempDirs, tempDir, useToken, waitForJob } from './helpers.js';
+import { IRIS, ROOT, getJson, postJson, removeTempDirs, tempDir, useToken, waitForJob } from './helpers.js';
 
 const SECRET = 'TOP-SECRET-WORDS';
 
@@ -160,6 +162,14 @@ describe('the data roots themselves', () => {
     await writeFile(path.join(dir, 'a-file'), 'x');
     await expect(DataRoots.open(['a-file'], dir)).rejects.toThrow(/--data-root a-file: not a folder/);
     await expect(startUiServer({ store: path.join(dir, 'store-x'), port: 0, cwd: dir, dataRoots: ['no-such-root'] })).rejects.toBeInstanceOf(DataRootError);
+  });
+
+  it('`retrace ui --data-root MISSING` exits 2 with one line naming it, and creates nothing', () => {
+    const store = path.join(dir, 'never-made');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), 'ui', '--port', '0', '--store', store, '--data-root', path.join(dir, 'no-such-root')], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe(`retrace: --data-root ${path.join(dir, 'no-such-root')}: no such folder; give an existing folder`);
+    expect(existsSync(store)).toBe(false);
   });
 
   it('off loopback no file path is accepted at all', async () => {
