@@ -74,7 +74,14 @@ const attr = (selector: string, name: string) => page.locator(selector).getAttri
 describe('retrace ui in Chromium', () => {
   it('lists the runs and opens one: one chart point per logged step, labelled state bands, checkpoints', () =>
     guarded(async () => {
-      // The URL retrace ui prints: the token moves into a cookie and leaves the address bar.
+      // Without the token the page is a 401 saying how to open it; the URL retrace ui prints moves
+      // the token into a cookie and out of the address bar.
+      const bare = await page.goto(server.url);
+      expect(bare?.status()).toBe(401);
+      await expect(page.locator('body').textContent()).resolves.toContain('?token=');
+      // Chromium logs the 401 itself as a console error: that one is expected.
+      expect(pageErrors.every((e) => /401/.test(e))).toBe(true);
+      pageErrors.length = 0;
       await page.goto(server.openUrl);
       expect(page.url()).toBe(server.url);
       await page.waitForSelector('body[data-ready="1"]');
