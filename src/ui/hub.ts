@@ -13,7 +13,12 @@ export class Hub {
 
   subscribe(keys: readonly string[]): Subscription {
     const sub = new SubscriptionImpl(() => {
-      for (const k of keys) this.subs.get(k)?.delete(sub);
+      for (const k of keys) {
+        const set = this.subs.get(k);
+        set?.delete(sub);
+        // Keys are per run: forget a run's key when nobody watches it.
+        if (set?.size === 0) this.subs.delete(k);
+      }
     });
     for (const k of keys) {
       let set = this.subs.get(k);
@@ -35,6 +40,8 @@ export class Hub {
 
 class SubscriptionImpl implements Subscription {
   private pending = false;
+  /** A closed subscription never waits: a stream aborted while it was sending must not sleep. */
+  private closed = false;
   private resolve: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
 
@@ -54,6 +61,7 @@ class SubscriptionImpl implements Subscription {
   }
 
   wait(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
     if (this.pending) {
       this.pending = false;
       return Promise.resolve();
@@ -65,6 +73,7 @@ class SubscriptionImpl implements Subscription {
   }
 
   close(): void {
+    this.closed = true;
     this.finish();
     this.onClose();
   }

@@ -1,6 +1,9 @@
 // Work the dashboard starts in the server process: trainings and branches (they run here, so the
 // page follows them through onRecord), replays that verify a run, exports. Each job has an id, a
-// status, progress and a result or an error; a failing job never takes the server down.
+// status, progress and a result or an error; a failing job never takes the server down. What the
+// server keeps is bounded however many requests come: at most `maxRunning` running jobs and the
+// last `maxFinished` finished ones (older ones are dropped: their runs keep the facts), each with
+// its error cut to one line of at most 2,000 characters.
 import { randomBytes } from 'node:crypto';
 import type { LogRecord } from '../log/events.js';
 
@@ -30,8 +33,16 @@ export interface JobHooks {
 }
 
 interface Job extends JobInfo {
+  /** Start order in this server: the key of the jobs list's cursor. */
+  order: number;
   controller: AbortController;
   promise: Promise<void>;
+}
+
+/** A page of the jobs list, newest first; `nextCursor` is null on the last page. */
+export interface JobsPage {
+  jobs: JobInfo[];
+  nextCursor: string | null;
 }
 
 export class JobLimitError extends Error {
@@ -41,11 +52,16 @@ export class JobLimitError extends Error {
 export class Jobs {
   private readonly jobs = new Map<string, Job>();
   private readonly listeners = new Set<(job: JobInfo) => void>();
+  /** Ids of finished jobs, oldest first (the first to go). */
+  private readonly finished: string[] = [];
+  private started = 0;
 
   constructor(
     /** Called for every record a job's run writes or verifies, with the job's run id. */
     private readonly onRecord: (runId: string, record: LogRecord) => void,
     private readonly maxRunning = 4,
+    /** Finished jobs kept for the jobs list; older ones are forgotten. */
+    private readonly maxFinished = 200,
   ) {}
 
   /** Told when a job starts, progresses (at most a few times a second) or ends. */
@@ -82,13 +98,21 @@ export class Jobs {
     return this.running().filter((j) => j.runId === runId || j.params.parent === runId);
   }
 
-  start(kind: JobKind, runId: string, params: Record<string, unknown>, work: (hooks: JobHooks) => Promise<unknown>): JobInfo {
+  /**
+   * Starts `work` as a job. `publicError` turns a failure into the message the job shows (default:
+   * the error's first line); the server uses it so a failure never quotes a user's file.
+   */
+  start(kind: JobKind, runId: string, params: Record<string, unknown>, work: (hooks: JobHooks) => Promise<unknown>, publicError: (err: unknown) => string = firstLine): JobInfo {
     if (this.running().length >= this.maxRunning) {
       throw new JobLimitError(`${this.maxRunning} jobs are already running in this server; wait for one to finish or stop one`);
     }
     const controller = new AbortController();
+    let id: string;
+    do id = `job-${randomBytes(4).toString('hex')}`;
+    while (this.jobs.has(id));
     const job: Job = {
-      id: `job-${randomBytes(4).toString('hex')}`,
+      id,
+      order: ++this.started,
       kind,
       runId,
       status: 'running',
@@ -130,9 +154,15 @@ export class Jobs {
         job.status = 'done';
       } catch (err) {
         job.status = 'failed';
-        job.error = (err as Error)?.message ?? String(err);
+        try {
+          job.error = publicError(err);
+        } catch {
+          job.error = `${kind} failed`;
+        }
       } finally {
         job.finishedAt = new Date().toISOString();
+        this.finished.push(job.id);
+        while (this.finished.length > this.maxFinished) this.jobs.delete(this.finished.shift()!);
         this.emit(job);
       }
     })();
@@ -145,8 +175,21 @@ export class Jobs {
     return j ? toInfo(j) : null;
   }
 
+  /** Every job kept (at most maxRunning + maxFinished), newest first. */
   list(): JobInfo[] {
-    return [...this.jobs.values()].map(toInfo).sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0));
+    return this.page({ limit: Number.MAX_SAFE_INTEGER }).jobs;
+  }
+
+  /**
+   * Jobs newest first, `limit` at a time. `cursor` is the `nextCursor` of the page before: the
+   * next page starts after that job, even if jobs started or were dropped meanwhile.
+   */
+  page(opts: { limit: number; cursor?: string | null }): JobsPage {
+    const after = opts.cursor == null ? Number.POSITIVE_INFINITY : Number(opts.cursor);
+    const older = [...this.jobs.values()].filter((j) => j.order < after).sort((a, b) => b.order - a.order);
+    const jobs = older.slice(0, opts.limit);
+    const more = older.length > jobs.length;
+    return { jobs: jobs.map(toInfo), nextCursor: more ? String(jobs[jobs.length - 1]!.order) : null };
   }
 
   /** Asks a job to stop: a training commits an interrupt checkpoint and stops as `interrupted`. */
@@ -174,6 +217,10 @@ export class Jobs {
     for (const j of this.jobs.values()) if (j.status === 'running') this.stop(j.id);
     await Promise.all([...this.jobs.values()].map((j) => j.promise));
   }
+}
+
+function firstLine(err: unknown): string {
+  return ((err as Error)?.message ?? String(err)).split('\n')[0]!.slice(0, 2_000);
 }
 
 function toInfo(j: Job): JobInfo {

@@ -17,11 +17,13 @@ import { stateName } from '../../machines/fold.js';
 import { DEFAULTS, OPTIMIZERS, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import { UnknownRunError } from '../log/errors.js';
 import type { LogRecord } from '../log/events.js';
-import { Store } from '../log/store.js';
+import { RUN_ID_RE, Store } from '../log/store.js';
 import { newRunId, storeDir } from '../run/common.js';
 import { resolveAt, stateAt } from '../run/inspect.js';
 import { RETRACE_VERSION } from '../run/environment.js';
 import { RunCache, type CachedRun } from './cache.js';
+import { checkToken, guard, newToken } from './auth.js';
+import { DataRoots, publicJobError, readsUserFiles } from './data-roots.js';
 import { Hub } from './hub.js';
 import { Jobs, type JobInfo } from './jobs.js';
 import {
@@ -29,6 +31,8 @@ import {
   atParam,
   checkpointParam,
   configParam,
+  cursorParam,
+  limitParam,
   errorResponse,
   exportNameParam,
   HttpError,
@@ -51,10 +55,29 @@ export interface UiServerOptions {
   /** How often runs other processes write are re-read, at most (ms, default 1000). */
   pollMs?: number;
   cwd?: string;
+  /**
+   * Folders whose files a config from the page may name (csv:PATH, module:PATH, initFrom),
+   * relative to `cwd`; default: `cwd` alone. Each must exist.
+   */
+  dataRoots?: string[];
+  /** Where the server writes its notes (full messages of failed jobs), one line each; default stderr. */
+  log?: (line: string) => void;
+  /**
+   * The secret every API request must carry (Bearer header or the cookie the page gets from
+   * `/?token=`); default: a new random one (see `chooseToken` in auth.ts).
+   */
+  token?: string;
 }
 
 export interface UiServer {
+  /** The page's address, without the token. */
   url: string;
+  /** The address to open once: `url` with `?token=`, which moves the token into a cookie. */
+  openUrl: string;
+  /** The token API requests need (`Authorization: Bearer TOKEN`). */
+  token: string;
+  /** The data roots, as real paths. */
+  dataRoots: readonly string[];
   host: string;
   port: number;
   store: Store;
@@ -110,6 +133,9 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const pollMs = Math.max(50, opts.pollMs ?? 1000);
   const cwd = opts.cwd ?? process.cwd();
   const exportDir = path.resolve(cwd, opts.exportDir ?? 'retrace-exports');
+  const token = opts.token === undefined ? newToken() : checkToken(opts.token, 'token');
+  const roots = await DataRoots.open(opts.dataRoots ?? [], cwd);
+  const log = opts.log ?? ((line: string) => void process.stderr.write(`retrace ui: ${line}\n`));
   const ownStore = !(opts.store instanceof Store);
   const store = opts.store instanceof Store ? opts.store : await Store.open(storeDir(opts.store, cwd));
   const assets = await loadAssets();
@@ -182,29 +208,9 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const app = new Hono();
   let boundPort = 0;
 
-  // Requests from other sites: a page elsewhere must not drive this server through the browser
-  // (DNS rebinding: the Host header must be this server's; cross-site POSTs: Origin must match and
-  // the body must be JSON, which a plain form cannot send without a CORS preflight we never grant).
-  app.use('*', async (c, next) => {
-    const hostHeader = (c.req.header('host') ?? '').toLowerCase();
-    if (loopback) {
-      const ok = ['127.0.0.1', 'localhost', '[::1]', host].some((h) => hostHeader === `${h}:${boundPort}`);
-      if (!ok) return c.json({ error: `unexpected Host header "${hostHeader}": this dashboard answers on ${host}:${boundPort} only`, code: 'BAD_HOST' }, 403);
-    }
-    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
-      const origin = c.req.header('origin');
-      if (origin && origin.toLowerCase() !== `http://${hostHeader}`) {
-        return c.json({ error: `cross-origin request from ${origin} refused`, code: 'BAD_ORIGIN' }, 403);
-      }
-      const type = c.req.header('content-type') ?? '';
-      if (!/^application\/json\b/i.test(type)) return c.json({ error: 'send the request body as application/json', code: 'BAD_CONTENT_TYPE' }, 415);
-    }
-    await next();
-    c.header('X-Content-Type-Options', 'nosniff');
-    c.header('X-Frame-Options', 'DENY');
-    c.header('Referrer-Policy', 'no-referrer');
-    c.header('Content-Security-Policy', "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'");
-  });
+  // The token, the Host header (DNS rebinding) and cross-site writes: see auth.ts.
+  const publicPaths = new Set([...assets.keys()].filter((route) => route !== '/').concat('/favicon.ico'));
+  app.use('*', guard({ token, host, loopback, port: () => boundPort, publicPaths }));
   app.use('/api/*', bodyLimit({ maxSize: 64 * 1024, onError: (c) => c.json({ error: 'the request body is larger than 64 KiB', code: 'TOO_LARGE' }, 413) }));
 
   app.onError((err, c) => {
@@ -228,6 +234,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
       version: RETRACE_VERSION,
       store: store.dir,
       exportDir,
+      dataRoots: roots.real,
       host,
       loopback,
       pollMs,
@@ -236,7 +243,16 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     }),
   );
 
-  app.get('/api/runs', async (c) => c.json({ runs: await listRows(), jobs: jobs.list() }));
+  // The runs by id, `limit` at a time (default 100, at most 1000); nextCursor is the last id of the
+  // page, and the next page starts after it.
+  app.get('/api/runs', async (c) => {
+    const limit = limitParam(c.req.query('limit'), 100, 1000);
+    const cursor = cursorParam(c.req.query('cursor'), RUN_ID_RE);
+    const rows = (await listRows()).filter((r) => cursor === null || r.runId > cursor).sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
+    const runs = rows.slice(0, limit);
+    const nextCursor = rows.length > runs.length ? runs[runs.length - 1]!.runId : null;
+    return c.json({ runs, jobs: jobs.list(), nextCursor });
+  });
 
   /** A run, or — while a job of this server is creating it — a placeholder with no records. */
   async function runOrStarting(runId: string): Promise<CachedRun> {
@@ -278,12 +294,36 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     return c.json({ lastSeq: last, events: entry.records.slice(from, to + 1).map(lightRecord) });
   });
 
+  /** Server-sent events, at most MAX_STREAMS open at once (each holds a loop and a subscription). */
+  let openStreams = 0;
+  function openStream(c: Context, fn: (stream: SSEStreamingApi) => Promise<void>): Response {
+    if (openStreams >= MAX_STREAMS) throw new HttpError(429, `${MAX_STREAMS} event streams are open on this server: close some dashboard tabs`, 'TOO_MANY_STREAMS');
+    openStreams += 1;
+    let counted = true;
+    const release = () => {
+      if (counted) openStreams -= 1;
+      counted = false;
+    };
+    try {
+      return streamSSE(c, async (stream) => {
+        try {
+          await fn(stream);
+        } finally {
+          release();
+        }
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
   app.get('/api/runs/:id/stream', async (c) => {
     const runId = runIdParam(c.req.param('id'));
     // EventSource sends the id of the last event it got when it reconnects: the page's last seq.
     let since = seqParam(c.req.header('last-event-id') ?? c.req.query('since'), 'since', -1);
     await runOrStarting(runId); // 404 before the stream starts
-    return streamSSE(c, async (stream) => {
+    return openStream(c, async (stream) => {
       const sub = hub.subscribe([`run:${runId}`, 'shutdown']);
       stream.onAbort(() => sub.close());
       let rowJson = '';
@@ -362,7 +402,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   }
 
   app.get('/api/stream', (c) =>
-    streamSSE(c, async (stream) => {
+    openStream(c, async (stream) => {
       const sub = hub.subscribe(['rows', 'jobs', 'shutdown']);
       stream.onAbort(() => sub.close());
       watchers += 1;
@@ -383,6 +423,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           if (sentJobs !== jobsVersion) {
             sentJobs = jobsVersion;
             await send(stream, 'jobs', { jobs: jobs.list() });
+            // Many jobs changing at once (a flood of requests) make one event every quarter second.
+            await sleep(250);
           }
           if (Date.now() - lastKeepAlive > 15_000) {
             await stream.write(': keep-alive\n\n');
@@ -397,7 +439,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     }),
   );
 
-  app.get('/api/jobs', (c) => c.json({ jobs: jobs.list() }));
+  // Newest first, `limit` at a time (default 50, at most 200).
+  app.get('/api/jobs', (c) => c.json(jobs.page({ limit: limitParam(c.req.query('limit'), 50, 200), cursor: cursorParam(c.req.query('cursor'), /^\d{1,15}$/) })));
   app.get('/api/jobs/:id', (c) => {
     const job = jobs.get(c.req.param('id'));
     if (!job) throw new HttpError(404, `no job ${JSON.stringify(c.req.param('id'))}`, 'NOT_FOUND');
@@ -424,6 +467,12 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     }
   }
 
+  /** What a failed job shows: never the words of a file its run reads (data-roots.ts). */
+  function jobError(kind: string, runId: string, config: Partial<Record<string, unknown>> | null | undefined): (err: unknown) => string {
+    const reads = readsUserFiles(config);
+    return (err) => publicJobError(err, { readsUserFiles: reads, what: `${kind} ${runId}`, log });
+  }
+
   async function claimRunId(config: ConfigInput): Promise<string> {
     const runId = config.runId ?? newRunId();
     if ((await store.hasRun(runId)) || jobs.writing(runId)) throw new HttpError(409, `run "${runId}" already exists`, 'RETRACE_RUN_EXISTS');
@@ -433,7 +482,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   app.post('/api/train', async (c) => {
     const body = await jsonBody(c);
     allowOnly(body, ['config']);
-    const config = configParam(body.config, 'config', { allowPaths: loopback });
+    const config = await roots.check(configParam(body.config, 'config'), 'config', { loopback });
     resolveConfig(config as Record<string, unknown>); // the whole config, defaults filled in, must hold
     const runId = await claimRunId(config);
     const job = jobs.start('train', runId, { config }, async (h) => {
@@ -450,7 +499,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           h.onRecord(r);
         },
       });
-    });
+    }, jobError('train', runId, config));
     hub.notify('runs');
     return c.json({ job, runId }, 202);
   });
@@ -460,7 +509,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     const body = await jsonBody(c);
     allowOnly(body, ['point', 'overrides']);
     const point = pointParam(body.point ?? 'last', 'point');
-    const overrides = configParam(body.overrides, 'overrides', { allowPaths: loopback });
+    const overrides = await roots.check(configParam(body.overrides, 'overrides'), 'overrides', { loopback });
     refuseWhileExporting(parentId);
     const { history } = await runOrThrow(parentId);
     const resolved = history.resolvePoint(point);
@@ -478,13 +527,13 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
         overrides: { ...overrides, runId },
         signal: h.signal,
         command: 'ui branch',
-        onWarning: (m) => warnings.push(m),
+        onWarning: (m) => note(warnings, m),
         onRecord: (r) => {
           progress(r);
           h.onRecord(r);
         },
       });
-    });
+    }, jobError('branch', runId, { ...inherited, ...overrides }));
     hub.notify('runs');
     return c.json({ job, runId }, 202);
   });
@@ -513,13 +562,13 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
         cwd,
         signal: h.signal,
         command: 'ui resume',
-        onWarning: (m) => warnings.push(m),
+        onWarning: (m) => note(warnings, m),
         onRecord: (r) => {
           progress(r);
           h.onRecord(r);
         },
       });
-    });
+    }, jobError('resume', runId, history.created.config));
     hub.notify('runs');
     return c.json({ job, runId }, 202);
   });
@@ -545,6 +594,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     // the cache never reads a run a job of this process writes).
     await cache.settle(runId);
     if (jobs.touching(runId).length > 0) throw new HttpError(409, `run ${runId} became busy in this server: try again`, 'RETRACE_RUN_LOCKED');
+    const exportError = jobError('export', runId, history.created.config);
     const job = jobs.start('export', runId, { checkpoint: ckpt.data.index, out }, async () => {
       try {
         const { exportRun } = await import('../run/export.js');
@@ -553,9 +603,11 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
         failure = err;
         throw err;
       }
-    });
+    }, exportError);
     const done = (await jobs.wait(job.id)) as JobInfo;
-    if (failure) throw failure;
+    // The route answers with the job's public message (never a user file's words) and the
+    // status the error's kind maps to.
+    if (failure) throw Object.assign(failure as Error, { message: exportError(failure) });
     return c.json({ job: done, result: done.result });
   });
 
@@ -584,6 +636,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
           h.setProgress(Math.min(total, Math.max(0, r.seq - start.seq)), total);
         },
       }),
+      jobError('replay', runId, history.created.config),
     );
     return c.json({ job }, 202);
   });
@@ -609,8 +662,12 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
 
   let closing: Promise<void> | null = null;
+  const url = `http://${urlHost}:${boundPort}/`;
   return {
-    url: `http://${urlHost}:${boundPort}/`,
+    url,
+    openUrl: `${url}?token=${token}`,
+    token,
+    dataRoots: roots.real,
     host,
     port: boundPort,
     store,
@@ -629,6 +686,14 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
       return closing;
     },
   };
+}
+
+/** Streams open at once; a page uses two. */
+const MAX_STREAMS = 64;
+
+/** Keeps the first 20 warnings of a job, each cut to 500 characters: a job's params stay small. */
+function note(warnings: string[], message: string): void {
+  if (warnings.length < 20) warnings.push(message.length > 500 ? `${message.slice(0, 500)}…` : message);
 }
 
 function emptyRow(runId: string): RunRow {

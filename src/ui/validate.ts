@@ -69,6 +69,20 @@ export function seqParam(value: string | undefined, field: string, fallback: num
   return Number(value);
 }
 
+/** `?limit=`: 1..max, default `fallback`. */
+export function limitParam(value: string | undefined, fallback: number, max: number): number {
+  if (value === undefined || value === '') return fallback;
+  if (!/^\d{1,6}$/.test(value) || Number(value) < 1 || Number(value) > max) throw new HttpError(400, `limit must be an integer from 1 to ${max}, got ${JSON.stringify(value)}`, 'BAD_LIMIT');
+  return Number(value);
+}
+
+/** `?cursor=`: the `nextCursor` of a previous page, checked against its shape. */
+export function cursorParam(value: string | undefined, shape: RegExp): string | null {
+  if (value === undefined || value === '') return null;
+  if (!shape.test(value)) throw new HttpError(400, `cursor must be the nextCursor of a previous page, got ${JSON.stringify(value.slice(0, 120))}`, 'BAD_CURSOR');
+  return value;
+}
+
 export function objectBody(body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'the request body must be a JSON object');
   return body as Record<string, unknown>;
@@ -80,29 +94,17 @@ export function allowOnly(body: Record<string, unknown>, keys: readonly string[]
 }
 
 /**
- * A config (train) or overrides (branch) from the page. Keys that would make the server load code
- * or read files named by the request are refused: a model module, initFrom, and — unless the
- * server listens on loopback only — CSV paths.
+ * A config (train) or overrides (branch) from the page, checked against the schema. Paths in it
+ * (csv:PATH, module:PATH, initFrom) are checked next, against the data roots (data-roots.ts).
  */
-export function configParam(value: unknown, field: string, opts: { allowPaths: boolean }): ConfigInput {
+export function configParam(value: unknown, field: string): ConfigInput {
   if (value === undefined || value === null) return {};
-  let config: ConfigInput;
   try {
-    config = validatePartialConfig(value, field);
+    return validatePartialConfig(value, field);
   } catch (err) {
     if (err instanceof ConfigError) throw new HttpError(400, err.message, 'BAD_CONFIG');
     throw err;
   }
-  if (config.model !== undefined && !/^(mlp|cnn)$/.test(config.model)) {
-    throw new HttpError(403, `${field}: model "${config.model}" cannot be set from the dashboard (only mlp or cnn; use the CLI for a model module)`, 'FORBIDDEN_KEY');
-  }
-  if (config.initFrom !== undefined && config.initFrom !== null) {
-    throw new HttpError(403, `${field}: initFrom cannot be set from the dashboard (use the CLI)`, 'FORBIDDEN_KEY');
-  }
-  if (config.dataset?.startsWith('csv:') && !opts.allowPaths) {
-    throw new HttpError(403, `${field}: CSV data sets are only accepted when the dashboard listens on loopback`, 'FORBIDDEN_KEY');
-  }
-  return config;
 }
 
 /** An export folder's name (created under the server's export folder). */

@@ -9,7 +9,7 @@ import { readLog, readRun, stateAt, resolveAt } from '../../src/run/inspect.js';
 import { Store } from '../../src/log/store.js';
 import { train } from '../../src/run/train.js';
 import { startUiServer, type UiServer } from '../../src/ui/server.js';
-import { IRIS, exitOf, getJson, postJson, readEvents, removeTempDirs, tempDir, trainInChild, waitForJob } from './helpers.js';
+import { IRIS, exitOf, getJson, postJson, readEvents, removeTempDirs, tempDir, trainInChild, useToken, waitForJob } from './helpers.js';
 
 let dir: string;
 let server: UiServer;
@@ -21,6 +21,7 @@ beforeAll(async () => {
   await train({ store: path.join(dir, 'store'), config: { ...IRIS, runId: 'iris-a' }, command: 'test' });
   server = await startUiServer({ store: path.join(dir, 'store'), port: 0, pollMs: 200, exportDir: path.join(dir, 'exports') });
   base = server.url;
+  useToken(server.token);
   for await (const r of readLog(server.store, 'iris-a')) if (r.type === 'step.finished') stepCount += 1;
 });
 
@@ -37,7 +38,7 @@ describe('reading', () => {
   });
 
   it('serves the page and uPlot from node_modules (nothing from the network)', async () => {
-    const page = await fetch(base);
+    const page = await fetch(base, { headers: { Authorization: `Bearer ${server.token}` } });
     expect(page.status).toBe(200);
     const html = await page.text();
     expect(html).toContain('/assets/uPlot.iife.min.js');
@@ -156,8 +157,8 @@ describe('bad input is a 4xx with a JSON message, never a crash', () => {
     ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { lr: -1 } }, 400, /lr/],
     ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { learningRate: 1 } }, 400, /unknown config key "learningRate"/],
     ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { optimizer: 'lion' } }, 400, /optimizer/],
-    ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { model: 'module:/tmp/evil.js' } }, 403, /cannot be set from the dashboard/],
-    ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { initFrom: '/tmp' } }, 403, /initFrom/],
+    ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { model: 'module:/tmp/evil.js' } }, 403, /overrides\.model: "module:\/tmp\/evil\.js" is outside the data roots/],
+    ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { initFrom: '/tmp' } }, 403, /overrides\.initFrom: "\/tmp" is outside the data roots/],
     ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', overrides: { runId: 'iris-a' } }, 409, /already exists/],
     ['POST', '/api/runs/iris-a/branch', { point: 'ckpt:1', extra: 1 }, 400, /unknown field "extra"/],
     ['POST', '/api/runs/iris-a/branch', [1, 2], 400, /JSON object/],
@@ -181,14 +182,14 @@ describe('bad input is a 4xx with a JSON message, never a crash', () => {
   }
 
   it('refuses a body that is not JSON, a cross-site POST and a foreign Host header', async () => {
-    const plain = await fetch(new URL('/api/runs/iris-a/branch', base), { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: '{}' });
+    const plain = await fetch(new URL('/api/runs/iris-a/branch', base), { method: 'POST', headers: { 'Content-Type': 'text/plain', Authorization: `Bearer ${server.token}` }, body: '{}' });
     expect(plain.status).toBe(415);
     const cross = await postJson(base, '/api/runs/iris-a/branch', { point: 'best' }, { Origin: 'http://evil.example' });
     expect(cross.status).toBe(403);
     expect(cross.body.error).toMatch(/cross-origin/);
     // DNS rebinding: a page on another name resolving to 127.0.0.1 must not reach the API.
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: server.port, path: '/api/runs', headers: { Host: `evil.example:${server.port}` } }, (res) => {
+      const req = request({ host: '127.0.0.1', port: server.port, path: '/api/runs', headers: { Host: `evil.example:${server.port}`, Authorization: `Bearer ${server.token}` } }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
       });

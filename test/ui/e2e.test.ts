@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRun } from '../../src/run/inspect.js';
 import { train } from '../../src/run/train.js';
 import { startUiServer, type UiServer } from '../../src/ui/server.js';
-import { IRIS, ROOT, postJson, removeTempDirs, tempDir } from './helpers.js';
+import { IRIS, ROOT, postJson, removeTempDirs, tempDir, useToken } from './helpers.js';
 
 const CHROMIUM = process.env.RETRACE_CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
@@ -37,6 +37,7 @@ beforeAll(async () => {
   // A short warmup, so the chart has more than one state band to label.
   await train({ store: path.join(dir, 'store'), config: { ...IRIS, warmupSteps: 8, runId: 'iris-a' }, command: 'test' });
   server = await startUiServer({ store: path.join(dir, 'store'), port: 0, pollMs: 250, exportDir: path.join(dir, 'exports') });
+  useToken(server.token);
   context = await chromium.launchPersistentContext(path.join(dir, 'chromium-profile'), {
     executablePath: CHROMIUM,
     args: ARGS,
@@ -73,7 +74,16 @@ const attr = (selector: string, name: string) => page.locator(selector).getAttri
 describe('retrace ui in Chromium', () => {
   it('lists the runs and opens one: one chart point per logged step, labelled state bands, checkpoints', () =>
     guarded(async () => {
-      await page.goto(server.url);
+      // Without the token the page is a 401 saying how to open it; the URL retrace ui prints moves
+      // the token into a cookie and out of the address bar.
+      const bare = await page.goto(server.url);
+      expect(bare?.status()).toBe(401);
+      await expect(page.locator('body').textContent()).resolves.toContain('?token=');
+      // Chromium logs the 401 itself as a console error: that one is expected.
+      expect(pageErrors.every((e) => /401/.test(e))).toBe(true);
+      pageErrors.length = 0;
+      await page.goto(server.openUrl);
+      expect(page.url()).toBe(server.url);
       await page.waitForSelector('body[data-ready="1"]');
       const row = page.locator('li.run-row[data-run-id="iris-a"]');
       await expect(row.textContent()).resolves.toContain('stopped · budget');

@@ -29,15 +29,26 @@ export interface JsonResponse<T = any> {
   body: T;
 }
 
-export async function getJson<T = any>(base: string, route: string): Promise<JsonResponse<T>> {
-  const res = await fetch(new URL(route, base));
+let bearer: string | null = null;
+
+/** The token the helpers below send (`Authorization: Bearer`); null sends none. */
+export function useToken(token: string | null): void {
+  bearer = token;
+}
+
+function auth(): Record<string, string> {
+  return bearer === null ? {} : { Authorization: `Bearer ${bearer}` };
+}
+
+export async function getJson<T = any>(base: string, route: string, headers: Record<string, string> = {}): Promise<JsonResponse<T>> {
+  const res = await fetch(new URL(route, base), { headers: { ...auth(), ...headers } });
   return { status: res.status, body: (await res.json()) as T };
 }
 
 export async function postJson<T = any>(base: string, route: string, body: unknown, headers: Record<string, string> = {}): Promise<JsonResponse<T>> {
   const res = await fetch(new URL(route, base), {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', ...headers },
+    headers: { 'Content-Type': 'application/json', ...auth(), ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as T };
@@ -66,7 +77,7 @@ export async function readEvents(url: string, until: (e: SseEvent, all: SseEvent
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const events: SseEvent[] = [];
   try {
-    const res = await fetch(url, { signal: controller.signal });
+    const res = await fetch(url, { signal: controller.signal, headers: auth() });
     if (!res.ok || !res.body) throw new Error(`${url}: ${res.status}`);
     const reader = res.body.getReader();
     const decoder = new TextDecoder();

@@ -925,7 +925,15 @@ async function main() {
     else if (e.key === 'ArrowRight') selectSeq(S.selSeq + 1, { now: true });
   });
   try {
-    const { runs, jobs } = await api('/api/runs');
+    // The list comes in pages (at most 1000 runs each); the stream below keeps it current.
+    const runs = [];
+    let jobs = [];
+    for (let cursor = null, first = true; first || cursor; first = false) {
+      const page = await api(`/api/runs?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      runs.push(...page.runs);
+      if (first) jobs = page.jobs;
+      cursor = page.nextCursor;
+    }
     S.runs = runs;
     S.byId = new Map(runs.map((r) => [r.runId, r]));
     S.jobs = jobs;
