@@ -53,6 +53,7 @@ export async function chooseToken(opts: { tokenFile?: string; env?: NodeJS.Proce
     try {
       const st = await fsp.stat(opts.tokenFile);
       if (!st.isFile()) throw new TokenError(`--token-file ${opts.tokenFile}: not a regular file; put the token alone in a file`);
+      if (st.size > 4096) throw new TokenError(`--token-file ${opts.tokenFile}: ${st.size} bytes is not a token file; put the token alone in a file`);
       mode = st.mode;
       text = await fsp.readFile(opts.tokenFile, 'utf8');
     } catch (err) {

@@ -215,6 +215,9 @@ describe('a fixed token: $RETRACE_UI_TOKEN or --token-file', () => {
     const empty = path.join(dir, 'empty.txt');
     await writeFile(empty, '');
     cases.push([empty, /it has 0\)/]);
+    const big = path.join(dir, 'big.txt');
+    await writeFile(big, `${'a'.repeat(20)}\n${'root:x\n'.repeat(2000)}`);
+    cases.push([big, /: 14021 bytes is not a token file/]);
     for (const [file, message] of cases) {
       const err = await chooseToken({ tokenFile: file }).catch((e: unknown) => e);
       expect(err, file).toBeInstanceOf(TokenError);
