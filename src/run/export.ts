@@ -10,25 +10,49 @@ import { saveModelToDir } from '../train/model-io.js';
 import { writeWeights } from '../train/weights.js';
 import { withStore, type StoreOption } from './common.js';
 import { Emitter } from './emitter.js';
-import { loadHistory, PointError, type CheckpointRecord, type RunHistory } from './history.js';
+import { rebuildModel, type Relocation } from './environment.js';
+import { loadHistory, type CheckpointRecord, type RunHistory } from './history.js';
+import { formatPoint, parsePoint, PointSyntaxError, type Point } from './points.js';
+import { replayFrom } from './replay.js';
 import { loadTensors } from './snapshots.js';
+import type { Dataset } from '../train/types.js';
+import type { ModelFactory } from '../train/models.js';
 
 export class ExportError extends Error {
   override name = 'ExportError';
 }
 
 export interface ExportOptions extends StoreOption {
-  /** best (default), last, or a checkpoint number. */
+  /** best (default), last, a checkpoint number K (= `ckpt:K`), or any point: `step:N` re-executes
+   * the run to step N (as `replay --to` does) and exports the weights there. */
   checkpoint?: string;
   out: string;
+  /** The caller's own model factory, for a run made with one whose layers tfjs cannot rebuild alone. */
+  model?: ModelFactory;
+  /** The caller's own data, to re-execute a run made with it (export of a step between checkpoints). */
+  dataset?: Dataset;
+  /** Where the run's module or CSV moved (accepted when the fingerprint matches). */
+  relocate?: Relocation;
+  onWarning?: (message: string) => void;
 }
 
 export interface ExportResult {
   runId: string;
-  checkpoint: number;
+  /** The checkpoint exported; null for a step between checkpoints (re-executed to). */
+  checkpoint: number | null;
   step: number;
   weightsHash: string;
   out: string;
+}
+
+/** `--checkpoint`'s value as a point: a bare number K is checkpoint K (not an event number). */
+export function exportPoint(which: string): Point {
+  try {
+    return parsePoint(/^\d+$/.test(which) ? `ckpt:${which}` : which, '--checkpoint');
+  } catch (err) {
+    if (!(err instanceof PointSyntaxError)) throw err;
+    throw new PointSyntaxError(`bad --checkpoint "${which}": expected best, last, a checkpoint number K (or ckpt:K) or step:N`);
+  }
 }
 
 /** The chain of parents, nearest first, each with the point the child branched from. */
@@ -49,15 +73,9 @@ export async function lineage(store: Store, history: RunHistory): Promise<Array<
   return chain;
 }
 
-function pickCheckpoint(history: RunHistory, which: string): CheckpointRecord {
-  const point = /^\d+$/.test(which) ? `ckpt:${which}` : which;
-  if (point !== 'best' && point !== 'last' && !/^ckpt:\d+$/.test(point)) {
-    throw new PointError(`bad --checkpoint "${which}": expected best, last or a checkpoint number`);
-  }
-  return history.resolvePoint(point).checkpoint;
-}
-
 export async function exportRun(runId: string, opts: ExportOptions): Promise<ExportResult> {
+  // A malformed point is bad usage: said before anything is opened.
+  const point = exportPoint(opts.checkpoint ?? 'best');
   return withStore(opts, async (store) => {
     const log = await store.openRun(runId, 'write');
     try {
@@ -67,40 +85,73 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
       if (state !== 'stopped' && state !== 'exported') {
         throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
       }
-      const ckpt = pickCheckpoint(history, opts.checkpoint ?? 'best');
+      const resolved = history.resolvePoint(point, '--checkpoint');
+      // A step that a checkpoint holds is exported from it; any other step is re-executed to.
+      const ckpt: CheckpointRecord | null = resolved.exact
+        ? resolved.checkpoint
+        : (history.checkpoints.find((c) => c.data.step === resolved.step) ?? null);
       const out = path.resolve(opts.cwd ?? process.cwd(), opts.out);
+      const created = history.created;
+      const stepAt = ckpt ? ckpt.data.step : resolved.step;
+      const evaluation = history.records
+        .filter((r): r is Extract<LogRecord, { type: 'eval.finished' }> => r.type === 'eval.finished' && r.data.step === stepAt)
+        .at(-1)?.data;
+      const metadata = async (weightsHash: string) => ({
+        retrace: {
+          runId,
+          checkpoint: ckpt ? ckpt.data.index : null,
+          checkpointKind: ckpt ? ckpt.data.kind : null,
+          point: formatPoint(point),
+          step: stepAt,
+          examplesSeen: ckpt ? ckpt.data.examplesSeen : history.snapshotAt(resolved.seq).snapshot.context.examplesSeen,
+          weightsHash,
+          metrics: evaluation ?? null,
+          dataset: created.dataset.name,
+          classNames: created.dataset.classNames,
+          lineage: await lineage(store, history),
+        },
+      });
 
-      const { tf } = await initBackend('auto');
-      const model = await tf.models.modelFromJSON({ modelTopology: history.created.model.topology as never });
-      try {
-        writeWeights(model, await loadTensors(store.blobs, ckpt.data.weights));
-        const evaluation = history.records
-          .filter((r): r is Extract<LogRecord, { type: 'eval.finished' }> => r.type === 'eval.finished' && r.data.step === ckpt.data.step)
-          .at(-1)?.data;
-        await saveModelToDir(tf, model, out, {
-          retrace: {
-            runId,
-            checkpoint: ckpt.data.index,
-            checkpointKind: ckpt.data.kind,
-            step: ckpt.data.step,
-            examplesSeen: ckpt.data.examplesSeen,
-            weightsHash: ckpt.data.weightsHash,
-            metrics: evaluation ?? null,
-            dataset: history.created.dataset.name,
-            classNames: history.created.dataset.classNames,
-            lineage: await lineage(store, history),
+      let weightsHash: string;
+      if (ckpt) {
+        // The run's own model code builds the model (a module registers its custom layers).
+        const { tf } = await initBackend('auto');
+        const model = await rebuildModel(tf, created, opts, 'export');
+        try {
+          writeWeights(model, await loadTensors(store.blobs, ckpt.data.weights));
+          weightsHash = ckpt.data.weightsHash;
+          await saveModelToDir(tf, model, out, await metadata(weightsHash));
+        } finally {
+          model.dispose();
+        }
+      } else {
+        let saved: string | null = null;
+        const result = await replayFrom(store, history, resolved.checkpoint, {
+          stopAtStep: resolved.step,
+          cwd: opts.cwd,
+          dataset: opts.dataset,
+          model: opts.model,
+          relocate: opts.relocate,
+          onWarning: opts.onWarning,
+          onFinish: async (env) => {
+            saved = env.session.weightsHash();
+            await saveModelToDir(env.tf, env.session.model, out, await metadata(saved));
           },
         });
-      } finally {
-        model.dispose();
+        if (!result.identical || saved === null) {
+          throw new ExportError(`cannot export run ${runId} at ${formatPoint(point)}: re-executing it diverged from its log (${result.message}); nothing was written`);
+        }
+        weightsHash = saved;
       }
+      const checkpoint = ckpt ? ckpt.data.index : resolved.checkpoint.data.index;
+      const pointText = formatPoint(point);
       const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot });
       await emitter.machine(
-        { type: 'export.finished', checkpoint: ckpt.data.index, out },
-        { type: 'export.finished', data: { checkpoint: ckpt.data.index, out } },
+        { type: 'export.finished', checkpoint, out },
+        { type: 'export.finished', data: { checkpoint, out, step: stepAt, point: pointText } },
         { sync: true },
       );
-      return { runId, checkpoint: ckpt.data.index, step: ckpt.data.step, weightsHash: ckpt.data.weightsHash, out };
+      return { runId, checkpoint: ckpt ? ckpt.data.index : null, step: stepAt, weightsHash, out };
     } finally {
       await log.close();
     }

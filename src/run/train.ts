@@ -9,7 +9,7 @@ import type { ModelFactory } from '../train/models.js';
 import { processAttached, summarize, withStore, newRunId, type RecordListener, type RunSummary, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { Emitter } from './emitter.js';
-import { buildEnvironment, CALLER_PREFIX, recordedConfig, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
+import { buildEnvironment, CALLER_PREFIX, recordedConfig, recordedFiles, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
 import type { Store } from '../log/store.js';
@@ -52,6 +52,7 @@ export async function train(opts: TrainOptions = {}): Promise<RunSummary> {
         onRecord: opts.onRecord,
         command: opts.command,
         caller: callerParts(opts),
+        cwd: opts.cwd,
       });
     } finally {
       env.session.dispose();
@@ -77,11 +78,14 @@ export interface StartRunOptions {
   signal?: AbortSignal;
   onRecord?: RecordListener;
   command?: string;
+  /** The folder relative paths (csv:, module:, initFrom) were typed in; default the current one. */
+  cwd?: string;
 }
 
 /** Claims the run id, records the run's creation, and trains it to a stop. */
 export async function startRun(store: Store, opts: StartRunOptions): Promise<RunSummary> {
   const { env, config } = opts;
+  const files = recordedFiles(config, env, opts.caller ?? { dataset: false, model: null }, opts.cwd);
   if (opts.initialState) env.session.restore(opts.initialState);
   const schedule = computeSchedule(config, env.dataset.train.size);
   const settings = settingsFrom(config, schedule);
@@ -117,6 +121,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     optimizer: config.optimizer,
     parent: opts.parent,
     origin: opts.origin,
+    files,
   };
 
   const log = await store.createRun(opts.runId);
