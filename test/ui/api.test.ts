@@ -100,7 +100,7 @@ describe('reading', () => {
 
   it('GET /api/runs/:id/state?at= is `retrace state --at` (stateAt over the log), with the events around', async () => {
     const history = await readRun(server.store, 'iris-a');
-    for (const at of ['step:10', '30', String(history.checkpoints[2]!.seq)]) {
+    for (const at of ['step:10', '30', String(history.checkpoints[2]!.seq), 'ckpt:1', 'best', 'last']) {
       const { status, body } = await getJson(base, `/api/runs/iris-a/state?at=${at}`);
       expect(status).toBe(200);
       const expected = stateAt(history, resolveAt(history, at), 6);
@@ -145,7 +145,7 @@ describe('bad input is a 4xx with a JSON message, never a crash', () => {
   const cases: Array<[string, string, unknown, number, RegExp]> = [
     ['GET', '/api/runs/.hidden', undefined, 400, /invalid run id/],
     ['GET', '/api/runs/no-such-run', undefined, 404, /unknown run "no-such-run".*iris-a/],
-    ['GET', '/api/runs/iris-a/state?at=abc', undefined, 400, /event number or step:N/],
+    ['GET', '/api/runs/iris-a/state?at=abc', undefined, 400, /at must be best, last, ckpt:K, step:N or an event number/],
     ['GET', '/api/runs/iris-a/state?at=99999', undefined, 400, /no event 99999/],
     ['GET', '/api/runs/iris-a/state?at=step:9999', undefined, 400, /no step 9999/],
     ['GET', '/api/runs/iris-a?since=x', undefined, 400, /since must be an integer/],
