@@ -78,15 +78,22 @@ export interface RebuildOptions {
 
 /**
  * The data set and model specs to rebuild a recorded run with: a relocation the caller gives,
- * else the absolute paths recorded at creation, else (logs from before they were recorded) the
- * specs as typed, relative to the current folder.
+ * else the absolute paths recorded at creation, else (logs from before they were recorded, or a
+ * recorded path that is gone while the typed relative path exists from `cwd`, e.g. a project
+ * folder moved as a whole) the specs as typed, relative to `cwd`. Whatever is found is accepted
+ * only if its fingerprint matches the recorded one (checked by the callers).
  */
-export function specsNow(created: RunCreated, relocate: Relocation = {}): { dataset: string; model: string } {
+export function specsNow(created: RunCreated, relocate: Relocation = {}, cwd = process.cwd()): { dataset: string; model: string } {
   const config = created.config as { dataset?: unknown; model?: unknown };
   const files = created.files ?? {};
+  const pick = (file: RunFiles['dataset'], prefix: string, typed: string): string => {
+    if (!file) return typed;
+    if (!existsSync(file.path) && typed.startsWith(prefix) && existsSync(path.resolve(cwd, typed.slice(prefix.length)))) return typed;
+    return `${prefix}${file.path}`;
+  };
   return {
-    dataset: relocate.dataset ?? (files.dataset ? `csv:${files.dataset.path}` : String(config.dataset)),
-    model: relocate.model ?? (files.model ? `module:${files.model.path}` : String(config.model)),
+    dataset: relocate.dataset ?? pick(files.dataset, 'csv:', String(config.dataset)),
+    model: relocate.model ?? pick(files.model, 'module:', String(config.model)),
   };
 }
 
@@ -103,21 +110,25 @@ function whereMovedHint(created: RunCreated, err: unknown, action: string, reloc
 }
 
 /** A model from a run's recorded topology (the architecture is in the log). Custom layer classes
- * must be registered first; the message says so when one is not. */
-function topologyFactory(created: RunCreated, action: string): ModelFactory {
+ * must be registered first: `unregistered()` names the class tfjs did not know, if that is why it failed. */
+function topologyFactory(created: RunCreated): { factory: ModelFactory; unregistered: () => string | null } {
+  let unknown: string | null = null;
   const factory: ModelFactory = async ({ tf }) => {
     try {
       return await tf.models.modelFromJSON({ modelTopology: created.model.topology as never });
     } catch (err) {
-      const m = /Unknown layer: (\S+)/.exec((err as Error).message);
-      if (!m) throw err;
-      throw new EnvironmentError(
-        `cannot ${action} run ${created.runId}: its model uses the custom layer class ${m[1]}, which is not registered; pass the model factory that registers it (\`model\`)`,
-      );
+      unknown = /Unknown layer: ([^\s.]+)/.exec((err as Error).message)?.[1] ?? null;
+      throw err;
     }
   };
   Object.defineProperty(factory, 'name', { value: 'recorded-topology' });
-  return factory;
+  return { factory, unregistered: () => unknown };
+}
+
+function unregisteredLayer(created: RunCreated, className: string, action: string): EnvironmentError {
+  return new EnvironmentError(
+    `cannot ${action} run ${created.runId}: its model uses the custom layer class ${className}, which is not registered; pass the model factory that registers it (\`model\`)`,
+  );
 }
 
 /** A recorded run's environment, built again (resume, replay, export of a step, branch from a
@@ -128,18 +139,20 @@ function topologyFactory(created: RunCreated, action: string): ModelFactory {
 export async function rebuildEnvironment(created: RunCreated, opts: RebuildOptions, action: string): Promise<RunEnvironment> {
   requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, action);
   const relocate = opts.relocate ?? {};
-  const config = { ...(created.config as unknown as Config), ...specsNow(created, relocate) };
-  const fromTopology = !opts.model && config.initFrom != null;
+  const config = { ...(created.config as unknown as Config), ...specsNow(created, relocate, opts.cwd) };
+  const topology = !opts.model && config.initFrom != null ? topologyFactory(created) : null;
   try {
     return await buildEnvironment({
       config,
       backend: opts.backend ?? created.backend.name,
       cwd: opts.cwd,
       dataset: opts.dataset,
-      modelFactory: opts.model ?? (fromTopology ? topologyFactory(created, action) : undefined),
+      modelFactory: opts.model ?? topology?.factory,
       onWarning: opts.onWarning,
     });
   } catch (err) {
+    const unknown = topology?.unregistered();
+    if (unknown) throw unregisteredLayer(created, unknown, action);
     return whereMovedHint(created, err, action, relocate);
   }
 }
@@ -158,11 +171,19 @@ export async function rebuildModel(
   action: string,
 ): Promise<tfTypes.LayersModel> {
   const relocate = opts.relocate ?? {};
-  const spec = specsNow(created, relocate).model;
+  const spec = specsNow(created, relocate, opts.cwd).model;
   const config = created.config as { initFrom?: unknown };
   const args = { tf, inputShape: created.dataset.inputShape, numClasses: created.dataset.numClasses, seed: created.seed, cwd: opts.cwd };
   if (opts.model) return (await buildFromFactory(opts.model, args, 'model factory')).model;
-  if (!spec.startsWith('module:') || config.initFrom != null) return (await buildFromFactory(topologyFactory(created, action), args, 'the recorded topology')).model;
+  if (!spec.startsWith('module:') || config.initFrom != null) {
+    const topology = topologyFactory(created);
+    try {
+      return (await buildFromFactory(topology.factory, args, 'the recorded topology')).model;
+    } catch (err) {
+      const unknown = topology.unregistered();
+      throw unknown ? unregisteredLayer(created, unknown, action) : err;
+    }
+  }
   let built: Awaited<ReturnType<typeof buildModel>>;
   try {
     built = await buildModel(spec, args);

@@ -68,6 +68,11 @@ beforeAll(async () => {
     env: hookEnv({ kill: 'step-after:18' }),
   });
   expect(cut.signal, cut.stderr).toBe('SIGKILL');
+  const cut2 = await cli(['train', '--dataset', 'csv:data.csv', '--model', 'module:model.mjs', ...SMALL, '--run-id', 'm2', '--store', store], {
+    cwd: a,
+    env: hookEnv({ kill: 'step-after:18' }),
+  });
+  expect(cut2.signal, cut2.stderr).toBe('SIGKILL');
   // The same run uninterrupted, for the final weights.
   const full = await cli(['train', '--dataset', 'csv:data.csv', '--model', 'module:model.mjs', ...SMALL, '--run-id', 'ref', '--store', store, '--json'], { cwd: a });
   expect(full.code, full.stderr).toBe(0);
@@ -149,9 +154,48 @@ describe('files a run depends on', () => {
     await expect(readFile(path.join(b, 'x3', 'model.json'))).rejects.toThrow();
     expectOneLine(await cli(['replay', 'ref', '--dataset', 'iris.csv', ...s], { cwd: b }), 2, /^retrace: --dataset must be csv:PATH \(where the run's file is now\), got "iris\.csv"$/);
 
+    // Resume the same way: different data refused (unless --force), the moved copy accepted.
+    expectOneLine(await cli(['resume', 'm2', ...s], { cwd: b }), 1, /^retrace: cannot resume run m2: CSV file not found: .*; if it moved, pass --dataset csv:NEWPATH/);
+    expectOneLine(
+      await cli(['resume', 'm2', '--dataset', `csv:${rel}/other.csv`, '--model', `module:${rel}/new.mjs`, ...s], { cwd: b }),
+      1,
+      /^retrace: refusing to resume run m2: data set .* has changed .*\(pass --force to resume anyway; it is recorded in the log\)$/,
+    );
+    expect(json(await cli(['resume', 'm2', '--dataset', `csv:${rel}/new.csv`, '--model', `module:${rel}/new.mjs`, ...s], { cwd: b }))).toMatchObject({
+      stopReason: 'budget',
+      weightsHash: finalHash,
+    });
+
     // Put back for the other tests.
     await rename(path.join(moved, 'new.csv'), path.join(a, 'data.csv'));
     await rename(path.join(moved, 'new.mjs'), path.join(a, 'model.mjs'));
+  });
+
+  it('a project folder moved as a whole: from its new place the typed relative paths are found (fingerprints checked)', async () => {
+    const moved = `${a}-moved`;
+    await rename(a, moved);
+    try {
+      const s = ['--store', store, '--json'];
+      expect(json(await cli(['replay', 'ref', ...s], { cwd: moved }))).toMatchObject({ identical: true, weightsHash: finalHash });
+      expect(json(await cli(['export', 'ref', '--out', path.join(b, 'from-moved'), ...s], { cwd: moved }))).toMatchObject({ checkpoint: 2 });
+      expectOneLine(await cli(['replay', 'ref', ...s], { cwd: b }), 1, /CSV file not found: .*; if it moved, pass --dataset csv:NEWPATH/);
+    } finally {
+      await rename(moved, a);
+    }
+  });
+
+  it('a custom layer tfjs does not know, in a run rebuilt from its topology: one line saying so', async () => {
+    const copy = await tempDir();
+    const { cp } = await import('node:fs/promises');
+    await cp(store, copy, { recursive: true });
+    const plain = await cli(['train', '--dataset', 'csv:data.csv', '--model', 'mlp', ...SMALL, '--run-id', 'odd', '--store', copy], { cwd: a });
+    expect(plain.code, plain.stderr).toBe(0);
+    await tamper(copy, 'odd', 0, (rec) => ({ ...rec, data: JSON.parse(JSON.stringify(rec.data).replaceAll('"class_name":"Dense"', '"class_name":"Unregistered"')) }));
+    expectOneLine(
+      await cli(['export', 'odd', '--out', path.join(b, 'odd'), '--store', copy], { cwd: a }),
+      1,
+      /^retrace: cannot export run odd: its model uses the custom layer class Unregistered, which is not registered; pass the model factory that registers it/,
+    );
   });
 
   it('a module edited in place: export and branch refuse with one line naming it', async () => {
