@@ -11,8 +11,8 @@ import { writeWeights } from '../train/weights.js';
 import { withStore, type StoreOption } from './common.js';
 import { Emitter } from './emitter.js';
 import { rebuildModel, type Relocation } from './environment.js';
-import { loadHistory, type CheckpointRecord, type RunHistory } from './history.js';
-import { formatPoint, parsePoint, PointSyntaxError, type Point } from './points.js';
+import { loadHistory, type RunHistory } from './history.js';
+import { checkpointHolding, formatPoint, parseCheckpointPoint, PointError, resolvePoint } from './points.js';
 import { replayFrom } from './replay.js';
 import { loadTensors } from './snapshots.js';
 import type { Dataset } from '../train/types.js';
@@ -45,16 +45,6 @@ export interface ExportResult {
   out: string;
 }
 
-/** `--checkpoint`'s value as a point: a bare number K is checkpoint K (not an event number). */
-export function exportPoint(which: string): Point {
-  try {
-    return parsePoint(/^\d+$/.test(which) ? `ckpt:${which}` : which, '--checkpoint');
-  } catch (err) {
-    if (!(err instanceof PointSyntaxError)) throw err;
-    throw new PointSyntaxError(`bad --checkpoint "${which}": expected best, last, a checkpoint number K (or ckpt:K) or step:N`);
-  }
-}
-
 /** The chain of parents, nearest first, each with the point the child branched from. */
 export async function lineage(store: Store, history: RunHistory): Promise<Array<{ runId: string; point: string; step: number }>> {
   const chain: Array<{ runId: string; point: string; step: number }> = [];
@@ -75,7 +65,7 @@ export async function lineage(store: Store, history: RunHistory): Promise<Array<
 
 export async function exportRun(runId: string, opts: ExportOptions): Promise<ExportResult> {
   // A malformed point is bad usage: said before anything is opened.
-  const point = exportPoint(opts.checkpoint ?? 'best');
+  const point = parseCheckpointPoint(opts.checkpoint ?? 'best');
   return withStore(opts, async (store) => {
     const log = await store.openRun(runId, 'write');
     try {
@@ -85,11 +75,9 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
       if (state !== 'stopped' && state !== 'exported') {
         throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
       }
-      const resolved = history.resolvePoint(point, '--checkpoint');
+      const resolved = resolvePoint(history, point, '--checkpoint');
       // A step that a checkpoint holds is exported from it; any other step is re-executed to.
-      const ckpt: CheckpointRecord | null = resolved.exact
-        ? resolved.checkpoint
-        : (history.checkpoints.find((c) => c.data.step === resolved.step) ?? null);
+      const ckpt = checkpointHolding(history, resolved);
       const out = path.resolve(opts.cwd ?? process.cwd(), opts.out);
       const created = history.created;
       const stepAt = ckpt ? ckpt.data.step : resolved.step;
@@ -125,8 +113,10 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
           model.dispose();
         }
       } else {
+        const start = resolved.checkpoint;
+        if (!start) throw new PointError(`run ${runId} has no checkpoint at or before ${formatPoint(point)}`);
         let saved: string | null = null;
-        const result = await replayFrom(store, history, resolved.checkpoint, {
+        const result = await replayFrom(store, history, start, {
           stopAtStep: resolved.step,
           cwd: opts.cwd,
           dataset: opts.dataset,
@@ -143,7 +133,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
         }
         weightsHash = saved;
       }
-      const checkpoint = ckpt ? ckpt.data.index : resolved.checkpoint.data.index;
+      const checkpoint = ckpt ? ckpt.data.index : resolved.checkpoint!.data.index;
       const pointText = formatPoint(point);
       const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot });
       await emitter.machine(

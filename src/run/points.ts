@@ -58,6 +58,19 @@ export function parsePoint(text: string, what = 'point'): Point {
   return { kind: 'seq', seq };
 }
 
+/**
+ * An export's `--checkpoint`: a bare number K is checkpoint K (`ckpt:K`), not an event number;
+ * the other forms as in `parsePoint`. Throws PointSyntaxError when malformed.
+ */
+export function parseCheckpointPoint(text: string, what = '--checkpoint'): Point {
+  try {
+    return parsePoint(/^\d+$/.test(text) ? `ckpt:${text}` : text, what);
+  } catch (err) {
+    if (!(err instanceof PointSyntaxError)) throw err;
+    throw new PointSyntaxError(`bad ${what} "${text}": expected best, last, a checkpoint number K (or ckpt:K) or step:N`);
+  }
+}
+
 /** The point's canonical text (what `parsePoint` reads back to the same point). */
 export function formatPoint(point: Point): string {
   switch (point.kind) {
@@ -142,4 +155,11 @@ export function resolvePoint(history: RunHistory, pointOrText: Point | string, w
   const checkpoint = history.checkpointAtOrBefore(seq);
   const step = history.snapshotAt(seq).snapshot.context.step;
   return { point, seq, step, checkpoint, exact: checkpoint !== null && checkpoint.data.step === step };
+}
+
+/** The checkpoint holding the weights at a resolved point (a step a checkpoint was committed at
+ * counts), or null for a step between checkpoints (reached only by re-execution). */
+export function checkpointHolding(history: RunHistory, resolved: ResolvedPoint): CheckpointRecord | null {
+  if (resolved.exact) return resolved.checkpoint;
+  return history.checkpoints.find((c) => c.data.step === resolved.step) ?? null;
 }

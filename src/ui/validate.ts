@@ -5,7 +5,7 @@ import { CorruptLogError, RunExistsError, RunLockedError, StoreError, UnknownRun
 import { SchemaError } from '../log/events.js';
 import { RUN_ID_RE } from '../log/store.js';
 import { PointError } from '../run/history.js';
-import { formatPoint, parsePoint, POINT_FORMS, PointSyntaxError } from '../run/points.js';
+import { formatPoint, parseCheckpointPoint, parsePoint, POINT_FORMS, PointSyntaxError } from '../run/points.js';
 import { JobLimitError } from './jobs.js';
 
 /** An error with an HTTP status and a message for the page. */
@@ -114,12 +114,14 @@ export function exportNameParam(value: unknown): string | undefined {
   return value;
 }
 
-/** Which checkpoint to export: best, last or a checkpoint number. */
+/** Which checkpoint to export: best, last, a checkpoint number (`ckpt:K`) or any point (points.ts). */
 export function checkpointParam(value: unknown): string {
   if (value === undefined || value === null || value === '') return 'best';
   const text = typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? String(value) : value;
-  if (typeof text !== 'string' || !/^(best|last|\d{1,9})$/.test(text)) {
-    throw new HttpError(400, `checkpoint must be best, last or a checkpoint number, got ${JSON.stringify(value)}`);
+  try {
+    if (typeof text !== 'string') throw new PointSyntaxError('not a string');
+    return formatPoint(parseCheckpointPoint(text, 'checkpoint'));
+  } catch {
+    throw new HttpError(400, `checkpoint must be best, last or a checkpoint number (or ckpt:K, step:N), got ${JSON.stringify(value)}`, 'BAD_POINT');
   }
-  return text;
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLog, readRun, stateAt, resolveAt } from '../../src/run/inspect.js';
 import { Store } from '../../src/log/store.js';
+import { replay } from '../../src/run/replay.js';
 import { train } from '../../src/run/train.js';
 import { startUiServer, type UiServer } from '../../src/ui/server.js';
 import { IRIS, exitOf, getJson, postJson, readEvents, removeTempDirs, tempDir, trainInChild, waitForJob } from './helpers.js';
@@ -239,6 +240,12 @@ describe('jobs started from the page', () => {
     expect(existsSync(path.join(res.body.result.out, 'model.json'))).toBe(true);
     const row = (await getJson(base, '/api/runs')).body.runs.find((r: { runId: string }) => r.runId === 'iris-b');
     expect(row.state).toBe('exported');
+    // Any point, as `retrace export --checkpoint`: a step between checkpoints is re-executed to.
+    const replayed = await replay('iris-b', { store: server.store, to: 'step:5' });
+    const at5 = await postJson(base, '/api/runs/iris-b/export', { checkpoint: 'step:5' });
+    expect(at5.status, at5.body.error).toBe(200);
+    expect(at5.body.result).toMatchObject({ runId: 'iris-b', checkpoint: null, step: 5, weightsHash: replayed.weightsHash });
+    expect(at5.body.result.out).toBe(path.join(dir, 'exports', 'iris-b-step5'));
   });
 
   it('a training started from the page streams its steps, and can be stopped (interrupt checkpoint)', async () => {
