@@ -104,6 +104,26 @@ describe('the point grammar', () => {
     expect(resolvePoint(history, 'step:0').seq).toBe(ckpts[0]!.seq);
   });
 
+  it('resolves every step and every event of the run to itself, and the checkpoint before it', () => {
+    const finalStep = history.snapshotAt().snapshot.context.step;
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: finalStep }), (n) => {
+        const r = resolvePoint(history, { kind: 'step', n });
+        expect(r.step).toBe(n);
+        expect(history.snapshotAt(r.seq).snapshot.context.step).toBe(n);
+        expect(r.checkpoint!.data.step).toBeLessThanOrEqual(n);
+        expect(r.exact).toBe(r.checkpoint!.data.step === n);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: history.lastSeq }), (seq) => {
+        const r = resolvePoint(history, String(seq));
+        expect(r.seq).toBe(seq);
+        expect(r.checkpoint?.seq ?? -1).toBe(history.checkpoints.filter((c) => c.seq <= seq).at(-1)?.seq ?? -1);
+      }),
+    );
+  });
+
   it('says which points the run has when it lacks one (not bad usage)', () => {
     const last = history.lastSeq;
     const cases: Array<[string, string]> = [
