@@ -7,7 +7,7 @@ import { RunExistsError } from '../log/errors.js';
 import type { Dataset, TrainerState } from '../train/types.js';
 import type { ModelFactory } from '../train/models.js';
 import { newRunId, withStore, type RecordListener, type RunSummary, type StoreOption } from './common.js';
-import { buildEnvironment, EnvironmentError, inheritableConfig, inheritedDifferences, requireCallerParts } from './environment.js';
+import { buildEnvironment, EnvironmentError, inheritableConfig, inheritedDifferences, parentRelocation, requireCallerParts } from './environment.js';
 import { loadHistory, PointError } from './history.js';
 import { replayFrom } from './replay.js';
 import { loadTrainerState } from './snapshots.js';
@@ -66,6 +66,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
         cwd: opts.cwd,
         dataset: opts.parentDataset ?? opts.dataset,
         model: opts.model,
+        relocate: parentRelocation(history.created, opts.overrides as Record<string, unknown> | undefined, opts.cwd),
         onWarning: opts.onWarning,
         onFinish: async (env) => {
           captured = env.session.capture();

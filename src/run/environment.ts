@@ -281,6 +281,21 @@ export function inheritedDifferences(created: RunCreated, env: RunEnvironment, o
 }
 
 /**
+ * A branch from a step between checkpoints re-executes its parent, which needs the parent's files.
+ * When one is gone from its recorded place, the branch's own `--dataset csv:PATH` / `--model
+ * module:PATH` is taken as where it moved (accepted only with the parent's fingerprint).
+ */
+export function parentRelocation(created: RunCreated, overrides: Record<string, unknown> = {}, cwd = process.cwd()): Relocation {
+  const out: Relocation = {};
+  const files = created.files ?? {};
+  const now = specsNow(created, {}, cwd);
+  const gone = (spec: string, prefix: string) => !existsSync(path.resolve(cwd, spec.slice(prefix.length)));
+  if (files.dataset && typeof overrides.dataset === 'string' && overrides.dataset.startsWith('csv:') && gone(now.dataset, 'csv:')) out.dataset = overrides.dataset;
+  if (files.model && typeof overrides.model === 'string' && overrides.model.startsWith('module:') && gone(now.model, 'module:')) out.model = overrides.model;
+  return out;
+}
+
+/**
  * The files a new run depends on, by absolute path (resolved against `cwd`, default the current
  * folder) and fingerprint: a `csv:` data set (its data fingerprint), a `module:` model (its
  * source's SHA-256) and an --init-from model (its weightsHash). Call before any state is restored

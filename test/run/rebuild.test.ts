@@ -166,6 +166,13 @@ describe('files a run depends on', () => {
       weightsHash: finalHash,
     });
 
+    // A branch from a step between checkpoints re-executes the parent: its --dataset/--model name
+    // where the parent's files moved, accepted with the parent's fingerprints.
+    expectOneLine(await cli(['branch', 'ref@step:5', '--run-id', 'b5', ...s], { cwd: b }), 1, /^retrace: cannot replay run ref: CSV file not found: .*; if it moved, pass --dataset csv:NEWPATH/);
+    const b5 = await cli(['branch', 'ref@step:5', ...relocate, '--stop-point', '1', '--checkpoints', '1', '--run-id', 'b5', ...s], { cwd: b });
+    expect(b5.code, b5.stderr).toBe(0);
+    expect((await createdOf(store, 'b5')).parent).toMatchObject({ runId: 'ref', point: 'step:5', step: 5 });
+
     // Put back for the other tests.
     await rename(path.join(moved, 'new.csv'), path.join(a, 'data.csv'));
     await rename(path.join(moved, 'new.mjs'), path.join(a, 'model.mjs'));
