@@ -216,7 +216,7 @@ describe('every command takes the same points', () => {
     expectOneLine(await cli(['export', 'p', '--checkpoint', 'step:999', '--out', `${dir}/x`, ...s]), 1, /^retrace: run p has no step 999 \(it has done 90 steps\)$/);
   });
 
-  it('replay --to and branch take best, ckpt:K and event numbers too', async () => {
+  it('replay --to/--from take best and ckpt:K; a malformed --to is bad usage', async () => {
     const s = ['--store', store, '--json'];
     const toBest = json<{ identical: boolean; toStep: number; weightsHash: string }>(await cli(['replay', 'p', '--from', 'ckpt:2', '--to', 'best', ...s]));
     const best = resolvePoint(history, 'best');
