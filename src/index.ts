@@ -5,14 +5,15 @@
 import { Store } from './log/store.js';
 import type { LogRecord } from './log/events.js';
 import { storeDir } from './run/common.js';
-import { listRuns, readLog, readRun, resolveAt, stateAt, type RunListing, type StateView } from './run/inspect.js';
+import { listRuns, readLog, readRun, resolveAt, stateAt, type LogQuery, type RunListing, type StateView } from './run/inspect.js';
 
 export { train, type TrainOptions } from './run/train.js';
 export { resume, ResumeRefusedError, type ResumeOptions } from './run/resume.js';
 export { replay, type ReplayOptions, type ReplayResult } from './run/replay.js';
 export { branch, parseBranchTarget, type BranchOptions } from './run/branch.js';
 export { exportRun, type ExportOptions, type ExportResult } from './run/export.js';
-export { listRuns, showState, removeRun, type RunListing, type StateView } from './run/inspect.js';
+export { listRuns, showState, removeRun, type LogQuery, type RunListing, type StateView } from './run/inspect.js';
+export { parsePoint, formatPoint, PointError, PointSyntaxError, type Point } from './run/points.js';
 export type { RunSummary } from './run/common.js';
 export { resolveConfig, computeSchedule, DEFAULTS, ConfigError, type Config, type ConfigInput } from './config.js';
 export { datasetFromSource, loadDataset, DatasetError, type DatasetSource, type RandomAccess } from './train/data/index.js';
@@ -28,9 +29,9 @@ export interface RetraceStore {
   readonly store: Store;
   readonly dir: string;
   runs(): Promise<RunListing[]>;
-  /** A run's events in order (validated), optionally a seq range. */
-  events(runId: string, range?: { from?: number; to?: number }): AsyncGenerator<LogRecord>;
-  /** The machine state after an event (`SEQ` or `step:N`; default: the last). */
+  /** A run's events in order (validated), optionally between two points and of some types only. */
+  events(runId: string, query?: LogQuery): AsyncGenerator<LogRecord>;
+  /** The machine state at a point (`best`, `last`, `ckpt:K`, `step:N` or an event number; default: the last event). */
   state(runId: string, at?: string): Promise<StateView>;
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@
 // everything else (progress, warnings, errors) goes to stderr; errors are one line and map to
 // exit codes: 0 success, 1 the operation failed, 2 bad usage.
 import { ConfigError } from '../config.js';
-import { PointError } from '../run/history.js';
+import { PointError, PointSyntaxError } from '../run/points.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -35,7 +35,7 @@ export function makeOutput(json: boolean): Output {
 /** Bad usage (exit 2): wrong flags or values the user typed. Everything else is a failed operation. */
 export function exitCodeFor(err: unknown): number {
   if (err instanceof UsageError || err instanceof ConfigError) return 2;
-  if (err instanceof PointError && /^bad /.test(err.message)) return 2;
+  if (err instanceof PointSyntaxError || (err instanceof PointError && /^bad /.test(err.message))) return 2;
   return 1;
 }
 

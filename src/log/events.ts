@@ -76,6 +76,22 @@ export const StartStateSchema = z.object({
   optimizer: z.array(TensorRefSchema),
 });
 export type StartState = z.infer<typeof StartStateSchema>;
+/** A file a run depends on, as resolved when the run was created: later commands find it from
+ * any folder, and a moved copy is accepted when its fingerprint matches. */
+const RecordedFileSchema = z.object({
+  /** What was typed (e.g. `csv:data/train.csv`). */
+  spec: z.string(),
+  /** Absolute path, resolved against the creating command's folder. */
+  path: z.string(),
+  /** The data set's fingerprint, the module source's SHA-256, or the initial model's weightsHash. */
+  fingerprint: z.string(),
+});
+
+export const RunFilesSchema = z.object({
+  dataset: RecordedFileSchema.optional(),
+  model: RecordedFileSchema.optional(),
+  initFrom: RecordedFileSchema.optional(),
+});
 
 const RunCreatedSchema = z.object({
   schemaVersion: z.number().int().positive(),
@@ -118,6 +134,9 @@ const RunCreatedSchema = z.object({
   /** Absolute offsets of this run's streams: a branch continues its parent's data cursor and step keys. */
   origin: z.object({ step: z.number().int().nonnegative(), examplesSeen: z.number().int().nonnegative() }),
   start: StartStateSchema.optional(),
+  /** The files the run depends on (absent in logs written before they were recorded: their paths
+   * are then resolved against the current folder, as they were typed). */
+  files: RunFilesSchema.optional(),
 });
 
 const StepFinishedSchema = z.object({
@@ -151,7 +170,15 @@ const CheckpointCommittedSchema = z.object({
 
 const StopRequestedSchema = z.object({ source: z.enum(['signal', 'api']) });
 const RunResumedSchema = z.object({});
-const ExportFinishedSchema = z.object({ checkpoint: z.number().int().nonnegative(), out: z.string() });
+const ExportFinishedSchema = z.object({
+  /** The checkpoint exported; for a step between checkpoints, the one re-executed from. */
+  checkpoint: z.number().int().nonnegative(),
+  out: z.string(),
+  /** The step whose weights were exported (absent in older logs: the checkpoint's step). */
+  step: z.number().int().nonnegative().optional(),
+  /** The point as given (`best`, `ckpt:3`, `step:120`; absent in older logs). */
+  point: z.string().optional(),
+});
 
 const StateChangedSchema = z.object({
   from: z.string(),
@@ -206,6 +233,7 @@ export type CheckpointData = RecordData<'checkpoint.committed'>;
 export type ProcessAttached = RecordData<'process.attached'>;
 export type MachineSnapshotData = z.infer<typeof MachineSnapshotSchema>;
 export type Parent = z.infer<typeof ParentSchema>;
+export type RunFiles = z.infer<typeof RunFilesSchema>;
 
 /** A record as read from the log: the store's envelope plus a validated, typed payload. */
 export type LogRecord = {

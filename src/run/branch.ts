@@ -7,7 +7,7 @@ import { RunExistsError } from '../log/errors.js';
 import type { Dataset, TrainerState } from '../train/types.js';
 import type { ModelFactory } from '../train/models.js';
 import { newRunId, withStore, type RecordListener, type RunSummary, type StoreOption } from './common.js';
-import { buildEnvironment, inheritableConfig, requireCallerParts } from './environment.js';
+import { buildEnvironment, EnvironmentError, inheritableConfig, inheritedDifferences, parentRelocation, requireCallerParts } from './environment.js';
 import { loadHistory, PointError } from './history.js';
 import { replayFrom } from './replay.js';
 import { loadTrainerState } from './snapshots.js';
@@ -66,6 +66,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
         cwd: opts.cwd,
         dataset: opts.parentDataset ?? opts.dataset,
         model: opts.model,
+        relocate: parentRelocation(history.created, opts.overrides as Record<string, unknown> | undefined, opts.cwd),
         onWarning: opts.onWarning,
         onFinish: async (env) => {
           captured = env.session.capture();
@@ -87,6 +88,8 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
     onWarning: opts.onWarning,
     });
     try {
+      const changed = inheritedDifferences(history.created, env, opts.overrides as Record<string, unknown> | undefined);
+      if (changed.length > 0) throw new EnvironmentError(`cannot branch from run ${parentId}: ${changed.join('; ')}; restore it, or override it (e.g. --dataset, --model)`);
       const sameOptimizer = config.optimizer === history.created.optimizer;
       if (!sameOptimizer) {
         opts.onWarning?.(`branch uses optimizer ${config.optimizer} instead of ${history.created.optimizer}: its optimizer state starts fresh`);
@@ -106,6 +109,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
         onRecord: opts.onRecord,
         command: opts.command ?? 'branch',
         caller: callerParts(opts),
+        cwd: opts.cwd,
       });
     } finally {
       env.session.dispose();

@@ -5,11 +5,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config, Schedule } from '../config.js';
-import type { RunCreated } from '../log/events.js';
+import type { RunCreated, RunFiles } from '../log/events.js';
 import type { TrainingSettings } from '../../machines/training.events.js';
 import { BackendError, initBackend } from '../train/backend.js';
-import { loadDataset } from '../train/data/index.js';
-import type { ModelFactory } from '../train/models.js';
+import type * as tfTypes from '@tensorflow/tfjs';
+import { DatasetError, loadDataset } from '../train/data/index.js';
+import { buildFromFactory, buildModel, ModelError, type ModelFactory } from '../train/models.js';
 import { createSession, type TrainingSession } from '../train/session.js';
 import type { BackendInfo, BackendRequest, Dataset, Tf } from '../train/types.js';
 
@@ -57,22 +58,145 @@ export async function buildEnvironment(opts: EnvironmentOptions): Promise<RunEnv
   throw new BackendError(`the ${env.backend.name} backend cannot train this model (no ${env.missing} kernel); use --backend cpu${opts.backend === 'wasm' ? ' or auto' : ''}`);
 }
 
-/** A recorded run's environment, built again (resume, replay): its config and its backend unless
- * the caller names another, with the caller's own data and model where the run was made with them. */
-export async function rebuildEnvironment(
-  created: RunCreated,
-  opts: { backend?: BackendRequest; cwd?: string; dataset?: Dataset; model?: ModelFactory; onWarning?: (message: string) => void },
-  action: string,
-): Promise<RunEnvironment> {
+/** Where a recorded run's files are to be found now, when they moved: specs as typed
+ * (`csv:PATH`, `module:PATH`), a relative PATH against the command's folder. Accepted when the
+ * file's fingerprint matches the recorded one. */
+export interface Relocation {
+  dataset?: string;
+  model?: string;
+}
+
+export interface RebuildOptions {
+  backend?: BackendRequest;
+  cwd?: string;
+  /** The caller's own data and model, for runs made with them (recorded as `caller:NAME`). */
+  dataset?: Dataset;
+  model?: ModelFactory;
+  relocate?: Relocation;
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * The data set and model specs to rebuild a recorded run with: a relocation the caller gives,
+ * else the absolute paths recorded at creation, else (logs from before they were recorded, or a
+ * recorded path that is gone while the typed relative path exists from `cwd`, e.g. a project
+ * folder moved as a whole) the specs as typed, relative to `cwd`. Whatever is found is accepted
+ * only if its fingerprint matches the recorded one (checked by the callers).
+ */
+export function specsNow(created: RunCreated, relocate: Relocation = {}, cwd = process.cwd()): { dataset: string; model: string } {
+  const config = created.config as { dataset?: unknown; model?: unknown };
+  const files = created.files ?? {};
+  const pick = (file: RunFiles['dataset'], prefix: string, typed: string): string => {
+    if (!file) return typed;
+    if (!existsSync(file.path) && typed.startsWith(prefix) && existsSync(path.resolve(cwd, typed.slice(prefix.length)))) return typed;
+    return `${prefix}${file.path}`;
+  };
+  return {
+    dataset: relocate.dataset ?? pick(files.dataset, 'csv:', String(config.dataset)),
+    model: relocate.model ?? pick(files.model, 'module:', String(config.model)),
+  };
+}
+
+/** A recorded file that cannot be read: the message says how to point at its new place. */
+function whereMovedHint(created: RunCreated, err: unknown, action: string, relocate: Relocation): never {
+  const message = (err as Error).message;
+  if (err instanceof DatasetError && !relocate.dataset && /not found|is a directory/.test(message)) {
+    throw new EnvironmentError(`cannot ${action} run ${created.runId}: ${message}; if it moved, pass --dataset csv:NEWPATH (accepted when its data match the recorded fingerprint)`);
+  }
+  if (err instanceof ModelError && !relocate.model && /module not found/.test(message)) {
+    throw new EnvironmentError(`cannot ${action} run ${created.runId}: ${message}; if it moved, pass --model module:NEWPATH (accepted when its source matches the recorded fingerprint)`);
+  }
+  throw err;
+}
+
+/** A model from a run's recorded topology (the architecture is in the log). Custom layer classes
+ * must be registered first: `unregistered()` names the class tfjs did not know, if that is why it failed. */
+function topologyFactory(created: RunCreated): { factory: ModelFactory; unregistered: () => string | null } {
+  let unknown: string | null = null;
+  const factory: ModelFactory = async ({ tf }) => {
+    try {
+      return await tf.models.modelFromJSON({ modelTopology: created.model.topology as never });
+    } catch (err) {
+      unknown = /Unknown layer: ([^\s.]+)/.exec((err as Error).message)?.[1] ?? null;
+      throw err;
+    }
+  };
+  Object.defineProperty(factory, 'name', { value: 'recorded-topology' });
+  return { factory, unregistered: () => unknown };
+}
+
+function unregisteredLayer(created: RunCreated, className: string, action: string): EnvironmentError {
+  return new EnvironmentError(
+    `cannot ${action} run ${created.runId}: its model uses the custom layer class ${className}, which is not registered; pass the model factory that registers it (\`model\`)`,
+  );
+}
+
+/** A recorded run's environment, built again (resume, replay, export of a step, branch from a
+ * step): its config and its backend unless the caller names another, its files where they were
+ * recorded (or relocated), with the caller's own data and model where the run was made with them.
+ * A model started from --init-from is rebuilt from the recorded topology (its weights come from
+ * the checkpoints). Throws EnvironmentError when a recorded file cannot be found. */
+export async function rebuildEnvironment(created: RunCreated, opts: RebuildOptions, action: string): Promise<RunEnvironment> {
   requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, action);
-  return buildEnvironment({
-    config: created.config as unknown as Config,
-    backend: opts.backend ?? created.backend.name,
-    cwd: opts.cwd,
-    dataset: opts.dataset,
-    modelFactory: opts.model,
-    onWarning: opts.onWarning,
-  });
+  const relocate = opts.relocate ?? {};
+  const config = { ...(created.config as unknown as Config), ...specsNow(created, relocate, opts.cwd) };
+  const topology = !opts.model && config.initFrom != null ? topologyFactory(created) : null;
+  try {
+    return await buildEnvironment({
+      config,
+      backend: opts.backend ?? created.backend.name,
+      cwd: opts.cwd,
+      dataset: opts.dataset,
+      modelFactory: opts.model ?? topology?.factory,
+      onWarning: opts.onWarning,
+    });
+  } catch (err) {
+    const unknown = topology?.unregistered();
+    if (unknown) throw unregisteredLayer(created, unknown, action);
+    return whereMovedHint(created, err, action, relocate);
+  }
+}
+
+/**
+ * A recorded run's model without its data (export of a checkpoint): a `module:` model is built by
+ * its module (which registers any custom layer classes) after checking that the module's source
+ * has the recorded fingerprint; other models come from the recorded topology (a caller's model from
+ * its factory when given). Throws EnvironmentError (one line) when the module is missing, differs,
+ * or a custom layer is not registered.
+ */
+export async function rebuildModel(
+  tf: Tf,
+  created: RunCreated,
+  opts: { cwd?: string; model?: ModelFactory; relocate?: Relocation },
+  action: string,
+): Promise<tfTypes.LayersModel> {
+  const relocate = opts.relocate ?? {};
+  const spec = specsNow(created, relocate, opts.cwd).model;
+  const config = created.config as { initFrom?: unknown };
+  const args = { tf, inputShape: created.dataset.inputShape, numClasses: created.dataset.numClasses, seed: created.seed, cwd: opts.cwd };
+  if (opts.model) return (await buildFromFactory(opts.model, args, 'model factory')).model;
+  if (!spec.startsWith('module:') || config.initFrom != null) {
+    const topology = topologyFactory(created);
+    try {
+      return (await buildFromFactory(topology.factory, args, 'the recorded topology')).model;
+    } catch (err) {
+      const unknown = topology.unregistered();
+      throw unknown ? unregisteredLayer(created, unknown, action) : err;
+    }
+  }
+  let built: Awaited<ReturnType<typeof buildModel>>;
+  try {
+    built = await buildModel(spec, args);
+  } catch (err) {
+    return whereMovedHint(created, err, action, relocate);
+  }
+  if (built.sourceHash !== created.model.sourceHash) {
+    built.model.dispose();
+    throw new EnvironmentError(
+      `cannot ${action} run ${created.runId}: model module ${spec.slice('module:'.length)} has changed since the run was recorded (fingerprint ${String(created.model.sourceHash).slice(0, 12)} → ${String(built.sourceHash).slice(0, 12)}); restore it, or pass --model module:PATH of an unchanged copy`,
+    );
+  }
+  return built.model;
 }
 
 /** Runs the model's gradient once on one zero example (weights restored afterwards) to find a
@@ -130,7 +254,64 @@ export function inheritableConfig(created: RunCreated): Record<string, unknown> 
   const { runId: _runId, ...rest } = created.config as Record<string, unknown>;
   void _runId;
   for (const key of ['dataset', 'model'] as const) if (String(rest[key]).startsWith(CALLER_PREFIX)) delete rest[key];
+  // The parent's files where they were recorded, not where their typed paths point from here.
+  const files = created.files ?? {};
+  if (files.dataset) rest.dataset = `csv:${files.dataset.path}`;
+  if (files.model) rest.model = `module:${files.model.path}`;
+  if (files.initFrom) rest.initFrom = files.initFrom.path;
   return rest;
+}
+
+/**
+ * What a branch inherits unchanged but finds different from its parent's record (the parent's
+ * CSV or module edited since): in words, empty when all match. Data are compared only when
+ * nothing that shapes them (dataset, label, valFraction, seed) was overridden.
+ */
+export function inheritedDifferences(created: RunCreated, env: RunEnvironment, overrides: Record<string, unknown> = {}): string[] {
+  const diffs: string[] = [];
+  const files = created.files ?? {};
+  const dataShaped = ['dataset', 'label', 'valFraction', 'seed'].some((k) => overrides[k] !== undefined);
+  if (files.dataset && !dataShaped && env.dataset.fingerprint !== files.dataset.fingerprint) {
+    diffs.push(`its data set ${files.dataset.path} has changed since the run was recorded (fingerprint ${files.dataset.fingerprint.slice(0, 12)} → ${env.dataset.fingerprint.slice(0, 12)})`);
+  }
+  if (files.model && overrides.model === undefined && overrides.initFrom === undefined && env.session.sourceHash !== files.model.fingerprint) {
+    diffs.push(`its model module ${files.model.path} has changed since the run was recorded (fingerprint ${files.model.fingerprint.slice(0, 12)} → ${String(env.session.sourceHash).slice(0, 12)})`);
+  }
+  return diffs;
+}
+
+/**
+ * A branch from a step between checkpoints re-executes its parent, which needs the parent's files.
+ * When one is gone from its recorded place, the branch's own `--dataset csv:PATH` / `--model
+ * module:PATH` is taken as where it moved (accepted only with the parent's fingerprint).
+ */
+export function parentRelocation(created: RunCreated, overrides: Record<string, unknown> = {}, cwd = process.cwd()): Relocation {
+  const out: Relocation = {};
+  const files = created.files ?? {};
+  const now = specsNow(created, {}, cwd);
+  const gone = (spec: string, prefix: string) => !existsSync(path.resolve(cwd, spec.slice(prefix.length)));
+  if (files.dataset && typeof overrides.dataset === 'string' && overrides.dataset.startsWith('csv:') && gone(now.dataset, 'csv:')) out.dataset = overrides.dataset;
+  if (files.model && typeof overrides.model === 'string' && overrides.model.startsWith('module:') && gone(now.model, 'module:')) out.model = overrides.model;
+  return out;
+}
+
+/**
+ * The files a new run depends on, by absolute path (resolved against `cwd`, default the current
+ * folder) and fingerprint: a `csv:` data set (its data fingerprint), a `module:` model (its
+ * source's SHA-256) and an --init-from model (its weightsHash). Call before any state is restored
+ * into the session. A caller's own data or model is no file.
+ */
+export function recordedFiles(config: Config, env: RunEnvironment, caller: { dataset: boolean; model: string | null }, cwd = process.cwd()): RunFiles {
+  const files: RunFiles = {};
+  if (!caller.dataset && config.dataset.startsWith('csv:')) {
+    files.dataset = { spec: config.dataset, path: path.resolve(cwd, config.dataset.slice('csv:'.length)), fingerprint: env.dataset.fingerprint };
+  }
+  if (caller.model === null && config.initFrom != null) {
+    files.initFrom = { spec: config.initFrom, path: path.resolve(cwd, config.initFrom), fingerprint: env.session.weightsHash() };
+  } else if (caller.model === null && config.model.startsWith('module:') && env.session.sourceHash !== null) {
+    files.model = { spec: config.model, path: path.resolve(cwd, config.model.slice('module:'.length)), fingerprint: env.session.sourceHash };
+  }
+  return files;
 }
 
 export function settingsFrom(config: Config, schedule: Schedule): TrainingSettings {

@@ -12,23 +12,37 @@ import { writeWeights } from '../train/weights.js';
 import { withStore, type StoreOption } from './common.js';
 import { checkExportTarget, ExportError, installExport, recoverExportTarget } from './export-dir.js';
 import { Emitter } from './emitter.js';
-import { loadHistory, PointError, type CheckpointRecord, type RunHistory } from './history.js';
+import { rebuildModel, type Relocation } from './environment.js';
+import { loadHistory, type RunHistory } from './history.js';
+import { checkpointHolding, formatPoint, parseCheckpointPoint, PointError, resolvePoint, type Point } from './points.js';
+import { replayFrom } from './replay.js';
 import { loadTensors } from './snapshots.js';
+import type { Dataset } from '../train/types.js';
+import type { ModelFactory } from '../train/models.js';
 
 export { ExportError };
 
 export interface ExportOptions extends StoreOption {
-  /** best (default), last, or a checkpoint number. */
+  /** best (default), last, a checkpoint number K (= `ckpt:K`), or any point: `step:N` re-executes
+   * the run to step N (as `replay --to` does) and exports the weights there. */
   checkpoint?: string;
   out: string;
   /** Replace an existing export in `out` (a folder with a model.json and files only); without it a
    * non-empty `out` is an ExportError. */
   force?: boolean;
+  /** The caller's own model factory, for a run made with one whose layers tfjs cannot rebuild alone. */
+  model?: ModelFactory;
+  /** The caller's own data, to re-execute a run made with it (export of a step between checkpoints). */
+  dataset?: Dataset;
+  /** Where the run's module or CSV moved (accepted when the fingerprint matches). */
+  relocate?: Relocation;
+  onWarning?: (message: string) => void;
 }
 
 export interface ExportResult {
   runId: string;
-  checkpoint: number;
+  /** The checkpoint exported; null for a step between checkpoints (re-executed to). */
+  checkpoint: number | null;
   step: number;
   weightsHash: string;
   out: string;
@@ -52,31 +66,30 @@ export async function lineage(store: Store, history: RunHistory): Promise<Array<
   return chain;
 }
 
-function pickCheckpoint(history: RunHistory, which: string): CheckpointRecord {
-  const point = /^\d+$/.test(which) ? `ckpt:${which}` : which;
-  if (point !== 'best' && point !== 'last' && !/^ckpt:\d+$/.test(point)) {
-    throw new PointError(`bad --checkpoint "${which}": expected best, last or a checkpoint number`);
-  }
-  return history.resolvePoint(point).checkpoint;
-}
-
-/** The checkpoint to export; ExportError if the run is not stopped, PointError for a bad one. */
-function exportable(runId: string, history: RunHistory, which: string): CheckpointRecord {
+/** The point to export, resolved; ExportError if the run is not stopped, PointError for a point it lacks. */
+function exportable(runId: string, history: RunHistory, point: Point) {
   const state = stateName(history.snapshotAt().snapshot);
   if (state !== 'stopped' && state !== 'exported') {
     throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
   }
-  return pickCheckpoint(history, which);
+  const resolved = resolvePoint(history, point, '--checkpoint');
+  // A step that a checkpoint holds is exported from it; any other step is re-executed to.
+  const ckpt = checkpointHolding(history, resolved);
+  if (!ckpt && !resolved.checkpoint) throw new PointError(`run ${runId} has no checkpoint at or before ${formatPoint(point)}`);
+  return { resolved, ckpt };
 }
 
 /**
- * Writes a checkpoint of a stopped run as a TF.js Layers model folder at `out`, replaced as a
- * whole (export-dir.ts), and records `export.finished`. Everything that can refuse is checked
- * before anything is written (a read of the run, the `out` folder): a refused export changes
- * nothing. Throws ExportError (not stopped, `out` taken without `force`), PointError,
- * UnknownRunError, RunLockedError.
+ * Writes a point of a stopped run (a checkpoint, or a step re-executed to) as a TF.js Layers model
+ * folder at `out`, replaced as a whole (export-dir.ts), and records `export.finished`. Everything
+ * that can refuse is checked before anything is written (a read of the run, the `out` folder): a
+ * refused export changes nothing. Throws PointSyntaxError (a malformed point), ExportError (not
+ * stopped, `out` taken without `force`, re-execution diverged), PointError, UnknownRunError,
+ * RunLockedError.
  */
 export async function exportRun(runId: string, opts: ExportOptions): Promise<ExportResult> {
+  // A malformed point is bad usage: said before anything is opened.
+  const point = parseCheckpointPoint(opts.checkpoint ?? 'best');
   return withStore(opts, async (store) => {
     const out = path.resolve(opts.cwd ?? process.cwd(), opts.out);
     const force = opts.force ?? false;
@@ -85,7 +98,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     // Opening a run for writing rewrites LevelDB's files: check on a read first.
     const preview = await store.openRun(runId, 'read');
     try {
-      exportable(runId, await loadHistory(preview, runId), opts.checkpoint ?? 'best');
+      exportable(runId, await loadHistory(preview, runId), point);
     } finally {
       await preview.close();
     }
@@ -96,40 +109,71 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     try {
       const history = await loadHistory(log, runId);
       const snapshot = history.snapshotAt().snapshot;
-      const ckpt = exportable(runId, history, opts.checkpoint ?? 'best');
+      const { resolved, ckpt } = exportable(runId, history, point);
+      const created = history.created;
+      const stepAt = ckpt ? ckpt.data.step : resolved.step;
+      const evaluation = history.records
+        .filter((r): r is Extract<LogRecord, { type: 'eval.finished' }> => r.type === 'eval.finished' && r.data.step === stepAt)
+        .at(-1)?.data;
+      const metadata = async (weightsHash: string) => ({
+        retrace: {
+          runId,
+          checkpoint: ckpt ? ckpt.data.index : null,
+          checkpointKind: ckpt ? ckpt.data.kind : null,
+          point: formatPoint(point),
+          step: stepAt,
+          examplesSeen: ckpt ? ckpt.data.examplesSeen : history.snapshotAt(resolved.seq).snapshot.context.examplesSeen,
+          weightsHash,
+          metrics: evaluation ?? null,
+          dataset: created.dataset.name,
+          classNames: created.dataset.classNames,
+          lineage: await lineage(store, history),
+        },
+      });
 
-      const { tf } = await initBackend('auto');
-      const model = await tf.models.modelFromJSON({ modelTopology: history.created.model.topology as never });
-      try {
-        writeWeights(model, await loadTensors(store.blobs, ckpt.data.weights));
-        const evaluation = history.records
-          .filter((r): r is Extract<LogRecord, { type: 'eval.finished' }> => r.type === 'eval.finished' && r.data.step === ckpt.data.step)
-          .at(-1)?.data;
-        const metadata = {
-          retrace: {
-            runId,
-            checkpoint: ckpt.data.index,
-            checkpointKind: ckpt.data.kind,
-            step: ckpt.data.step,
-            examplesSeen: ckpt.data.examplesSeen,
-            weightsHash: ckpt.data.weightsHash,
-            metrics: evaluation ?? null,
-            dataset: history.created.dataset.name,
-            classNames: history.created.dataset.classNames,
-            lineage: await lineage(store, history),
-          },
-        };
-        await installExport(out, force, async (dir) => void (await saveModelToDir(tf, model, dir, metadata)));
-      } finally {
-        model.dispose();
+      let weightsHash: string;
+      if (ckpt) {
+        // The run's own model code builds the model (a module registers its custom layers).
+        const { tf } = await initBackend('auto');
+        const model = await rebuildModel(tf, created, opts, 'export');
+        try {
+          writeWeights(model, await loadTensors(store.blobs, ckpt.data.weights));
+          weightsHash = ckpt.data.weightsHash;
+          const meta = await metadata(weightsHash);
+          await installExport(out, force, async (dir) => void (await saveModelToDir(tf, model, dir, meta)));
+        } finally {
+          model.dispose();
+        }
+      } else {
+        let saved: string | null = null;
+        await installExport(out, force, async (dir) => {
+          const result = await replayFrom(store, history, resolved.checkpoint!, {
+            stopAtStep: resolved.step,
+            cwd: opts.cwd,
+            dataset: opts.dataset,
+            model: opts.model,
+            relocate: opts.relocate,
+            onWarning: opts.onWarning,
+            onFinish: async (env) => {
+              saved = env.session.weightsHash();
+              await saveModelToDir(env.tf, env.session.model, dir, await metadata(saved));
+            },
+          });
+          if (!result.identical || saved === null) {
+            throw new ExportError(`cannot export run ${runId} at ${formatPoint(point)}: re-executing it diverged from its log (${result.message}); nothing was written`);
+          }
+        });
+        weightsHash = saved!;
       }
+      const checkpoint = ckpt ? ckpt.data.index : resolved.checkpoint!.data.index;
+      const pointText = formatPoint(point);
       const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot });
       await emitter.machine(
-        { type: 'export.finished', checkpoint: ckpt.data.index, out },
-        { type: 'export.finished', data: { checkpoint: ckpt.data.index, out } },
+        { type: 'export.finished', checkpoint, out },
+        { type: 'export.finished', data: { checkpoint, out, step: stepAt, point: pointText } },
         { sync: true },
       );
-      return { runId, checkpoint: ckpt.data.index, step: ckpt.data.step, weightsHash: ckpt.data.weightsHash, out };
+      return { runId, checkpoint: ckpt ? ckpt.data.index : null, step: stepAt, weightsHash, out };
     } finally {
       await log.close();
     }

@@ -4,10 +4,9 @@ import { fromPlain, startMachine, step as machineStep, stateName, type PlainSnap
 import { parseRecord, toMachineEvent, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
 import { fromJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
+import { PointError, resolvePoint, type Point } from './points.js';
 
-export class PointError extends Error {
-  override name = 'PointError';
-}
+export { PointError } from './points.js';
 
 export type CheckpointRecord = Extract<LogRecord, { type: 'checkpoint.committed' }>;
 
@@ -88,42 +87,14 @@ export class RunHistory {
   }
 
   /**
-   * Resolves a point: `best`, `last`, `ckpt:K`, `step:N` or a sequence number. Returns the event
-   * and step it names and the checkpoint at or before it (the state to start from).
+   * Resolves a point (see points.ts) to a state to start from: the event and step it names and the
+   * checkpoint at or before it. Throws PointError when the run has no such point, or no
+   * checkpoint before it.
    */
-  resolvePoint(point: string): { seq: number; step: number; checkpoint: CheckpointRecord; exact: boolean } {
-    const final = this.snapshotAt().snapshot.context;
-    let seq: number | null;
-    if (point === 'best' || point === 'last') {
-      const ref = point === 'best' ? final.best : final.lastCheckpoint;
-      if (!ref) throw new PointError(`run ${this.runId} has no ${point} checkpoint yet`);
-      const rec = point === 'best' ? this.checkpointByIndex(ref.index) : this.checkpoints[this.checkpoints.length - 1]!;
-      if (!rec) throw new PointError(`run ${this.runId}: checkpoint ${ref.index} is not in the log`);
-      return { seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true };
-    }
-    let m: RegExpMatchArray | null;
-    if ((m = /^ckpt:(\d+)$/.exec(point))) {
-      const rec = this.checkpointByIndex(Number(m[1]));
-      if (!rec) {
-        const have = this.checkpoints.filter((c) => c.data.kind !== 'interrupt').map((c) => c.data.index);
-        throw new PointError(`run ${this.runId} has no checkpoint ${m[1]} (it has ${have.join(', ') || 'none'})`);
-      }
-      return { seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true };
-    } else if ((m = /^step:(\d+)$/.exec(point))) {
-      const step = Number(m[1]);
-      seq = this.seqOfStep(step);
-      if (seq === null) throw new PointError(`run ${this.runId} has no step ${step} (it has done ${final.step} steps)`);
-    } else if (/^\d+$/.test(point)) {
-      seq = Number(point);
-      if (seq > this.lastSeq) throw new PointError(`run ${this.runId} has no event ${seq} (its last event is ${this.lastSeq})`);
-    } else {
-      throw new PointError(`bad point "${point}": expected best, last, ckpt:K, step:N or an event number`);
-    }
-    const checkpoint = this.checkpointAtOrBefore(seq);
-    if (!checkpoint) throw new PointError(`run ${this.runId} has no checkpoint at or before event ${seq}`);
-    const step = this.snapshotAt(seq).snapshot.context.step;
-    const exact = checkpoint.data.step === step;
-    return { seq, step, checkpoint, exact };
+  resolvePoint(point: Point | string, what?: string): { seq: number; step: number; checkpoint: CheckpointRecord; exact: boolean } {
+    const r = resolvePoint(this, point, what);
+    if (!r.checkpoint) throw new PointError(`run ${this.runId} has no checkpoint at or before event ${r.seq}`);
+    return { seq: r.seq, step: r.step, checkpoint: r.checkpoint, exact: r.exact };
   }
 }
 

@@ -3,10 +3,11 @@
 import { stateName } from '../../machines/fold.js';
 import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingContext, TrainingStateName } from '../../machines/training.machine.js';
-import { decodeFloat, parseRecord, type LogRecord } from '../log/events.js';
+import { decodeFloat, parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
 import type { Store } from '../log/store.js';
 import { withStore, type StoreOption } from './common.js';
-import { loadHistory, PointError, type RunHistory } from './history.js';
+import { loadHistory, type RunHistory } from './history.js';
+import { formatPoint, parsePoint, PointError, PointSyntaxError, resolvePoint, type Point } from './points.js';
 
 export interface RunListing {
   runId: string;
@@ -81,14 +82,58 @@ export async function readRun(store: Store, runId: string): Promise<RunHistory> 
   }
 }
 
-/** A run's events in a seq range, validated, in order. */
-export async function* readLog(store: Store, runId: string, range: { from?: number; to?: number } = {}): AsyncGenerator<LogRecord> {
-  const log = await store.openRun(runId, 'read');
-  try {
-    for await (const raw of log.read(range)) yield parseRecord(runId, raw);
-  } finally {
-    await log.close();
+export interface LogQuery {
+  /** First event (inclusive): a point (see points.ts) or an event number; default 0. */
+  from?: number | string;
+  /** Last event (inclusive): a point or an event number; default the end of the log. */
+  to?: number | string;
+  /** Only events of these types (e.g. `checkpoint.committed`); default all. */
+  types?: readonly string[];
+}
+
+/**
+ * A run's events between two points, validated, in order, optionally of some types only.
+ * Throws PointSyntaxError for a malformed point, an unknown type or `from` after `to` (bad usage),
+ * PointError for a point the run does not have.
+ */
+export async function* readLog(store: Store, runId: string, query: LogQuery = {}): AsyncGenerator<LogRecord> {
+  const from = query.from === undefined ? undefined : typeof query.from === 'number' ? ({ kind: 'seq', seq: query.from } as const) : parsePoint(query.from, '--from');
+  const to = query.to === undefined ? undefined : typeof query.to === 'number' ? ({ kind: 'seq', seq: query.to } as const) : parsePoint(query.to, '--to');
+  const types = query.types ? new Set(query.types) : null;
+  for (const t of types ?? []) {
+    if (!Object.hasOwn(RECORD_SCHEMAS, t)) throw new PointSyntaxError(`bad --type "${t}": expected one of ${Object.keys(RECORD_SCHEMAS).join(', ')}`);
   }
+  const checkOrder = (a: number | undefined, b: number | undefined) => {
+    if (a !== undefined && b !== undefined && a > b) {
+      const show = (p: Point, seq: number) => (p.kind === 'seq' ? `${seq}` : `${formatPoint(p)} (event ${seq})`);
+      throw new PointSyntaxError(`bad range: --from ${show(from!, a)} comes after --to ${show(to!, b)}; give --from at or before --to`);
+    }
+  };
+  const wanted = (r: LogRecord) => types === null || types.has(r.type);
+  if ((from === undefined || from.kind === 'seq') && (to === undefined || to.kind === 'seq')) {
+    // Event numbers only: read just that range (the rest of the log may even be damaged).
+    const range = { from: from?.seq, to: to?.seq };
+    checkOrder(range.from, range.to);
+    const log = await store.openRun(runId, 'read');
+    try {
+      const last = await log.lastSeq();
+      for (const seq of [range.from, range.to]) {
+        if (seq !== undefined && seq > last) throw new PointError(`run ${runId} has no event ${seq} (its last event is ${last})`);
+      }
+      for await (const raw of log.read(range)) {
+        const r = parseRecord(runId, raw);
+        if (wanted(r)) yield r;
+      }
+    } finally {
+      await log.close();
+    }
+    return;
+  }
+  const history = await readRun(store, runId);
+  const a = from ? resolvePoint(history, from).seq : 0;
+  const b = to ? resolvePoint(history, to).seq : history.lastSeq;
+  checkOrder(a, b);
+  for (const r of history.records.slice(a, b + 1)) if (wanted(r)) yield r;
 }
 
 export interface StateView {
@@ -108,19 +153,10 @@ export interface StateView {
   around: LogRecord[];
 }
 
-/** Resolves `--at`: an event number or `step:N` (default: the last event). */
+/** Resolves `--at`: any point (see points.ts; default: the last event) to the event it names. */
 export function resolveAt(history: RunHistory, at?: string): number {
   if (at === undefined) return history.lastSeq;
-  if (/^\d+$/.test(at)) {
-    const seq = Number(at);
-    if (seq > history.lastSeq) throw new PointError(`run ${history.runId} has no event ${seq} (its last event is ${history.lastSeq})`);
-    return seq;
-  }
-  const m = /^step:(\d+)$/.exec(at);
-  if (!m) throw new PointError(`bad --at "${at}": expected an event number or step:N`);
-  const seq = history.seqOfStep(Number(m[1]));
-  if (seq === null) throw new PointError(`run ${history.runId} has no step ${m[1]}`);
-  return seq;
+  return resolvePoint(history, at, '--at').seq;
 }
 
 export function stateAt(history: RunHistory, seq: number, aroundCount = 5): StateView {

@@ -8,8 +8,9 @@ import type { Store } from '../log/store.js';
 import { withStore, type RecordListener, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { DivergenceError, Emitter } from './emitter.js';
-import { backendMismatch, EnvironmentError, environmentDifferences, rebuildEnvironment, type RunEnvironment } from './environment.js';
+import { backendMismatch, EnvironmentError, environmentDifferences, rebuildEnvironment, type Relocation, type RunEnvironment } from './environment.js';
 import { loadHistory, restoreMachine, type CheckpointRecord, type RunHistory } from './history.js';
+import { parsePoint } from './points.js';
 import { eventAfterCheckpoint } from './resume.js';
 import { loadTrainerState } from './snapshots.js';
 import { branchPointProblem, checkpoint0Problems } from './start-state.js';
@@ -17,13 +18,15 @@ import { branchPointProblem, checkpoint0Problems } from './start-state.js';
 export interface ReplayOptions extends StoreOption {
   /** Compare with the log (default true when no `to` is given). */
   verify?: boolean;
-  /** Stop at this point (`step:N` or an event number): the weights there are the result. */
+  /** Stop at this point (any point, see points.ts): the weights there are the result. */
   to?: string;
-  /** Start from this checkpoint (`ckpt:K`, `best`, `last`, ...) instead of the run's start. */
+  /** Start from the checkpoint at or before this point (`ckpt:K`, `best`, `last`, ...) instead of the run's start. */
   from?: string;
   backend?: BackendRequest;
   dataset?: Dataset;
   model?: ModelFactory;
+  /** Where the run's module or CSV moved (accepted when the fingerprint matches). */
+  relocate?: Relocation;
   onRecord?: RecordListener;
   onWarning?: (message: string) => void;
   /** Receives the environment at the end (to export the weights) before it is disposed. */
@@ -47,6 +50,9 @@ export interface ReplayResult {
 }
 
 export async function replay(runId: string, opts: ReplayOptions = {}): Promise<ReplayResult> {
+  // A malformed point is bad usage: said before anything is opened.
+  const to = opts.to === undefined ? undefined : parsePoint(opts.to, '--to');
+  const fromPoint = opts.from === undefined ? undefined : parsePoint(opts.from, '--from');
   return withStore(opts, async (store) => {
     const log = await store.openRun(runId, 'read');
     let history: RunHistory;
@@ -55,9 +61,9 @@ export async function replay(runId: string, opts: ReplayOptions = {}): Promise<R
     } finally {
       await log.close();
     }
-    const target = opts.to ? history.resolvePoint(opts.to) : null;
-    const start: CheckpointRecord = opts.from
-      ? history.resolvePoint(opts.from).checkpoint
+    const target = to ? history.resolvePoint(to) : null;
+    const start: CheckpointRecord = fromPoint
+      ? history.resolvePoint(fromPoint).checkpoint
       : target
         ? target.checkpoint
         : (history.checkpointByIndex(0) ?? history.checkpoints[0]!);

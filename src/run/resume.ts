@@ -9,7 +9,7 @@ import type { Dataset } from '../train/types.js';
 import { processAttached, summarize, summarizeHistory, withStore, type RecordListener, type RunSummary, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { Emitter } from './emitter.js';
-import { backendMismatch, environmentDifferences, rebuildEnvironment } from './environment.js';
+import { backendMismatch, environmentDifferences, rebuildEnvironment, type Relocation } from './environment.js';
 import { loadHistory, restoreMachine, type RunHistory } from './history.js';
 import { loadTrainerState } from './snapshots.js';
 import { startMachine } from '../../machines/fold.js';
@@ -25,6 +25,8 @@ export interface ResumeOptions extends StoreOption {
   backend?: BackendRequest;
   dataset?: Dataset;
   model?: ModelFactory;
+  /** Where the run's module or CSV moved (accepted when the fingerprint matches). */
+  relocate?: Relocation;
   signal?: AbortSignal;
   onRecord?: RecordListener;
   /** Told when the run continues on another backend or with --force. */

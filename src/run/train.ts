@@ -9,7 +9,7 @@ import type { ModelFactory } from '../train/models.js';
 import { processAttached, summarize, withStore, newRunId, type RecordListener, type RunSummary, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { Emitter } from './emitter.js';
-import { buildEnvironment, CALLER_PREFIX, recordedConfig, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
+import { buildEnvironment, CALLER_PREFIX, recordedConfig, recordedFiles, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
 import { persistStartState } from './start-state.js';
@@ -53,6 +53,7 @@ export async function train(opts: TrainOptions = {}): Promise<RunSummary> {
         onRecord: opts.onRecord,
         command: opts.command,
         caller: callerParts(opts),
+        cwd: opts.cwd,
       });
     } finally {
       env.session.dispose();
@@ -78,11 +79,14 @@ export interface StartRunOptions {
   signal?: AbortSignal;
   onRecord?: RecordListener;
   command?: string;
+  /** The folder relative paths (csv:, module:, initFrom) were typed in; default the current one. */
+  cwd?: string;
 }
 
 /** Claims the run id, records the run's creation, and trains it to a stop. */
 export async function startRun(store: Store, opts: StartRunOptions): Promise<RunSummary> {
   const { env, config } = opts;
+  const files = recordedFiles(config, env, opts.caller ?? { dataset: false, model: null }, opts.cwd);
   if (opts.initialState) env.session.restore(opts.initialState);
   // The starting state is durable before run.created names it: from then on the run can be
   // resumed, and resume restores exactly this state (a branch point, an init-from model or the
@@ -123,6 +127,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     parent: opts.parent,
     origin: opts.origin,
     start,
+    files,
   };
 
   const log = await store.createRun(opts.runId, { parent: opts.parent?.runId ?? null });

@@ -20,6 +20,7 @@ import type { LogRecord } from '../log/events.js';
 import { RUN_ID_RE, Store } from '../log/store.js';
 import { newRunId, storeDir } from '../run/common.js';
 import { resolveAt, stateAt } from '../run/inspect.js';
+import { checkpointHolding, resolvePoint } from '../run/points.js';
 import { RETRACE_VERSION } from '../run/environment.js';
 import { RunCache, type CachedRun } from './cache.js';
 import { checkToken, guard, newToken } from './auth.js';
@@ -587,18 +588,19 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     if (state !== 'stopped' && state !== 'exported') {
       throw new HttpError(409, `run ${runId} is ${state}, not stopped: let it finish (or stop it) before exporting`, 'NOT_STOPPED');
     }
-    const ckpt = history.resolvePoint(/^\d+$/.test(checkpoint) ? `ckpt:${checkpoint}` : checkpoint).checkpoint;
-    const out = path.join(exportDir, name ?? `${runId}-ckpt${ckpt.data.index}`);
+    const resolved = resolvePoint(history, checkpoint, 'checkpoint');
+    const ckpt = checkpointHolding(history, resolved);
+    const out = path.join(exportDir, name ?? `${runId}-${ckpt ? `ckpt${ckpt.data.index}` : `step${resolved.step}`}`);
     let failure: unknown = null;
     // No read of the run may be in flight when the export opens it (and none starts afterwards:
     // the cache never reads a run a job of this process writes).
     await cache.settle(runId);
     if (jobs.touching(runId).length > 0) throw new HttpError(409, `run ${runId} became busy in this server: try again`, 'RETRACE_RUN_LOCKED');
     const exportError = jobError('export', runId, history.created.config);
-    const job = jobs.start('export', runId, { checkpoint: ckpt.data.index, out }, async () => {
+    const job = jobs.start('export', runId, { checkpoint: ckpt ? ckpt.data.index : null, step: resolved.step, out }, async () => {
       try {
         const { exportRun } = await import('../run/export.js');
-        return await exportRun(runId, { store, cwd, checkpoint: String(ckpt.data.index), out });
+        return await exportRun(runId, { store, cwd, checkpoint: ckpt ? `ckpt:${ckpt.data.index}` : checkpoint, out });
       } catch (err) {
         failure = err;
         throw err;

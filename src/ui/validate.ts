@@ -5,6 +5,7 @@ import { CorruptLogError, RunExistsError, RunLockedError, StoreError, UnknownRun
 import { SchemaError } from '../log/events.js';
 import { RUN_ID_RE } from '../log/store.js';
 import { PointError } from '../run/history.js';
+import { formatPoint, parseCheckpointPoint, parsePoint, POINT_FORMS, PointSyntaxError } from '../run/points.js';
 import { JobLimitError } from './jobs.js';
 
 /** An error with an HTTP status and a message for the page. */
@@ -46,21 +47,20 @@ export function runIdParam(value: string | undefined): string {
   return value;
 }
 
-const POINT_RE = /^(best|last|ckpt:\d{1,9}|step:\d{1,12}|\d{1,12})$/;
-
-/** A branch or replay point: best, last, ckpt:K, step:N or an event number. */
+/** A point in the one grammar of points.ts (`best`, `last`, `ckpt:K`, `step:N`, an event number). */
 export function pointParam(value: unknown, field: string): string {
-  if (typeof value !== 'string' || !POINT_RE.test(value)) {
-    throw new HttpError(400, `${field} must be best, last, ckpt:K, step:N or an event number, got ${JSON.stringify(value ?? null)}`, 'BAD_POINT');
+  try {
+    if (typeof value !== 'string') throw new PointSyntaxError('not a string');
+    return formatPoint(parsePoint(value, field));
+  } catch {
+    throw new HttpError(400, `${field} must be ${POINT_FORMS}, got ${JSON.stringify(value ?? null)}`, 'BAD_POINT');
   }
-  return value;
 }
 
-/** `?at=`: an event number or step:N. */
+/** `?at=`: any point (default: the last event). */
 export function atParam(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return undefined;
-  if (!/^(\d{1,12}|step:\d{1,12})$/.test(value)) throw new HttpError(400, `at must be an event number or step:N, got ${JSON.stringify(value)}`, 'BAD_POINT');
-  return value;
+  return pointParam(value, 'at');
 }
 
 export function seqParam(value: string | undefined, field: string, fallback: number): number {
@@ -116,12 +116,14 @@ export function exportNameParam(value: unknown): string | undefined {
   return value;
 }
 
-/** Which checkpoint to export: best, last or a checkpoint number. */
+/** Which checkpoint to export: best, last, a checkpoint number (`ckpt:K`) or any point (points.ts). */
 export function checkpointParam(value: unknown): string {
   if (value === undefined || value === null || value === '') return 'best';
   const text = typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? String(value) : value;
-  if (typeof text !== 'string' || !/^(best|last|\d{1,9})$/.test(text)) {
-    throw new HttpError(400, `checkpoint must be best, last or a checkpoint number, got ${JSON.stringify(value)}`);
+  try {
+    if (typeof text !== 'string') throw new PointSyntaxError('not a string');
+    return formatPoint(parseCheckpointPoint(text, 'checkpoint'));
+  } catch {
+    throw new HttpError(400, `checkpoint must be best, last or a checkpoint number (or ckpt:K, step:N), got ${JSON.stringify(value)}`, 'BAD_POINT');
   }
-  return text;
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLog, readRun, stateAt, resolveAt } from '../../src/run/inspect.js';
 import { Store } from '../../src/log/store.js';
+import { replay } from '../../src/run/replay.js';
 import { train } from '../../src/run/train.js';
 import { startUiServer, type UiServer } from '../../src/ui/server.js';
 import { IRIS, exitOf, getJson, postJson, readEvents, removeTempDirs, tempDir, trainInChild, useToken, waitForJob } from './helpers.js';
@@ -101,7 +102,7 @@ describe('reading', () => {
 
   it('GET /api/runs/:id/state?at= is `retrace state --at` (stateAt over the log), with the events around', async () => {
     const history = await readRun(server.store, 'iris-a');
-    for (const at of ['step:10', '30', String(history.checkpoints[2]!.seq)]) {
+    for (const at of ['step:10', '30', String(history.checkpoints[2]!.seq), 'ckpt:1', 'best', 'last']) {
       const { status, body } = await getJson(base, `/api/runs/iris-a/state?at=${at}`);
       expect(status).toBe(200);
       const expected = stateAt(history, resolveAt(history, at), 6);
@@ -146,7 +147,7 @@ describe('bad input is a 4xx with a JSON message, never a crash', () => {
   const cases: Array<[string, string, unknown, number, RegExp]> = [
     ['GET', '/api/runs/.hidden', undefined, 400, /invalid run id/],
     ['GET', '/api/runs/no-such-run', undefined, 404, /unknown run "no-such-run".*iris-a/],
-    ['GET', '/api/runs/iris-a/state?at=abc', undefined, 400, /event number or step:N/],
+    ['GET', '/api/runs/iris-a/state?at=abc', undefined, 400, /at must be best, last, ckpt:K, step:N or an event number/],
     ['GET', '/api/runs/iris-a/state?at=99999', undefined, 400, /no event 99999/],
     ['GET', '/api/runs/iris-a/state?at=step:9999', undefined, 400, /no step 9999/],
     ['GET', '/api/runs/iris-a?since=x', undefined, 400, /since must be an integer/],
@@ -240,6 +241,12 @@ describe('jobs started from the page', () => {
     expect(existsSync(path.join(res.body.result.out, 'model.json'))).toBe(true);
     const row = (await getJson(base, '/api/runs')).body.runs.find((r: { runId: string }) => r.runId === 'iris-b');
     expect(row.state).toBe('exported');
+    // Any point, as `retrace export --checkpoint`: a step between checkpoints is re-executed to.
+    const replayed = await replay('iris-b', { store: server.store, to: 'step:5' });
+    const at5 = await postJson(base, '/api/runs/iris-b/export', { checkpoint: 'step:5' });
+    expect(at5.status, at5.body.error).toBe(200);
+    expect(at5.body.result).toMatchObject({ runId: 'iris-b', checkpoint: null, step: 5, weightsHash: replayed.weightsHash });
+    expect(at5.body.result.out).toBe(path.join(dir, 'exports', 'iris-b-step5'));
   });
 
   it('a training started from the page streams its steps, and can be stopped (interrupt checkpoint)', async () => {

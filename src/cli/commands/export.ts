@@ -1,17 +1,27 @@
-// `retrace export RUN [--checkpoint best|last|K] --out DIR [--force]`.
+// `retrace export RUN [--checkpoint best|last|K|POINT] --out DIR [--force]`.
 import type { Command } from 'commander';
 import { makeOutput } from '../output.js';
+import { addRelocationFlags, relocationFrom } from '../relocate.js';
 import { commonFlags } from './index.js';
 
 export function registerExport(program: Command): void {
-  commonFlags(program.command('export').argument('<run>').description('write a checkpoint as a TF.js Layers model (model.json + weights)'))
-    .option('--checkpoint <which>', 'best, last or a checkpoint number', 'best')
+  addRelocationFlags(commonFlags(program.command('export').argument('<run>').description('write a checkpoint as a TF.js Layers model (model.json + weights)')))
+    .option('--checkpoint <point>', 'best, last, a checkpoint number K (= ckpt:K), or step:N (re-executed to, as replay --to does)', 'best')
     .requiredOption('--out <dir>', 'output folder')
     .option('--force', 'replace an existing export in the output folder')
     .action(async (runId: string, flags: Record<string, string | boolean | undefined>) => {
       const out = makeOutput(Boolean(flags.json));
       const { exportRun } = await import('../../run/export.js');
-      const result = await exportRun(runId, { store: flags.store as string | undefined, checkpoint: flags.checkpoint as string, out: flags.out as string, force: Boolean(flags.force) });
-      out.result(result, () => `exported run ${runId} checkpoint ${result.checkpoint} (step ${result.step}) to ${result.out}\nweightsHash: ${result.weightsHash}\nload it with: tf.loadLayersModel(…/model.json)`);
+      const relocate = relocationFrom(flags);
+      const result = await exportRun(runId, {
+        store: flags.store as string | undefined,
+        checkpoint: flags.checkpoint as string,
+        out: flags.out as string,
+        relocate,
+        force: Boolean(flags.force),
+        onWarning: (m) => out.warn(m),
+      });
+      const what = result.checkpoint === null ? `step ${result.step} (re-executed)` : `checkpoint ${result.checkpoint} (step ${result.step})`;
+      out.result(result, () => `exported run ${runId} ${what} to ${result.out}\nweightsHash: ${result.weightsHash}\nload it with: tf.loadLayersModel(…/model.json)`);
     });
 }

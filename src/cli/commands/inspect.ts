@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { decodeFloat, type LogRecord } from '../../log/events.js';
 import { withStore } from '../../run/common.js';
 import { listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
-import { makeOutput, UsageError } from '../output.js';
+import { POINT_FORMS } from '../../run/points.js';
+import { makeOutput } from '../output.js';
 import { commonFlags } from './index.js';
 
 function lineageTree(runs: RunListing[]): string {
@@ -29,12 +30,6 @@ function lineageTree(runs: RunListing[]): string {
   };
   walk(null, '');
   return lines.join('\n');
-}
-
-function parseSeq(flag: string, value: unknown): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !/^\d+$/.test(value)) throw new UsageError(`${flag} must be an event number, got "${String(value)}"`);
-  return Number(value);
 }
 
 function describeRecord(r: LogRecord): string {
@@ -66,19 +61,20 @@ export function registerInspect(program: Command): void {
   });
 
   commonFlags(program.command('log').argument('<run>').description("a run's events (NDJSON with --json)"))
-    .option('--from <seq>', 'first event')
-    .option('--to <seq>', 'last event')
-    .action(async (runId: string, flags: { store?: string; json?: boolean; from?: string; to?: string }) => {
-      const range = { from: parseSeq('--from', flags.from), to: parseSeq('--to', flags.to) };
+    .option('--from <point>', `first event: ${POINT_FORMS}`)
+    .option('--to <point>', `last event: ${POINT_FORMS}`)
+    .option('--type <types>', 'only events of these types, comma-separated (e.g. checkpoint.committed)')
+    .action(async (runId: string, flags: { store?: string; json?: boolean; from?: string; to?: string; type?: string }) => {
+      const query = { from: flags.from, to: flags.to, types: flags.type?.split(',').map((t) => t.trim()) };
       await withStore({ store: flags.store }, async (store) => {
-        for await (const r of readLog(store, runId, range)) {
+        for await (const r of readLog(store, runId, query)) {
           process.stdout.write(flags.json ? `${JSON.stringify(r)}\n` : `${String(r.seq).padStart(6)}  ${r.at}  ${r.type.padEnd(20)} ${describeRecord(r)}\n`);
         }
       });
     });
 
   commonFlags(program.command('state').argument('<run>').description('the machine state, metrics and nearest checkpoint at any event'))
-    .option('--at <point>', 'an event number or step:N (default: the last event)')
+    .option('--at <point>', `${POINT_FORMS} (default: the last event)`)
     .action(async (runId: string, flags: { store?: string; json?: boolean; at?: string }) => {
       const out = makeOutput(Boolean(flags.json));
       const view = await showState(runId, { store: flags.store, at: flags.at });

@@ -1,16 +1,17 @@
-// `retrace replay RUN [--verify] [--to SEQ|step:N] [--out DIR] [--from POINT]`.
+// `retrace replay RUN [--verify] [--to POINT] [--out DIR] [--from POINT]`.
 import path from 'node:path';
 import type { Command } from 'commander';
 import { makeOutput } from '../output.js';
+import { addRelocationFlags, relocationFrom } from '../relocate.js';
 import { createProgress } from '../progress.js';
 import { commonFlags } from './index.js';
 import type { BackendRequest } from '../../train/types.js';
 
 export function registerReplay(program: Command): void {
-  commonFlags(program.command('replay').argument('<run>').description('re-execute a run and compare it with its log, or materialise the weights at any step'))
+  addRelocationFlags(commonFlags(program.command('replay').argument('<run>').description('re-execute a run and compare it with its log, or materialise the weights at any step')))
     .option('--verify', 'compare every step and checkpoint with the log (the default without --to)')
-    .option('--to <point>', 'stop at step:N or an event number')
-    .option('--from <point>', 'start from a checkpoint (ckpt:K, best, last) instead of the start')
+    .option('--to <point>', 'stop at a point: best, last, ckpt:K, step:N or an event number')
+    .option('--from <point>', 'start from the checkpoint at or before a point (ckpt:K, best, last, ...) instead of the start')
     .option('--out <dir>', 'write the weights where the replay stopped as a TF.js model')
     .option('--backend <name>', 'replay on another backend than the recorded one (exactness not promised)')
     .action(async (runId: string, flags: Record<string, string | boolean | undefined>) => {
@@ -25,6 +26,7 @@ export function registerReplay(program: Command): void {
         to: flags.to as string | undefined,
         from: flags.from as string | undefined,
         backend: flags.backend as BackendRequest | undefined,
+        relocate: relocationFrom(flags),
         onWarning: (m) => out.warn(m),
         onRecord: (r) => progress.onRecord(r),
         onFinish: outDir

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { RunSummary } from '../../run/common.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
 import { makeOutput, type Output } from '../output.js';
+import { addRelocationFlags, relocationFrom } from '../relocate.js';
 import { createProgress } from '../progress.js';
 import { commonFlags } from './index.js';
 import type { BackendRequest } from '../../train/types.js';
@@ -67,7 +68,7 @@ export function registerTrain(program: Command): void {
     );
   });
 
-  commonFlags(program.command('resume').argument('<run>').description('continue an interrupted or crashed run from its last checkpoint'))
+  addRelocationFlags(commonFlags(program.command('resume').argument('<run>').description('continue an interrupted or crashed run from its last checkpoint')))
     .option('--force', 'resume although the data, model source or tfjs version changed (recorded in the log)')
     .option('--backend <name>', 'run on another backend than the recorded one (exactness not promised)')
     .action(async (runId: string, flags: Record<string, unknown>) => {
@@ -76,6 +77,7 @@ export function registerTrain(program: Command): void {
           store: flags.store as string | undefined,
           force: Boolean(flags.force),
           backend: flags.backend as BackendRequest | undefined,
+          relocate: relocationFrom(flags),
           signal: hooks.signal,
           onRecord: hooks.onRecord,
           onWarning: hooks.onWarning,

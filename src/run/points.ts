@@ -1,0 +1,165 @@
+// One grammar for points of a run, used by every command that names one (`state --at`, `log
+// --from/--to`, `replay --to/--from`, `export --checkpoint`, `branch RUN@POINT`, the dashboard):
+// parsed once here into a discriminated union, and resolved once against a run's history.
+// A new form (e.g. interrupt checkpoints) is one more member of `Point`, one more line in
+// `parsePoint`, one more case in `resolvePoint`; the exhaustive switches make the compiler find
+// every place that must handle it.
+import type { CheckpointRecord, RunHistory } from './history.js';
+
+/** A point that is malformed or that a run does not have. */
+export class PointError extends Error {
+  override name = 'PointError';
+}
+
+/** The point's text is malformed: bad usage (the CLI exits 2), whatever run it names. */
+export class PointSyntaxError extends PointError {
+  override name = 'PointSyntaxError';
+}
+
+/**
+ * - `best`: the best checkpoint by the monitored metric;
+ * - `last`: the last checkpoint committed (an interrupt checkpoint too);
+ * - `ckpt:K`: the checkpoint with training index K (0 = the run's start);
+ * - `step:N`: the event after which the run had done N optimizer steps (`step:0` = checkpoint 0);
+ * - an event number (seq).
+ */
+export type Point =
+  | { kind: 'best' }
+  | { kind: 'last' }
+  | { kind: 'ckpt'; k: number }
+  | { kind: 'step'; n: number }
+  | { kind: 'seq'; seq: number };
+
+export const POINT_FORMS = 'best, last, ckpt:K, step:N or an event number';
+
+function count(text: string): number | null {
+  if (!/^\d+$/.test(text)) return null;
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/**
+ * Parses a point. `what` names where it was typed (`--at`, `--from`, ...) for the message.
+ * Throws PointSyntaxError (one line: the text and the valid forms) when it is malformed.
+ */
+export function parsePoint(text: string, what = 'point'): Point {
+  const bad = () => new PointSyntaxError(`bad ${what} "${text}": expected ${POINT_FORMS}`);
+  if (typeof text !== 'string') throw bad();
+  if (text === 'best') return { kind: 'best' };
+  if (text === 'last') return { kind: 'last' };
+  const m = /^(ckpt|step):(.*)$/.exec(text);
+  if (m) {
+    const n = count(m[2]!);
+    if (n === null) throw bad();
+    return m[1] === 'ckpt' ? { kind: 'ckpt', k: n } : { kind: 'step', n };
+  }
+  const seq = count(text);
+  if (seq === null) throw bad();
+  return { kind: 'seq', seq };
+}
+
+/**
+ * An export's `--checkpoint`: a bare number K is checkpoint K (`ckpt:K`), not an event number;
+ * the other forms as in `parsePoint`. Throws PointSyntaxError when malformed.
+ */
+export function parseCheckpointPoint(text: string, what = '--checkpoint'): Point {
+  try {
+    return parsePoint(/^\d+$/.test(text) ? `ckpt:${text}` : text, what);
+  } catch (err) {
+    if (!(err instanceof PointSyntaxError)) throw err;
+    throw new PointSyntaxError(`bad ${what} "${text}": expected best, last, a checkpoint number K (or ckpt:K) or step:N`);
+  }
+}
+
+/** The point's canonical text (what `parsePoint` reads back to the same point). */
+export function formatPoint(point: Point): string {
+  switch (point.kind) {
+    case 'best':
+    case 'last':
+      return point.kind;
+    case 'ckpt':
+      return `ckpt:${point.k}`;
+    case 'step':
+      return `step:${point.n}`;
+    case 'seq':
+      return String(point.seq);
+    default: {
+      const exhaustive: never = point;
+      return exhaustive;
+    }
+  }
+}
+
+/** True for the points that always name a committed checkpoint (its weights are stored). */
+export function isCheckpointPoint(point: Point): boolean {
+  return point.kind === 'best' || point.kind === 'last' || point.kind === 'ckpt';
+}
+
+export interface ResolvedPoint {
+  point: Point;
+  /** The event the point names. */
+  seq: number;
+  /** Optimizer steps done after that event. */
+  step: number;
+  /** The checkpoint at or before `seq` (null before checkpoint 0 was committed). */
+  checkpoint: CheckpointRecord | null;
+  /** The checkpoint holds the weights at `step` (no re-execution needed to reach it). */
+  exact: boolean;
+}
+
+/**
+ * Finds what a point names in a run's history. Throws PointError (exit 1: one line naming the run,
+ * the point and what the run has) when the run does not have it.
+ */
+export function resolvePoint(history: RunHistory, pointOrText: Point | string, what?: string): ResolvedPoint {
+  const point = typeof pointOrText === 'string' ? parsePoint(pointOrText, what) : pointOrText;
+  const runId = history.runId;
+  const atCheckpoint = (rec: CheckpointRecord): ResolvedPoint => ({ point, seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true });
+  let seq: number;
+  switch (point.kind) {
+    case 'best': {
+      const ref = history.snapshotAt().snapshot.context.best;
+      if (!ref) throw new PointError(`run ${runId} has no best checkpoint yet (no evaluation has been made)`);
+      const rec = history.checkpointByIndex(ref.index);
+      if (!rec) throw new PointError(`run ${runId}: checkpoint ${ref.index} is not in the log`);
+      return atCheckpoint(rec);
+    }
+    case 'last': {
+      const rec = history.checkpoints.at(-1);
+      if (!rec) throw new PointError(`run ${runId} has no checkpoint yet`);
+      return atCheckpoint(rec);
+    }
+    case 'ckpt': {
+      const rec = history.checkpointByIndex(point.k);
+      if (!rec) {
+        const have = history.checkpoints.filter((c) => c.data.kind !== 'interrupt').map((c) => c.data.index);
+        throw new PointError(`run ${runId} has no checkpoint ${point.k} (it has ${have.join(', ') || 'none'})`);
+      }
+      return atCheckpoint(rec);
+    }
+    case 'step': {
+      const found = history.seqOfStep(point.n);
+      if (found === null) throw new PointError(`run ${runId} has no step ${point.n} (it has done ${history.snapshotAt().snapshot.context.step} steps)`);
+      seq = found;
+      break;
+    }
+    case 'seq':
+      if (point.seq > history.lastSeq) throw new PointError(`run ${runId} has no event ${point.seq} (its last event is ${history.lastSeq})`);
+      seq = point.seq;
+      break;
+    default: {
+      const exhaustive: never = point;
+      return exhaustive;
+    }
+  }
+  const checkpoint = history.checkpointAtOrBefore(seq);
+  const step = history.snapshotAt(seq).snapshot.context.step;
+  return { point, seq, step, checkpoint, exact: checkpoint !== null && checkpoint.data.step === step };
+}
+
+/** The checkpoint holding the weights at a resolved point (a step a checkpoint was committed at
+ * counts), or null for a step between checkpoints (reached only by re-execution). */
+export function checkpointHolding(history: RunHistory, resolved: ResolvedPoint): CheckpointRecord | null {
+  if (resolved.exact) return resolved.checkpoint;
+  return history.checkpoints.find((c) => c.data.step === resolved.step) ?? null;
+}
