@@ -16,8 +16,8 @@ import { decodeManifest, parseCurrent, type ManifestState } from './leveldb-file
 import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
 import { isErrno } from './processes.js';
 
-/** What a run's log folder holds. `empty`: a creator killed before LevelDB wrote a database (no
- * CURRENT, no MANIFEST, no table, no logged record); only creating a run may open it. */
+/** What a run's log folder holds. `empty`: a creator stopped before LevelDB finished creating a
+ * database (no CURRENT, no table, no logged record, no MANIFEST listing a table). */
 export type LevelDirState = { kind: 'absent' } | { kind: 'empty' } | { kind: 'whole'; manifest: string; tables: number };
 
 const TABLE = /^(\d+)\.(ldb|sst)$/;
@@ -69,7 +69,17 @@ export async function inspectLevelDir(runId: string, dir: string, shownAs: strin
   if (!current) {
     let records = 0;
     for (const name of wals) records += readLogFile((await read(name)) ?? Buffer.alloc(0)).records.length;
-    if (tables.length === 0 && manifests.length === 0 && records === 0) return { kind: 'empty' };
+    // LevelDB creates a database by writing MANIFEST-000001 and then CURRENT: a creator stopped in
+    // between (a kill, a full disk) leaves a MANIFEST that lists no table. Nothing is lost then.
+    let listed = 0;
+    for (const name of manifests) {
+      try {
+        listed += decodeManifest(readLogFile((await read(name)) ?? Buffer.alloc(0)).records).tables.size;
+      } catch {
+        listed += 1; // undecodable: count it as holding something
+      }
+    }
+    if (tables.length === 0 && listed === 0 && records === 0) return { kind: 'empty' };
     const held = [tables.length > 0 ? `${tables.length} table file(s)` : null, manifests.length > 0 ? manifests.join(', ') : null, records > 0 ? `${records} logged batch(es)` : null]
       .filter(Boolean)
       .join(', ');
