@@ -12,6 +12,8 @@ export { resume, ResumeRefusedError, type ResumeOptions } from './run/resume.js'
 export { replay, type ReplayOptions, type ReplayResult } from './run/replay.js';
 export { branch, parseBranchTarget, type BranchOptions } from './run/branch.js';
 export { exportRun, type ExportOptions, type ExportResult } from './run/export.js';
+export { loadExport, type ExportMetadata } from './run/load-export.js';
+export { ModelIoError } from './train/model-io.js';
 export { listRuns, showState, removeRun, type RunListing, type StateView } from './run/inspect.js';
 export type { RunSummary } from './run/common.js';
 export { resolveConfig, computeSchedule, DEFAULTS, ConfigError, type Config, type ConfigInput } from './config.js';

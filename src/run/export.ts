@@ -88,6 +88,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
             metrics: evaluation ?? null,
             dataset: history.created.dataset.name,
             classNames: history.created.dataset.classNames,
+            featureNames: history.created.dataset.featureNames ?? null,
             lineage: await lineage(store, history),
           },
         });

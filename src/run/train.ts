@@ -101,6 +101,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
       inputShape: env.dataset.inputShape,
       numClasses: env.dataset.numClasses,
       classNames: env.dataset.classNames,
+      featureNames: env.dataset.featureNames ?? null,
       trainSize: env.dataset.train.size,
       valSize: env.dataset.val.size,
     },
