@@ -11,6 +11,6 @@ export function registerExport(program: Command): void {
       const out = makeOutput(Boolean(flags.json));
       const { exportRun } = await import('../../run/export.js');
       const result = await exportRun(runId, { store: flags.store as string | undefined, checkpoint: flags.checkpoint as string, out: flags.out as string });
-      out.result(result, () => `exported run ${runId} checkpoint ${result.checkpoint} (step ${result.step}) to ${result.out}\nweightsHash: ${result.weightsHash}\nload it with: tf.loadLayersModel(…/model.json)`);
+      out.result(result, () => `exported run ${runId} checkpoint ${result.checkpoint} (step ${result.step}) to ${result.out}\nweightsHash: ${result.weightsHash}\nload it in Node with retrace's loadExport(${JSON.stringify(result.out)}) (plain @tensorflow/tfjs), or with tf.loadLayersModel and tf.io.fromMemory (see the README)`);
     });
 }
