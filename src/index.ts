@@ -14,7 +14,7 @@ export { branch, parseBranchTarget, type BranchOptions } from './run/branch.js';
 export { exportRun, type ExportOptions, type ExportResult } from './run/export.js';
 export { loadExport, type ExportMetadata } from './run/load-export.js';
 export { ModelIoError } from './train/model-io.js';
-export { listRuns, showState, removeRun, type RunListing, type StateView } from './run/inspect.js';
+export { listRuns, showState, removeRun, runLiveness, type Liveness, type RunListing, type StateView, type StateReport } from './run/inspect.js';
 export type { RunSummary } from './run/common.js';
 export { resolveConfig, computeSchedule, DEFAULTS, ConfigError, type Config, type ConfigInput } from './config.js';
 export { datasetFromSource, loadDataset, DatasetError, type DatasetSource, type RandomAccess } from './train/data/index.js';

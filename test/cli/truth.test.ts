@@ -84,6 +84,33 @@ describe('runs --json and state --json carry error and liveness', () => {
   });
 });
 
+describe('liveness, one definition', () => {
+  it('live while held, crashed when not stopped and not held, null when stopped, exported or unreadable and not held', async () => {
+    const { runLiveness } = await import('../../src/run/inspect.js');
+    const table: Array<[string | null, boolean, string | null]> = [
+      ['training', true, 'live'],
+      ['stopped', true, 'live'],
+      [null, true, 'live'],
+      ['idle', false, 'crashed'],
+      ['warmup', false, 'crashed'],
+      ['training', false, 'crashed'],
+      ['checkpointing', false, 'crashed'],
+      ['plateau', false, 'crashed'],
+      ['stopped', false, null],
+      ['exported', false, null],
+      [null, false, null],
+    ];
+    for (const [state, held, want] of table) expect(runLiveness(state, held), `${state} held=${held}`).toBe(want);
+  });
+
+  it("the dashboard's run rows use it", async () => {
+    const { runRow } = await import('../../src/ui/view.js');
+    const writer = { pid: 1, hostname: 'h', command: 'train', since: '', inProcess: false };
+    expect(runRow('a', null, writer, null).liveness).toBe('live');
+    expect(runRow('a', null, null, 'event 3 is corrupt').liveness).toBe(null);
+  });
+});
+
 describe('flags', () => {
   it('--version prints the package version', async () => {
     const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };

@@ -95,7 +95,7 @@ export function registerInspect(program: Command): void {
         const ev = view.metrics.evaluations.at(-1);
         return [
           `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}`,
-          `now: ${view.liveness === 'live' ? 'live (a process holds it)' : view.liveness === 'crashed' ? `crashed (not stopped and no process holds it: \`retrace resume ${runId}\`)` : 'stopped'}`,
+          `now: ${view.liveness === 'live' ? 'live (a process holds it)' : view.liveness === 'crashed' ? `crashed (not stopped and no process holds it: \`retrace resume ${runId}\`)` : 'not running'}`,
           `step ${view.step} of ${c.settings.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
           `last loss ${view.metrics.lastLoss ?? '-'}${ev ? `, last evaluation at step ${ev.step}: val loss ${ev.valLoss} acc ${ev.valAccuracy}` : ''}`,
           `best checkpoint ${c.best ? `${c.best.index} (step ${c.best.step}, metric ${c.best.metric})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,
