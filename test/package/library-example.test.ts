@@ -1,7 +1,7 @@
 // The package as a consumer gets it: `npm pack`, the tarball installed with its peer
 // @tensorflow/tfjs into an empty folder, and README's library example run there exactly as
 // written (extracted from README.md, not copied). Needs the build (`npm test` builds first).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,6 +112,32 @@ describe('the packed package', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/PointError: run r has no step 20/);
     expect(r.stderr).not.toMatch(/tfjs-backend-wasm/);
+  });
+
+  it('ships the dashboard: `retrace ui` from the installed package serves its page', async () => {
+    const child = spawn(process.execPath, [path.join(consumer, 'node_modules', 'retrace', 'bin', 'retrace.js'), 'ui', '--port', '0', '--json', '--store', path.join(consumer, 'ui-store')], {
+      cwd: consumer,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const line = out.split('\n').find((l) => l.startsWith('{'));
+          if (line) resolve((JSON.parse(line) as { url: string }).url);
+        });
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        child.once('close', (code) => reject(new Error(`retrace ui exited ${code}: ${err}`)));
+      });
+      const page = await fetch(url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toMatch(/<script/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('close', r));
+    }
   });
 
   it('installs the retrace command: --version prints the package version', () => {
