@@ -1,10 +1,10 @@
 // Read-only views of a store: the runs as a lineage tree, a run's events, and the machine state at
 // any event. None of these touch tfjs, and all work while another process trains the run.
+import { stat } from 'node:fs/promises';
 import { stateName } from '../../machines/fold.js';
 import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingContext, TrainingStateName } from '../../machines/training.machine.js';
 import { decodeFloat, parseRecord, type LogRecord } from '../log/events.js';
-import { stat } from 'node:fs/promises';
 import { isErrno } from '../log/processes.js';
 import { Store } from '../log/store.js';
 import { storeDir, withStore, type StoreOption } from './common.js';

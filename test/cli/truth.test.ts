@@ -135,6 +135,21 @@ describe('flags', () => {
     expect(await settingsOf('off')).toMatchObject({ earlyStopping: false });
   });
 
+  it('every on/off config key has both forms on train and branch', async () => {
+    const { ConfigSchema, flagName } = await import('../../src/config.js');
+    const booleans = Object.entries(ConfigSchema.shape as Record<string, { def: { type: string; innerType?: { def: { type: string } } } }>)
+      .filter(([, s]) => (s.def.type === 'optional' ? s.def.innerType!.def.type : s.def.type) === 'boolean')
+      .map(([key]) => flagName(key));
+    expect(booleans).toContain('early-stopping');
+    for (const command of ['train', 'branch']) {
+      const help = (await cli([command, '--help'])).stdout;
+      for (const flag of booleans) {
+        expect(help, `${command} --${flag}`).toMatch(new RegExp(`^ +--${flag}\\b`, 'm'));
+        expect(help, `${command} --no-${flag}`).toMatch(new RegExp(`^ +--no-${flag}\\b`, 'm'));
+      }
+    }
+  });
+
   it('branch requires the point: RUN without @POINT is bad usage and creates nothing', async () => {
     const store = await tempDir();
     await cli(['train', ...IRIS, '--stop-point', '1', '--run-id', 'first', '--store', store, '--json']);
@@ -232,11 +247,12 @@ describe('du, gc and a store that is not there', () => {
     expect(runs.code).toBe(0);
     expect(runs.stdout.trim()).toBe('no runs yet: start one with `retrace train`');
     expect((await cli(['runs', '--store', dir, '--json'])).stdout.trim()).toBe('[]');
-    for (const args of [['du'], ['gc'], ['state', 'x'], ['log', 'x'], ['replay', 'x'], ['export', 'x', '--out', path.join(dir, 'm')], ['rm', 'x'], ['branch', 'x@last']]) {
+    for (const args of [['du'], ['gc'], ['state', 'x'], ['log', 'x'], ['replay', 'x'], ['export', 'x', '--out', path.join(dir, 'm')], ['rm', 'x'], ['branch', 'x@last'], ['resume', 'x']]) {
       const r = await cli([...args, '--store', dir]);
       expect(r.code, args.join(' ')).toBe(1);
       expect(errorLines(r), args.join(' ')).toEqual([`retrace: no retrace store at ${dir} (the folder does not exist); \`retrace train --store ${dir}\` creates one`]);
     }
+    expect((await cli(['fsck', '--store', dir])).code).toBe(1);
     expect(existsSync(dir)).toBe(false);
   });
 });
