@@ -4,7 +4,7 @@
 // `store.events(runId)` as an async iterator), and stop a run with an AbortSignal.
 import { Store } from './log/store.js';
 import type { LogRecord } from './log/events.js';
-import { storeDir } from './run/common.js';
+import { assertStoreFolder, storeDir } from './run/common.js';
 import { listRuns, readLog, readRun, resolveAt, stateAt, type RunListing, type StateView } from './run/inspect.js';
 
 export { train, type TrainOptions } from './run/train.js';
@@ -37,8 +37,11 @@ export interface RetraceStore {
   close(): Promise<void>;
 }
 
-export async function openStore(dir?: string): Promise<RetraceStore> {
+/** Opens the store at `dir` (default `$RETRACE_STORE`, else ./.retrace). A folder that does not
+ * exist is a StoreError unless `create` (reading must not leave an empty store behind). */
+export async function openStore(dir?: string, opts: { create?: boolean } = {}): Promise<RetraceStore> {
   const resolved = storeDir(dir);
+  if (!opts.create) await assertStoreFolder(resolved);
   const store = await Store.open(resolved);
   return {
     store,

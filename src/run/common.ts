@@ -31,7 +31,7 @@ export interface StoreOption {
 }
 
 /** Throws StoreError when `dir` does not exist (nothing is created). */
-async function assertStoreFolder(dir: string): Promise<void> {
+export async function assertStoreFolder(dir: string): Promise<void> {
   try {
     await stat(dir);
   } catch (err) {

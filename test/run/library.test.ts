@@ -1,5 +1,6 @@
 // The library API as README shows it: the package entry's names, a user's own data and model
 // factory, progress as events, an AbortSignal, and the store as an async iterator of events.
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -102,6 +103,18 @@ describe('library API', () => {
     const s = await retrace.openStore(store);
     try {
       await expect(s.state('w', 'step:20')).rejects.toThrow(/^run w has no step 20/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('openStore of a folder that does not exist rejects and creates nothing (unless asked to create)', async () => {
+    const dir = path.join(await tempDir(), 'typo');
+    await expect(retrace.openStore(dir)).rejects.toThrow(`no retrace store at ${dir} (the folder does not exist)`);
+    expect(existsSync(dir)).toBe(false);
+    const s = await retrace.openStore(dir, { create: true });
+    try {
+      expect(await s.runs()).toEqual([]);
     } finally {
       await s.close();
     }
