@@ -4,7 +4,7 @@
 // `store.events(runId)` as an async iterator), and stop a run with an AbortSignal.
 import { Store } from './log/store.js';
 import type { LogRecord } from './log/events.js';
-import { storeDir } from './run/common.js';
+import { assertStoreFolder, storeDir } from './run/common.js';
 import { listRuns, readLog, readRun, resolveAt, stateAt, type LogQuery, type RunListing, type StateView } from './run/inspect.js';
 
 export { train, type TrainOptions } from './run/train.js';
@@ -12,8 +12,10 @@ export { resume, ResumeRefusedError, type ResumeOptions } from './run/resume.js'
 export { replay, type ReplayOptions, type ReplayResult } from './run/replay.js';
 export { branch, parseBranchTarget, type BranchOptions } from './run/branch.js';
 export { exportRun, type ExportOptions, type ExportResult } from './run/export.js';
-export { listRuns, showState, removeRun, type LogQuery, type RunListing, type StateView } from './run/inspect.js';
+export { listRuns, showState, removeRun, runLiveness, type Liveness, type LogQuery, type RunListing, type StateView, type StateReport } from './run/inspect.js';
 export { parsePoint, formatPoint, PointError, PointSyntaxError, type Point } from './run/points.js';
+export { loadExport, type ExportMetadata } from './run/load-export.js';
+export { ModelIoError } from './train/model-io.js';
 export type { RunSummary } from './run/common.js';
 export { resolveConfig, computeSchedule, DEFAULTS, ConfigError, type Config, type ConfigInput } from './config.js';
 export { datasetFromSource, loadDataset, DatasetError, type DatasetSource, type RandomAccess } from './train/data/index.js';
@@ -36,8 +38,11 @@ export interface RetraceStore {
   close(): Promise<void>;
 }
 
-export async function openStore(dir?: string): Promise<RetraceStore> {
+/** Opens the store at `dir` (default `$RETRACE_STORE`, else ./.retrace). A folder that does not
+ * exist is a StoreError unless `create` (reading must not leave an empty store behind). */
+export async function openStore(dir?: string, opts: { create?: boolean } = {}): Promise<RetraceStore> {
   const resolved = storeDir(dir);
+  if (!opts.create) await assertStoreFolder(resolved);
   const store = await Store.open(resolved);
   return {
     store,

@@ -56,7 +56,12 @@ export function addConfigFlags(cmd: Command, opts: { exclude?: string[] } = {}):
     const flag = `--${flagName(key)}`;
     const kind = kindOf(key);
     const desc = DESCRIPTIONS[key] ?? key;
-    if (kind === 'boolean') cmd.option(flag, desc);
+    if (kind === 'boolean') {
+      // Both forms, so a flag can switch off what a --config file switched on; neither given
+      // leaves the key undefined (the file's value or the default stands).
+      cmd.option(flag, desc);
+      cmd.option(`--no-${flagName(key)}`, `turn ${flag} off (overrides --config)`);
+    }
     else cmd.option(`${flag} <value>`, desc);
   }
   return cmd;

@@ -4,12 +4,14 @@
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands/index.js';
 import { describeError, exitCodeFor } from './output.js';
+import { packageVersion } from './version.js';
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('retrace')
     .description('Event-sourced TensorFlow.js training: resume, replay bit-exactly and branch from any event.')
+    .version(packageVersion(), '-V, --version', "print retrace's version")
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerCommands(program);

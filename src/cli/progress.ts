@@ -12,9 +12,14 @@ function fmt(x: number): string {
   return Number.isFinite(x) ? x.toPrecision(4) : String(x);
 }
 
-export function createProgress(opts: { stream: NodeJS.WriteStream; label: string }): Progress {
+/**
+ * `total` is the step count the bar runs to when the records will not say it: resume and replay
+ * start after `run.created` (which carries the budget), so their callers read it from the log
+ * first. Unknown (null) shows plain step numbers, never a made-up `N/0`.
+ */
+export function createProgress(opts: { stream: NodeJS.WriteStream; label: string; total?: number | null }): Progress {
   const tty = Boolean(opts.stream.isTTY);
-  let total = 0;
+  let total: number | null = opts.total ?? null;
   let state = 'idle';
   let loss = NaN;
   let val = '';
@@ -24,39 +29,42 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
   const line = (text: string) => {
     if (bar) bar.stop();
     opts.stream.write(`${text}\n`);
-    if (bar) bar.start(total, lastStep, payload());
+    if (bar) bar.start(total ?? 0, lastStep, payload());
   };
   let lastStep = 0;
   const payload = () => ({ state, loss: fmt(loss), val });
+  const startBar = (from: number) => {
+    if (!tty || bar || total === null) return;
+    bar = new cliProgress.SingleBar(
+      {
+        stream: opts.stream,
+        format: `${opts.label} {bar} {value}/{total} steps | {state} | loss {loss} {val}| {eta_formatted} left`,
+        hideCursor: true,
+        etaBuffer: 200,
+        fps: 5,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total, from, payload());
+  };
+  const ofTotal = () => (total === null ? '' : `/${total}`);
 
   return {
     onRecord(r) {
       switch (r.type) {
         case 'run.created':
           total = r.data.settings.totalSteps;
-          if (tty) {
-            bar = new cliProgress.SingleBar(
-              {
-                stream: opts.stream,
-                format: `${opts.label} {bar} {value}/{total} steps | {state} | loss {loss} {val}| {eta_formatted} left`,
-                hideCursor: true,
-                etaBuffer: 200,
-                fps: 5,
-              },
-              cliProgress.Presets.shades_classic,
-            );
-            bar.start(total, 0, payload());
-          } else {
-            opts.stream.write(`${opts.label}: ${total} steps (${r.data.settings.stepsPerEpoch} per checkpoint), backend ${r.data.backend.name}\n`);
-          }
+          if (tty) startBar(0);
+          else opts.stream.write(`${opts.label}: ${total} steps (${r.data.settings.stepsPerEpoch} per checkpoint), backend ${r.data.backend.name}\n`);
           break;
         case 'step.finished':
           lastStep = r.data.step;
           loss = decodeFloat(r.data.loss);
+          startBar(lastStep);
           if (bar) bar.update(lastStep, payload());
           else if (Date.now() - lastLine > 5000) {
             lastLine = Date.now();
-            opts.stream.write(`  step ${lastStep}/${total} loss ${fmt(loss)}\n`);
+            opts.stream.write(`  step ${lastStep}${ofTotal()} loss ${fmt(loss)}\n`);
           }
           break;
         case 'eval.finished':

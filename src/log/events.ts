@@ -118,6 +118,8 @@ const RunCreatedSchema = z.object({
     inputShape: z.array(z.number()),
     numClasses: z.number().int(),
     classNames: z.array(z.string()),
+    /** Feature names in input order; absent in logs written before it was recorded. */
+    featureNames: z.array(z.string()).nullable().optional(),
     trainSize: z.number().int(),
     valSize: z.number().int(),
   }),

@@ -392,6 +392,16 @@ export class Store {
     return owner && owner.pid !== process.pid && pidAlive(owner.pid) ? owner : null;
   }
 
+  /** The process holding the run open for writing (this one included), per its owner.json: null
+   * when there is none or it is dead. A writer killed by SIGKILL leaves owner.json behind (its
+   * LevelDB lock died with it), so a local pid is checked; another host's is taken at its word. */
+  async holder(id: string): Promise<RunOwner | null> {
+    const owner = await this.readOwner(id);
+    if (!owner) return null;
+    if (owner.hostname && owner.hostname !== os.hostname()) return owner;
+    return pidAlive(owner.pid) ? owner : null;
+  }
+
   /** Opens an existing run (UnknownRunError if none); see the top of this file for the modes. */
   async openRun(id: string, mode: RunMode, opts: RunOpenOptions = {}): Promise<RunLog> {
     this.assertOpen();

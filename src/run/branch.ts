@@ -28,10 +28,15 @@ export interface BranchOptions extends StoreOption {
   command?: string;
 }
 
-/** Splits `RUN@POINT` (the point defaults to `last`). */
+/** Splits `RUN@POINT`. The point is required: a silent default would branch from a state the
+ * caller never named. Throws PointError ("bad …", a usage error) without it. */
 export function parseBranchTarget(target: string): { runId: string; point: string } {
   const at = target.lastIndexOf('@');
-  if (at <= 0) return { runId: target, point: 'last' };
+  if (at <= 0) {
+    throw new PointError(
+      `bad branch target "${target}": name the point to branch from, e.g. ${target}@last or ${target}@best (best, last, ckpt:K, step:N or an event number)`,
+    );
+  }
   const point = target.slice(at + 1);
   if (!point) throw new PointError(`bad branch target "${target}": expected RUN@POINT (best, last, ckpt:K, step:N or an event number)`);
   return { runId: target.slice(0, at), point };

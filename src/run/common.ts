@@ -7,6 +7,8 @@ import { stateName, type TrainingSnapshot } from '../../machines/fold.js';
 import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingStateName } from '../../machines/training.machine.js';
 import type { LogRecord, ProcessAttached } from '../log/events.js';
+import { stat } from 'node:fs/promises';
+import { StoreError } from '../log/errors.js';
 import { Store } from '../log/store.js';
 import type { BackendInfo } from '../train/types.js';
 import type { RunHistory } from './history.js';
@@ -22,12 +24,28 @@ export interface StoreOption {
   /** A store folder or an open Store. */
   store?: string | Store;
   cwd?: string;
+  /** Create the store folder when it does not exist. Only an operation that creates a run
+   * (train) does; everything else fails on a missing folder and leaves the path untouched (a
+   * mistyped --store must not leave an empty store behind). Default false. */
+  create?: boolean;
+}
+
+/** Throws StoreError when `dir` does not exist (nothing is created). */
+export async function assertStoreFolder(dir: string): Promise<void> {
+  try {
+    await stat(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return; // Store.open names other problems
+    throw new StoreError(`no retrace store at ${dir} (the folder does not exist); \`retrace train --store ${dir}\` creates one`, dir);
+  }
 }
 
 /** Opens the store named by the option (and closes it afterwards only if it opened it). */
 export async function withStore<T>(opt: StoreOption, fn: (store: Store) => Promise<T>): Promise<T> {
   if (opt.store instanceof Store) return fn(opt.store);
-  const store = await Store.open(storeDir(opt.store, opt.cwd));
+  const dir = storeDir(opt.store, opt.cwd);
+  if (!opt.create) await assertStoreFolder(dir);
+  const store = await Store.open(dir);
   try {
     return await fn(store);
   } finally {
@@ -48,7 +66,10 @@ export interface RunSummary {
   step: number;
   examplesSeen: number;
   bestCheckpoint: number | null;
-  /** SHA-256 of the weights after the last step (null only if the log has no record of them). */
+  /** SHA-256 of the best checkpoint's own weights (what `export --checkpoint best` writes), null
+   * when there is no best checkpoint. */
+  bestWeightsHash: string | null;
+  /** SHA-256 of the final weights, after the last step (null only if the log has no record of them). */
   weightsHash: string | null;
 }
 
@@ -61,6 +82,7 @@ export function summarize(runId: string, snapshot: TrainingSnapshot, weightsHash
     step: c.step,
     examplesSeen: c.examplesSeen,
     bestCheckpoint: c.best?.index ?? null,
+    bestWeightsHash: c.best?.weightsHash ?? null,
     weightsHash,
   };
 }

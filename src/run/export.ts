@@ -127,6 +127,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
           metrics: evaluation ?? null,
           dataset: created.dataset.name,
           classNames: created.dataset.classNames,
+          featureNames: created.dataset.featureNames ?? null,
           lineage: await lineage(store, history),
         },
       });

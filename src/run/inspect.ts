@@ -1,13 +1,30 @@
 // Read-only views of a store: the runs as a lineage tree, a run's events, and the machine state at
 // any event. None of these touch tfjs, and all work while another process trains the run.
+import { stat } from 'node:fs/promises';
 import { stateName } from '../../machines/fold.js';
 import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingContext, TrainingStateName } from '../../machines/training.machine.js';
 import { decodeFloat, parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
-import type { Store } from '../log/store.js';
-import { withStore, type StoreOption } from './common.js';
+import { isErrno } from '../log/processes.js';
+import { Store } from '../log/store.js';
+import { storeDir, withStore, type StoreOption } from './common.js';
 import { loadHistory, type RunHistory } from './history.js';
 import { formatPoint, parsePoint, PointError, PointSyntaxError, resolvePoint, type Point } from './points.js';
+
+/**
+ * Whether anything is running a run, the one definition `runs`, `state` and the dashboard share:
+ * `"live"` while a process holds the run open for writing; `"crashed"` when the run is not
+ * stopped (nor exported) and no process holds it (its writer died: `retrace resume` continues
+ * it); null when it is stopped or exported and nothing holds it, or when its log cannot be read
+ * (state unknown) and nothing holds it.
+ */
+export type Liveness = 'live' | 'crashed' | null;
+
+export function runLiveness(state: string | null, held: boolean): Liveness {
+  if (held) return 'live';
+  if (state === null || state === 'stopped' || state === 'exported') return null;
+  return 'crashed';
+}
 
 export interface RunListing {
   runId: string;
@@ -22,11 +39,23 @@ export interface RunListing {
   model: string;
   bestMetric: number | null;
   bestCheckpoint: number | null;
-  /** Set when the run's log could not be read; the other fields are then placeholders. */
-  error?: string;
+  /** The one-line reason the run's log cannot be read, else null; when set, state, stopReason,
+   * step and the details are placeholders (`runs --json` prints them as null). */
+  error: string | null;
+  liveness: Liveness;
 }
 
+/** Every run of the store with its state (an unreadable run with its error). A store folder that
+ * does not exist has no runs: the list is empty and nothing is created. */
 export async function listRuns(opts: StoreOption = {}): Promise<RunListing[]> {
+  if (!(opts.store instanceof Store) && !opts.create) {
+    try {
+      await stat(storeDir(opts.store, opts.cwd));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+  }
   return withStore(opts, async (store) => {
     const ids = await store.listRuns();
     const out: RunListing[] = [];
@@ -36,6 +65,7 @@ export async function listRuns(opts: StoreOption = {}): Promise<RunListing[]> {
 }
 
 export async function describeRun(store: Store, runId: string): Promise<RunListing> {
+  const held = (await store.holder(runId)) !== null;
   try {
     const history = await readRun(store, runId);
     const { snapshot } = history.snapshotAt();
@@ -53,6 +83,8 @@ export async function describeRun(store: Store, runId: string): Promise<RunListi
       model: created.model.spec,
       bestMetric: c.best ? c.best.metric : null,
       bestCheckpoint: c.best ? c.best.index : null,
+      error: null,
+      liveness: runLiveness(stateName(snapshot), held),
     };
   } catch (err) {
     return {
@@ -67,7 +99,8 @@ export async function describeRun(store: Store, runId: string): Promise<RunListi
       model: '',
       bestMetric: null,
       bestCheckpoint: null,
-      error: (err as Error).message,
+      error: (err as Error).message.split('\n')[0]!,
+      liveness: runLiveness(null, held),
     };
   }
 }
@@ -153,6 +186,14 @@ export interface StateView {
   around: LogRecord[];
 }
 
+/** `state --json`: the view plus the run's facts now (as `runs --json` gives them). */
+export interface StateReport extends StateView {
+  /** Always null here: a run whose log cannot be read fails `state` with that reason. */
+  error: null;
+  /** The run now, not at the event shown (see runLiveness). */
+  liveness: Liveness;
+}
+
 /** Resolves `--at`: any point (see points.ts; default: the last event) to the event it names. */
 export function resolveAt(history: RunHistory, at?: string): number {
   if (at === undefined) return history.lastSeq;
@@ -186,10 +227,12 @@ export function stateAt(history: RunHistory, seq: number, aroundCount = 5): Stat
   };
 }
 
-export async function showState(runId: string, opts: StoreOption & { at?: string } = {}): Promise<StateView> {
+export async function showState(runId: string, opts: StoreOption & { at?: string } = {}): Promise<StateReport> {
   return withStore(opts, async (store) => {
     const history = await readRun(store, runId);
-    return stateAt(history, resolveAt(history, opts.at));
+    const view = stateAt(history, resolveAt(history, opts.at));
+    const held = (await store.holder(runId)) !== null;
+    return { ...view, error: null, liveness: runLiveness(stateName(history.snapshotAt().snapshot), held) };
   });
 }
 

@@ -47,6 +47,21 @@ export interface ReplayResult {
   eventsVerified: number;
   weightsHash: string;
   backendMismatch: string | null;
+  /** Why it diverged, when the log explains it: a resume on another backend recorded before the
+   * divergent event (exactness holds within one backend only). Null otherwise. */
+  cause: string | null;
+}
+
+/** The first backend change the log records at or before `seq` (a process that attached on
+ * another backend than the run's), as one sentence; null if none. */
+export function recordedBackendChange(history: RunHistory, seq: number): string | null {
+  for (const r of history.records) {
+    if (r.seq > seq) break;
+    if (r.type === 'process.attached' && r.data.backendMismatch) {
+      return `the run was continued on another backend at event ${r.seq} (\`${r.data.command}\`: ${r.data.backendMismatch}); results are exact within one backend only, so a replay on one backend cannot match steps computed on the other`;
+    }
+  }
+  return null;
 }
 
 export async function replay(runId: string, opts: ReplayOptions = {}): Promise<ReplayResult> {
@@ -139,6 +154,7 @@ export async function replayFrom(
       firstDivergence: divergence ? divergence.step : null,
       divergentSeq: divergence ? divergence.seq : null,
       message: divergence ? divergence.message : null,
+      cause: divergence ? recordedBackendChange(history, divergence.seq) : null,
       fromCheckpoint: start.data.index,
       fromStep: start.data.step,
       toStep,

@@ -31,7 +31,7 @@ export interface TrainOptions extends StoreOption {
 
 export async function train(opts: TrainOptions = {}): Promise<RunSummary> {
   const config = resolveConfig(opts.config as Record<string, unknown> | undefined);
-  return withStore(opts, async (store) => {
+  return withStore({ ...opts, create: true }, async (store) => {
     const runId = config.runId ?? newRunId();
     if ((await store.hasRun(runId)) && !(await store.isEmptyRun(runId))) throw new RunExistsError(runId, await store.liveWriter(runId));
     const env = await buildEnvironment({
@@ -110,6 +110,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
       inputShape: env.dataset.inputShape,
       numClasses: env.dataset.numClasses,
       classNames: env.dataset.classNames,
+      featureNames: env.dataset.featureNames ?? null,
       trainSize: env.dataset.train.size,
       valSize: env.dataset.val.size,
     },

@@ -25,6 +25,26 @@ let pending: Promise<Active> | null = null;
 let tfjsNodeProbe: Promise<Tf | Error> | null = null;
 let wasmModule: Promise<typeof import('@tensorflow/tfjs-backend-wasm')> | null = null;
 
+/** Process-wide listeners the emscripten loader of tfjs-backend-wasm installs while it starts:
+ * `uncaughtException` and `unhandledRejection` handlers that rethrow, so a caller's own rejected
+ * promise (a retrace error it did not catch) surfaced as an uncaught exception printed from inside
+ * the wasm glue code (exit 7), not as the caller's error. A library must not change how its
+ * caller's process handles errors: whatever the loader adds is removed again. */
+type ProcessErrorEvent = 'uncaughtException' | 'unhandledRejection';
+const PROCESS_ERROR_EVENTS: ProcessErrorEvent[] = ['uncaughtException', 'unhandledRejection'];
+
+function processErrorListeners(): Map<ProcessErrorEvent, Set<Function>> {
+  return new Map(PROCESS_ERROR_EVENTS.map((e) => [e, new Set<Function>((process as NodeJS.EventEmitter).listeners(e))]));
+}
+
+function removeListenersAddedSince(before: Map<ProcessErrorEvent, Set<Function>>): void {
+  for (const event of PROCESS_ERROR_EVENTS) {
+    for (const listener of (process as NodeJS.EventEmitter).listeners(event)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void);
+    }
+  }
+}
+
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return (text.split('\n').find((line) => line.trim() !== '') ?? text).trim();
@@ -78,18 +98,23 @@ async function activate(name: BackendName, tfNode: Tf | null): Promise<Active> {
   } else if (name === 'wasm') {
     tf = tfjs;
     let wasm: typeof import('@tensorflow/tfjs-backend-wasm');
-    try {
-      wasmModule ??= import(WASM);
-      wasm = await wasmModule;
-    } catch (error) {
-      wasmModule = null;
-      throw new BackendError(`backend "wasm" could not be loaded: ${firstLine(error)}`);
-    }
     let ok: boolean;
+    const listenersBefore = processErrorListeners();
     try {
-      ok = await tf.setBackend('wasm');
-    } catch (error) {
-      throw new BackendError(`backend "wasm" failed to initialise: ${firstLine(error)}`);
+      try {
+        wasmModule ??= import(WASM);
+        wasm = await wasmModule;
+      } catch (error) {
+        wasmModule = null;
+        throw new BackendError(`backend "wasm" could not be loaded: ${firstLine(error)}`);
+      }
+      try {
+        ok = await tf.setBackend('wasm');
+      } catch (error) {
+        throw new BackendError(`backend "wasm" failed to initialise: ${firstLine(error)}`);
+      }
+    } finally {
+      removeListenersAddedSince(listenersBefore);
     }
     if (!ok) throw new BackendError('backend "wasm" failed to initialise');
     registerWasmTrainingKernels(tf);

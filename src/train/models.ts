@@ -112,7 +112,7 @@ export function validateModel(tf: Tf, value: unknown, inputShape: number[], numC
       typeof value === 'object' && value !== null && typeof (value as { apply?: unknown }).apply === 'function' && Array.isArray((value as { layers?: unknown }).layers);
     throw new ModelError(
       looksLikeModel
-        ? `${origin} returned a model from another copy of tfjs; build it with the tf passed to the factory`
+        ? `${origin} returned a model built with another copy of @tensorflow/tfjs than retrace's: build it with the tf passed to the factory, and dedupe the install (\`npm ls @tensorflow/tfjs\` lists the copies, \`npm dedupe\` merges them)`
         : `${origin} must return a tf.LayersModel (tf.sequential or tf.model), got ${describeValue(value)}`,
     );
   }

@@ -20,6 +20,10 @@ export interface Dataset {
   readonly inputShape: number[];
   readonly numClasses: number;
   readonly classNames: string[];
+  /** The feature columns' names in input order (a CSV's header without the label column, iris's
+   * four measurements), or null where features have no names (MNIST's pixels). Exported models
+   * record them next to the class names, so a consumer feeds columns in the trained order. */
+  readonly featureNames?: string[] | null;
   readonly train: Split;
   readonly val: Split;
   /** SHA-256 (hex) over inputShape, class names, and both splits' bytes: resume refuses a different one. */

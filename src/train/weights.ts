@@ -173,6 +173,19 @@ export function writeWeights(model: LayersModel, weights: readonly TensorBytes[]
   if (duplicates.length) problems.push(`given twice ${listNames(duplicates)}`);
   if (mismatched.length) problems.push(`shape mismatch: ${mismatched.slice(0, 4).join('; ')}${mismatched.length > 4 ? `; and ${mismatched.length - 4} more` : ''}`);
   if (problems.length) {
+    // Same structure under other names: tfjs numbers unnamed layers per process (dense_Dense1,
+    // then dense_Dense3 for the next model built), so a caller's model rebuilt in the same
+    // process gets other weight names than the ones recorded. Say how to fix it.
+    const renamedOnly =
+      missing.length === variables.length &&
+      weights.length === variables.length &&
+      variables.every((v, i) => weights[i]!.dtype === v.dtype && weights[i]!.shape.join(',') === v.shape.join(','));
+    if (renamedOnly) {
+      throw new WeightsError(
+        `the model's weights are named ${listNames(variables.map((v) => v.name))} but were recorded as ${listNames(weights.map((w) => w.name))}: ` +
+          'tfjs numbers unnamed layers per process, so give every layer of the model a name (tf.layers.dense({ name: "hidden", … }))',
+      );
+    }
     throw new WeightsError(`weights do not fit the model (model has ${listNames(variables.map((v) => v.name))}): ${problems.join('; ')}`);
   }
   for (const v of variables) {

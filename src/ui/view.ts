@@ -1,6 +1,7 @@
 // What the dashboard draws, digested from a run's records: columnar series (steps, evaluations,
 // checkpoints, state transitions) that the page appends to as a run grows, and "light" records
 // (without tensor lists, topologies or stored machine snapshots) for event tables.
+import { runLiveness, type Liveness } from '../run/inspect.js';
 import { stateName } from '../../machines/fold.js';
 import { decodeFloat, type LoggedFloat, type LogRecord } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
@@ -29,6 +30,8 @@ export interface RunRow {
   lastSeq: number;
   /** The process appending to the run right now, if any. */
   writer: RunWriter | null;
+  /** live / crashed / null, as `retrace runs --json` says it (runLiveness). */
+  liveness: Liveness;
   /** The log could not be read (the rest is what was read before, or placeholders). */
   error: string | null;
 }
@@ -207,6 +210,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
       lastEventAt: '',
       lastSeq: -1,
       writer,
+      liveness: runLiveness(null, writer !== null),
       error,
     };
   }
@@ -233,6 +237,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
     lastEventAt: history.records[history.records.length - 1]!.at,
     lastSeq: history.lastSeq,
     writer,
+    liveness: runLiveness(stateName(snapshot), writer !== null),
     error,
   };
 }

@@ -48,7 +48,7 @@ describe('retrace CLI', () => {
     const store = await tempDir();
     const s = ['--store', store, '--json'];
     const trained = json(retrace(['train', ...IRIS, '--run-id', 'base', ...s]));
-    expect(Object.keys(trained).sort()).toEqual(['bestCheckpoint', 'examplesSeen', 'runId', 'state', 'step', 'stopReason', 'weightsHash']);
+    expect(Object.keys(trained).sort()).toEqual(['bestCheckpoint', 'bestWeightsHash', 'examplesSeen', 'runId', 'state', 'step', 'stopReason', 'weightsHash']);
     expect(trained).toMatchObject({ runId: 'base', state: 'stopped', stopReason: 'budget', step: 90, examplesSeen: 720 });
 
     const branched = json(retrace(['branch', 'base@ckpt:1', '--lr', '0.0005', '--stop-point', '2', '--checkpoints', '1', '--run-id', 'ft', ...s]));
@@ -56,8 +56,8 @@ describe('retrace CLI', () => {
 
     const runs = json(retrace(['runs', ...s])) as unknown as Array<Record<string, unknown>>;
     expect(runs).toEqual([
-      { runId: 'base', parent: null, state: 'stopped', stopReason: 'budget', step: 90 },
-      { runId: 'ft', parent: { runId: 'base', point: 'ckpt:1' }, state: 'stopped', stopReason: 'budget', step: 30 },
+      { runId: 'base', parent: null, state: 'stopped', stopReason: 'budget', step: 90, error: null, liveness: null },
+      { runId: 'ft', parent: { runId: 'base', point: 'ckpt:1' }, state: 'stopped', stopReason: 'budget', step: 30, error: null, liveness: null },
     ]);
 
     const state = json(retrace(['state', 'base', '--at', 'step:45', ...s]));

@@ -22,6 +22,6 @@ export function registerExport(program: Command): void {
         onWarning: (m) => out.warn(m),
       });
       const what = result.checkpoint === null ? `step ${result.step} (re-executed)` : `checkpoint ${result.checkpoint} (step ${result.step})`;
-      out.result(result, () => `exported run ${runId} ${what} to ${result.out}\nweightsHash: ${result.weightsHash}\nload it with: tf.loadLayersModel(…/model.json)`);
+      out.result(result, () => `exported run ${runId} ${what} to ${result.out}\nweightsHash: ${result.weightsHash}\nload it in Node with retrace's loadExport(${JSON.stringify(result.out)}) (plain @tensorflow/tfjs), or with tf.loadLayersModel and tf.io.fromMemory (see the README)`);
     });
 }

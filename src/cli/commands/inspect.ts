@@ -24,7 +24,8 @@ function lineageTree(runs: RunListing[]): string {
       const from = r.parent ? ` @${r.parent.point}${ids.has(r.parent.runId) ? '' : ` of ${r.parent.runId} (removed)`}` : '';
       const best = r.bestMetric !== null ? ` best ckpt ${r.bestCheckpoint} (${r.bestMetric.toPrecision(4)})` : '';
       const status = r.error ? `unreadable: ${r.error}` : `${r.state}${r.stopReason ? ` (${r.stopReason})` : ''} step ${r.step}${best}`;
-      lines.push(`${prefix}${branchMark}${r.runId}${from}  ${status}`);
+      const liveness = r.liveness === 'live' ? '  [live]' : r.liveness === 'crashed' ? `  [crashed: no process holds it; \`retrace resume ${r.runId}\`]` : '';
+      lines.push(`${prefix}${branchMark}${r.runId}${from}  ${status}${liveness}`);
       walk(r.runId, parent === null ? prefix : prefix + (last ? '   ' : '│  '));
     });
   };
@@ -55,7 +56,12 @@ export function registerInspect(program: Command): void {
     const out = makeOutput(Boolean(flags.json));
     const runs = await listRuns({ store: flags.store });
     out.result(
-      runs.map((r) => ({ runId: r.runId, parent: r.parent, state: r.state, stopReason: r.stopReason, step: r.step })),
+      runs.map((r) =>
+        r.error === null
+          ? { runId: r.runId, parent: r.parent, state: r.state, stopReason: r.stopReason, step: r.step, error: null, liveness: r.liveness }
+          : // Unreadable: nothing is known about its state; say so instead of "idle, step 0".
+            { runId: r.runId, parent: null, state: null, stopReason: null, step: null, error: r.error, liveness: r.liveness },
+      ),
       () => lineageTree(runs),
     );
   });
@@ -85,6 +91,7 @@ export function registerInspect(program: Command): void {
         const ev = view.metrics.evaluations.at(-1);
         return [
           `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}`,
+          `now: ${view.liveness === 'live' ? 'live (a process holds it)' : view.liveness === 'crashed' ? `crashed (not stopped and no process holds it: \`retrace resume ${runId}\`)` : 'not running'}`,
           `step ${view.step} of ${c.settings.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
           `last loss ${view.metrics.lastLoss ?? '-'}${ev ? `, last evaluation at step ${ev.step}: val loss ${ev.valLoss} acc ${ev.valAccuracy}` : ''}`,
           `best checkpoint ${c.best ? `${c.best.index} (step ${c.best.step}, metric ${c.best.metric})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,

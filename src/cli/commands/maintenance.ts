@@ -1,21 +1,41 @@
 // `retrace rm`, `retrace gc`, `retrace du`.
 import type { Command } from 'commander';
 import { blobRefs } from '../../log/events.js';
-import { collectGarbage, diskUsage } from '../../log/gc.js';
+import { collectGarbage, diskUsage, type DiskUsage, type GcResult } from '../../log/gc.js';
 import { withStore } from '../../run/common.js';
 import { removeRun } from '../../run/inspect.js';
 import { makeOutput } from '../output.js';
+import { formatBytes, table } from '../table.js';
 import { commonFlags } from './index.js';
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let i = 0;
-  let x = n;
-  while (x >= 1024 && i < units.length - 1) {
-    x /= 1024;
-    i += 1;
-  }
-  return `${x.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+/** `du` for people: a row per run, then what is shared, unreferenced and in all. */
+export function duTable(usage: DiskUsage): string {
+  if (usage.runs.length === 0 && usage.unreferencedBlobs === 0) return `no runs; ${formatBytes(usage.totalBytes)} in all`;
+  const rows = usage.runs.map((r) => [
+    r.runId,
+    formatBytes(r.logBytes),
+    formatBytes(r.exclusiveBlobBytes),
+    formatBytes(r.sharedBlobBytes),
+    String(r.blobs),
+    r.missingBlobs.length > 0 ? `${r.missingBlobs.length} missing (run \`retrace fsck ${r.runId}\`)` : '',
+  ]);
+  const lines = [table(['run', 'log', 'own blobs', 'shared blobs', 'blobs', ''], rows, [1, 2, 3, 4])];
+  const sharedBytes = usage.shared.reduce((a, b) => a + b.bytes, 0);
+  lines.push('');
+  lines.push(`shared between runs (counted once): ${usage.shared.length} blob(s), ${formatBytes(sharedBytes)}`);
+  lines.push(`unreferenced: ${usage.unreferencedBlobs} blob(s), ${formatBytes(usage.unreferencedBlobBytes)}${usage.unreferencedBlobs > 0 ? ' (`retrace gc` frees them)' : ''}`);
+  lines.push(`total: ${formatBytes(usage.totalBytes)}`);
+  return lines.join('\n');
+}
+
+/** `gc` for people: what it deleted, what it kept and why. */
+export function gcReport(result: GcResult, graceSeconds: number): string {
+  const rows = [
+    ['deleted', String(result.deleted.length), `unreferenced by any run, older than --grace ${graceSeconds} s: ${formatBytes(result.freedBytes)} freed`],
+    ['kept', String(result.referenced), `referenced by the ${result.runs} run(s) of the store`],
+    ['kept', String(result.keptYoung.length), `unreferenced but younger than --grace ${graceSeconds} s (a running training writes blobs before its log names them)`],
+  ];
+  return table(['', 'blobs', 'why'], rows, [1]);
 }
 
 export function registerMaintenance(program: Command): void {
@@ -32,12 +52,12 @@ export function registerMaintenance(program: Command): void {
     .action(async (flags: { store?: string; json?: boolean; grace: string }) => {
       const out = makeOutput(Boolean(flags.json));
       const result = await withStore({ store: flags.store }, (store) => collectGarbage(store, blobRefs, { graceMs: Number(flags.grace) * 1000 }));
-      out.result(result, () => JSON.stringify(result));
+      out.result(result, () => gcReport(result, Number(flags.grace)));
     });
 
   commonFlags(program.command('du').description('bytes per run; blobs shared between runs counted once')).action(async (flags: { store?: string; json?: boolean }) => {
     const out = makeOutput(Boolean(flags.json));
     const usage = await withStore({ store: flags.store }, (store) => diskUsage(store, blobRefs));
-    out.result(usage, () => JSON.stringify(usage, (_k, v) => (typeof v === 'number' && v > 4096 ? `${v} (${bytes(v)})` : v), 2));
+    out.result(usage, () => duTable(usage));
   });
 }

@@ -5,6 +5,7 @@ import { makeOutput } from '../output.js';
 import { addRelocationFlags, relocationFrom } from '../relocate.js';
 import { createProgress } from '../progress.js';
 import { commonFlags } from './index.js';
+import { runSteps } from './train.js';
 import type { BackendRequest } from '../../train/types.js';
 
 export function registerReplay(program: Command): void {
@@ -16,7 +17,10 @@ export function registerReplay(program: Command): void {
     .option('--backend <name>', 'replay on another backend than the recorded one (exactness not promised)')
     .action(async (runId: string, flags: Record<string, string | boolean | undefined>) => {
       const out = makeOutput(Boolean(flags.json));
-      const progress = createProgress({ stream: process.stderr, label: `replay ${runId}` });
+      // Replay re-executes to --to step:N, else to the run's last step.
+      const toStep = typeof flags.to === 'string' ? /^step:(\d+)$/.exec(flags.to)?.[1] : undefined;
+      const total = toStep !== undefined ? Number(toStep) : ((await runSteps(runId, flags.store as string | undefined))?.done ?? null);
+      const progress = createProgress({ stream: process.stderr, label: `replay ${runId}`, total });
       const outDir = typeof flags.out === 'string' ? path.resolve(flags.out) : null;
       const { replay } = await import('../../run/replay.js');
       const { saveModelToDir } = await import('../../train/model-io.js');
@@ -39,7 +43,7 @@ export function registerReplay(program: Command): void {
       out.result({ ...result, out: outDir }, () =>
         result.identical
           ? `run ${runId}: replay identical to the log from checkpoint ${result.fromCheckpoint} (step ${result.fromStep}) to step ${result.toStep}, ${result.eventsVerified} events verified\nweightsHash at step ${result.toStep}: ${result.weightsHash}${outDir ? `\nweights written to ${outDir}` : ''}`
-          : `run ${runId}: replay DIVERGED at step ${result.firstDivergence} (event ${result.divergentSeq})\n${result.message}`,
+          : `run ${runId}: replay DIVERGED at step ${result.firstDivergence} (event ${result.divergentSeq})\n${result.message}${result.cause ? `\ncause: ${result.cause}` : ''}`,
       );
       if (!result.identical) process.exitCode = 1;
     });

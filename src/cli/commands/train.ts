@@ -34,19 +34,33 @@ export function stopSignal(out: Output): { signal: AbortSignal; dispose: () => v
 export function humanSummary(s: RunSummary): string {
   const lines = [
     `run ${s.runId}: ${s.state}${s.stopReason ? ` (${s.stopReason})` : ''} after ${s.step} steps, ${s.examplesSeen} examples`,
-    `best checkpoint: ${s.bestCheckpoint ?? 'none'}   weightsHash: ${s.weightsHash ?? 'unknown'}`,
+    `final weightsHash: ${s.weightsHash ?? 'unknown'}`,
+    s.bestCheckpoint === null ? 'best checkpoint: none' : `best checkpoint: ${s.bestCheckpoint}   its weightsHash: ${s.bestWeightsHash ?? 'unknown'}`,
   ];
   if (s.stopReason === 'interrupted') lines.push(`resume with: retrace resume ${s.runId}`);
   return lines.join('\n');
+}
+
+/** What a run's log says about its steps, for a progress bar that starts after `run.created`:
+ * the budget and the steps done. Null when the run cannot be read (the command itself then says
+ * why). */
+export async function runSteps(runId: string, store: string | undefined): Promise<{ total: number; done: number } | null> {
+  try {
+    const view = await (await import('../../run/inspect.js')).showState(runId, { store });
+    return { total: view.context.settings.totalSteps, done: view.step };
+  } catch {
+    return null;
+  }
 }
 
 export async function runWithProgress(
   flags: { json?: boolean },
   label: string,
   fn: (hooks: { signal: AbortSignal; onRecord: ReturnType<typeof createProgress>['onRecord']; onWarning: (m: string) => void }) => Promise<RunSummary>,
+  total: number | null = null,
 ): Promise<RunSummary> {
   const out = makeOutput(Boolean(flags.json));
-  const progress = createProgress({ stream: out.json ? process.stderr : process.stdout, label });
+  const progress = createProgress({ stream: out.json ? process.stderr : process.stdout, label, total });
   const stop = stopSignal(out);
   try {
     const summary = await fn({ signal: stop.signal, onRecord: (r) => progress.onRecord(r), onWarning: (m) => out.warn(m) });
@@ -72,7 +86,11 @@ export function registerTrain(program: Command): void {
     .option('--force', 'resume although the data, model source or tfjs version changed (recorded in the log)')
     .option('--backend <name>', 'run on another backend than the recorded one (exactness not promised)')
     .action(async (runId: string, flags: Record<string, unknown>) => {
-      await runWithProgress(flags, `resume ${runId}`, async (hooks) =>
+      const steps = await runSteps(runId, flags.store as string | undefined);
+      await runWithProgress(
+        flags,
+        `resume ${runId}`,
+        async (hooks) =>
         (await import('../../run/resume.js')).resume(runId, {
           store: flags.store as string | undefined,
           force: Boolean(flags.force),
@@ -83,6 +101,7 @@ export function registerTrain(program: Command): void {
           onWarning: hooks.onWarning,
           command: 'resume',
         }),
+        steps?.total ?? null,
       );
     });
 }

@@ -172,5 +172,5 @@ export async function loadCsv(path: string, opts: CsvOptions): Promise<Dataset> 
     classNames,
     train: gatherSplit(x, y, features, split.train),
     val: gatherSplit(x, y, features, split.val),
-  });
+  }, header.cells.filter((_, col) => col !== labelCol));
 }

