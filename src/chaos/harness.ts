@@ -14,6 +14,12 @@
 // group after a seeded delay. Hook kills: the child preloads kill-hook.ts (NODE_OPTIONS=--import)
 // and SIGKILLs itself at a named point of the write protocol (after step N, between a checkpoint's
 // blobs and its event, between the synced event and committed.json, …). Both are real SIGKILLs.
+//
+// Concurrent gc (on by default): about one train/resume in three has `retrace gc --grace 0` run
+// on the same store while it trains, half of those SIGKILLed at one of gc's own kill points
+// (between its mark and its sweep, between unlinks, …). Resumes after a kill between a checkpoint's
+// blobs and its event reuse exactly the blobs such a gc is deciding about. The fsck after every kill
+// and a last gc + fsck at the end of every run check that gc never took a blob the run names.
 // Used by test/chaos/kill-resume.test.ts and by `retrace chaos`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -350,7 +356,7 @@ export interface KillRecord {
 
 export interface ChaosProblem {
   runId: string;
-  kind: 'divergence' | 'hash-mismatch' | 'lost-committed' | 'changed-uncommitted' | 'gap' | 'unreadable' | 'not-interrupted' | 'replay' | 'fsck' | 'process';
+  kind: 'divergence' | 'hash-mismatch' | 'lost-committed' | 'changed-uncommitted' | 'gap' | 'unreadable' | 'not-interrupted' | 'replay' | 'fsck' | 'process' | 'gc';
   message: string;
 }
 
@@ -378,6 +384,9 @@ export interface ChaosSummary {
   lostUncommittedEvents: number;
   gaps: number;
   fsckProblems: number;
+  /** `retrace gc` runs alongside a trainer that completed, and those SIGKILLed at a gc kill point. */
+  gcRuns: number;
+  gcKills: number;
   problems: ChaosProblem[];
   seconds: number;
   ok: boolean;
@@ -405,6 +414,21 @@ export interface ChaosOptions {
   prefix?: string;
   /** Check after every kill that earlier kills' committed events are still there and fsck is clean (default true). */
   checkEveryKill?: boolean;
+  /** Run `retrace gc --grace 0` alongside some trainers, sometimes killed inside gc (default true). */
+  concurrentGc?: boolean;
+}
+
+const GC_POINTS = ['gc-condemn-before', 'gc-condemn-after', 'gc-unlink-before', 'gc-unlink-after'] as const;
+
+/**
+ * Whether this train/resume gets a concurrent gc, when it starts and where it is killed. A
+ * generator of its own (seeded from the run's seed), so a seed's train kills stay what they were.
+ */
+function planGc(rng: Rng): { delayMs: number; kill: KillPlan | null } | null {
+  if (rng.next() >= 0.35) return null;
+  const delayMs = rng.next() * 1500;
+  const kill: KillPlan | null = rng.next() < 0.5 ? { kind: 'hook', point: rng.pick(GC_POINTS), n: rng.int(1, 3) } : null;
+  return { delayMs, kill };
 }
 
 const MARKER = /^train: \d+ steps/;
@@ -531,6 +555,8 @@ async function chaosRun(args: {
   runId: string;
   targetKills: number;
   rng: Rng;
+  /** Draws the concurrent gcs (planGc). */
+  gcRng: Rng;
   ref: Reference;
   configFile: string;
   opts: ChaosOptions;
@@ -551,12 +577,27 @@ async function chaosRun(args: {
   let attempts = 0;
   const trainArgs = ['train', '--config', args.configFile, '--run-id', runId, '--store', store, '--json'];
   const resumeArgs = ['resume', runId, '--store', store, '--json'];
+  const gcArgs = ['gc', '--grace', '0', '--store', store, '--json'];
+  /** A gc alongside the trainer (or null), started after its seeded delay. */
+  const startGc = (plan: ReturnType<typeof planGc>): Promise<CliResult> | null =>
+    plan === null
+      ? null
+      : new Promise<void>((resolve) => setTimeout(resolve, plan.delayMs)).then(() =>
+          runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, kill: plan.kill, timeoutMs: opts.timeoutMs }),
+        );
+  const endGc = (g: CliResult | null, label: string): void => {
+    if (g === null) return;
+    if (g.signal === 'SIGKILL' && g.killedBy === 'hook') summary.gcKills += 1;
+    else if (g.code === 0) summary.gcRuns += 1;
+    else problems.push({ runId, kind: 'gc', message: `${label}: gc exited ${g.code ?? g.signal}: ${errorLine(g)}` });
+  };
 
   while (killsHere < args.targetKills && attempts < args.targetKills * 3) {
     attempts += 1;
     const command = started ? 'resume' : 'train';
     const plan = planKill(rng, { command, ref, fromStep, index: attempts - 1 });
     if (command === 'resume') summary.resumes += 1;
+    const gc = startGc(opts.concurrentGc === false ? null : planGc(args.gcRng));
     const r = await runCli(command === 'train' ? trainArgs : resumeArgs, {
       cli: opts.cli,
       cwd: opts.cwd,
@@ -564,6 +605,7 @@ async function chaosRun(args: {
       marker: MARKER,
       timeoutMs: opts.timeoutMs,
     });
+    endGc(gc && (await gc), `alongside ${command} (${describePlan(plan)})`);
     if (r.signal !== 'SIGKILL' || !r.killedBy) {
       if (r.code === 0) {
         // It finished before the planned kill: the run is done.
@@ -684,6 +726,13 @@ async function chaosRun(args: {
     }
   }
 
+  // A last gc with the trainer gone (it puts back what a killed gc left aside): nothing the run
+  // names may go.
+  if (opts.concurrentGc !== false) {
+    const g = await runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, timeoutMs: opts.timeoutMs });
+    endGc(g, 'at the end');
+  }
+
   // The whole store structure of the run checks out.
   const report = await fsck(store, { runId });
   for (const p of report.problems) {
@@ -697,6 +746,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   const t0 = Date.now();
   const log = opts.log ?? (() => {});
   const rng = new Rng(opts.seed);
+  const gcRng = new Rng((opts.seed ^ 0x9e3779b9) >>> 0);
   const prefix = opts.prefix ?? `chaos-${opts.seed}`;
   const [minK, maxK] = opts.killsPerRun ?? [4, 8];
   await fsp.mkdir(opts.storeDir, { recursive: true });
@@ -720,6 +770,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     lostUncommittedEvents: 0,
     gaps: 0,
     fsckProblems: 0,
+    gcRuns: 0,
+    gcKills: 0,
     problems: [],
     seconds: 0,
     ok: false,
@@ -752,7 +804,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       const target = Math.min(rng.int(minK, maxK), Math.max(1, opts.kills - summary.kills));
       log(`chaos: run ${runId}: ${target} kills planned (${summary.kills}/${opts.kills} so far)`);
       const before = summary.kills;
-      await chaosRun({ runId, targetKills: target, rng, ref, configFile, opts, summary });
+      await chaosRun({ runId, targetKills: target, rng, gcRng, ref, configFile, opts, summary });
       summary.runs += 1;
       // Runs that cannot be killed (every plan missed) or that keep failing must not loop forever.
       idle = summary.kills === before ? idle + 1 : 0;
@@ -783,6 +835,7 @@ export function formatSummary(s: ChaosSummary): string {
     `reference ${s.reference.runId}: ${s.reference.state} (${s.reference.stopReason}) at step ${s.reference.step}, weightsHash ${s.reference.weightsHash}`,
     `runs ${s.runs}, kills ${s.kills} (${byPoint || 'none'}), resumes ${s.resumes}, late kills ${s.lateKills}, plans not reached ${s.missedPlans}, restarted before creation ${s.restartedEmpty}`,
     `divergences ${s.divergences}, weightsHash mismatches ${s.hashMismatches}, replay failures ${s.replayFailures}, lost committed events ${s.lostCommittedEvents}, lost uncommitted events ${s.lostUncommittedEvents}, gaps ${s.gaps}, fsck problems ${s.fsckProblems}`,
+    `concurrent gc: ${s.gcRuns} completed, ${s.gcKills} killed inside gc`,
   ];
   for (const p of s.problems.slice(0, 20)) lines.push(`  ${p.runId}: ${p.kind}: ${p.message}`);
   if (s.problems.length > 20) lines.push(`  … and ${s.problems.length - 20} more problems`);

@@ -14,6 +14,11 @@
 //   sync-batch-after:N     after the Nth synced batch, before committed.json is advanced
 //   committed-before:N     after committed.json's temp file is written and fsynced, before its rename
 //   committed-after:N      after committed.json is renamed into place
+//   gc-condemn-before:N    before gc renames the Nth blob aside (gc-condemn-before:1 is between
+//                          its mark and its sweep)
+//   gc-condemn-after:N     after gc renamed the Nth blob aside (before its second check)
+//   gc-unlink-before:N     before gc unlinks the Nth condemned blob
+//   gc-unlink-after:N      after gc unlinked the Nth condemned blob (between unlinks)
 //
 // With RETRACE_CHAOS_FAIL_AT=<point>:<n>[:<code>] instead, the I/O call at that point fails with
 // an error of that errno code (default EIO) instead of killing: a fault-injecting wrapper for the
@@ -61,14 +66,30 @@ async function install(spec: string, mode: 'kill' | 'fail'): Promise<void> {
     return;
   }
 
+  const CONDEMNED = /[\\/]blobs[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}\.gc-\d+-[0-9a-f]+$/;
   const rename = fs.promises.rename;
   fs.promises.rename = async function chaosRename(from: fs.PathLike, to: fs.PathLike): Promise<void> {
     const dest = String(to);
-    const kind = /[\\/]blobs[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}$/.test(dest) ? 'blob' : /[\\/]committed\.json$/.test(dest) ? 'committed' : null;
+    const kind = /[\\/]blobs[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}$/.test(dest)
+      ? 'blob'
+      : /[\\/]committed\.json$/.test(dest)
+        ? 'committed'
+        : CONDEMNED.test(dest)
+          ? 'gc-condemn'
+          : null;
     if (kind) at(`${kind}-before`);
     await rename(from, to);
     if (kind) at(`${kind}-after`);
   } as typeof fs.promises.rename;
+
+  // gc's last step: the unlink of a condemned blob.
+  const unlink = fs.promises.unlink;
+  fs.promises.unlink = async function chaosUnlink(file: fs.PathLike): Promise<void> {
+    const condemned = CONDEMNED.test(String(file));
+    if (condemned) at('gc-unlink-before');
+    await unlink(file);
+    if (condemned) at('gc-unlink-after');
+  } as typeof fs.promises.unlink;
 
   // LevelDB writes: the array form (db.batch(ops)) and the chained form (db.batch()…write()).
   const around = async (options: { sync?: boolean } | undefined, write: () => Promise<void>): Promise<void> => {

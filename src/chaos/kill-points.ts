@@ -9,5 +9,9 @@ export const KILL_POINTS = [
   'sync-batch-after',
   'committed-before',
   'committed-after',
+  'gc-condemn-before',
+  'gc-condemn-after',
+  'gc-unlink-before',
+  'gc-unlink-after',
 ] as const;
 export type KillPoint = (typeof KILL_POINTS)[number];
