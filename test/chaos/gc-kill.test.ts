@@ -85,3 +85,32 @@ describe('gc kill points', () => {
     );
   }, 120_000);
 });
+
+describe('fsck and a missing blob', () => {
+  it('reports every missing blob a committed event names, and goes on checking everything else', async () => {
+    const store = await tempDir();
+    for (const id of ['a', 'b']) {
+      const r = await cli(['train', ...SMALL, '--run-id', id, '--store', store, '--seed', id === 'a' ? '1' : '2', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const log = await cli(['log', 'a', '--store', store, '--json']);
+    const ckpts = log.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; type: string; data: { weights: Array<{ hash: string }> } })
+      .filter((r) => r.type === 'checkpoint.committed');
+    const gone = [ckpts[0]!.data.weights[0]!.hash, ckpts.at(-1)!.data.weights[1]!.hash];
+    for (const h of gone) await fsp.rm(path.join(store, 'blobs', h.slice(0, 2), h));
+    const r = await cli(['fsck', '--store', store, '--json']);
+    expect(r.code).toBe(1);
+    const report = json<{ ok: boolean; problems: Array<{ runId: string; kind: string; seq?: number; blob?: string; message: string }>; runs: Array<{ runId: string; events: number; blobsChecked: number }> }>(r);
+    expect(report.ok).toBe(false);
+    for (const h of gone) {
+      expect(report.problems).toContainEqual(expect.objectContaining({ runId: 'a', kind: 'blob', blob: h, message: expect.stringContaining(`blob ${h} is missing from the store`) }));
+    }
+    expect(report.problems.every((p) => p.kind === 'blob' && p.runId === 'a')).toBe(true);
+    // Both runs were checked to their ends, blobs and all.
+    expect(report.runs.map((x) => x.runId)).toEqual(['a', 'b']);
+    for (const run of report.runs) expect(run.blobsChecked).toBeGreaterThan(4);
+  }, 120_000);
+});
