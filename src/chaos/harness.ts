@@ -16,12 +16,14 @@
 // blobs and its event, between the synced event and committed.json, …). Both are real SIGKILLs.
 //
 // Concurrent gc (on by default): about one train/resume in three has `retrace gc --grace 0` run
-// on the same store while it trains, half of those SIGKILLed at one of gc's own kill points
+// on the same store while it trains (after planting a few old orphan blobs, so gc has work), half
+// of those SIGKILLed at one of gc's own kill points
 // (between its mark and its sweep, between unlinks, …). Resumes after a kill between a checkpoint's
 // blobs and its event reuse exactly the blobs such a gc is deciding about. The fsck after every kill
 // and a last gc + fsck at the end of every run check that gc never took a blob the run names.
 // Used by test/chaos/kill-resume.test.ts and by `retrace chaos`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -418,6 +420,22 @@ export interface ChaosOptions {
   concurrentGc?: boolean;
 }
 
+/**
+ * Old unreferenced blobs (seeded random bytes, named by their SHA-256 as fsck checks), so that a
+ * concurrent gc always has something to condemn and unlink and its kill points are reached.
+ */
+async function plantOrphans(store: string, rng: Rng, n: number): Promise<void> {
+  const old = new Date(Date.now() - 86_400_000);
+  for (let i = 0; i < n; i += 1) {
+    const bytes = Buffer.from(Array.from({ length: 64 + rng.int(0, 64) }, () => rng.int(0, 255)));
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    const file = path.join(store, 'blobs', hash.slice(0, 2), hash);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.writeFile(file, bytes);
+    await fsp.utimes(file, old, old);
+  }
+}
+
 const GC_POINTS = ['gc-condemn-before', 'gc-condemn-after', 'gc-unlink-before', 'gc-unlink-after'] as const;
 
 /**
@@ -582,9 +600,9 @@ async function chaosRun(args: {
   const startGc = (plan: ReturnType<typeof planGc>): Promise<CliResult> | null =>
     plan === null
       ? null
-      : new Promise<void>((resolve) => setTimeout(resolve, plan.delayMs)).then(() =>
-          runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, kill: plan.kill, timeoutMs: opts.timeoutMs }),
-        );
+      : new Promise<void>((resolve) => setTimeout(resolve, plan.delayMs))
+          .then(() => plantOrphans(store, args.gcRng, 3))
+          .then(() => runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, kill: plan.kill, timeoutMs: opts.timeoutMs }));
   const endGc = (g: CliResult | null, label: string): void => {
     if (g === null) return;
     if (g.signal === 'SIGKILL' && g.killedBy === 'hook') summary.gcKills += 1;
