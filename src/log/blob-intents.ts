@@ -11,12 +11,14 @@
 // (Node has no portable one, and they are unreliable on shared filesystems).
 //
 // An intent matters only while its writer lives, so it is written atomically (temp file + rename)
-// but not fsynced: after a power loss no writer is left to need it. An intent whose writer died
-// (same host, pid no longer alive) is stale: whatever that writer made durable is in its run's log
-// by then, so gc treats the intent as absent and removes it. An intent of another host is never
-// judged stale (its pid means nothing here): gc keeps its blobs and reports it.
+// but not fsynced: after a power loss no writer is left to need it. An intent whose writer died is
+// stale: whatever that writer made durable is in its run's log by then, so gc treats the intent as
+// absent and removes it. Died means: written on this machine (same host name and, where the OS
+// has one, the same /etc/machine-id) either during an earlier boot (another boot id) or by a pid
+// that is no longer alive. An intent of another machine is never judged stale (its pid means
+// nothing here): gc keeps its blobs and reports it.
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -34,6 +36,9 @@ const IntentFile = z.object({
   pid: z.number().int().positive(),
   startedAt: z.string(),
   runId: z.string().nullable(),
+  /** /etc/machine-id and the kernel's boot id where the OS has them (null elsewhere). */
+  machineId: z.string().nullable(),
+  bootId: z.string().nullable(),
   hashes: z.array(HASH),
 });
 export type IntentFile = z.infer<typeof IntentFile>;
@@ -41,6 +46,30 @@ export type IntentFile = z.infer<typeof IntentFile>;
 const INTENT_NAME = /^\d+-[0-9a-f]+\.json$/;
 /** Temp files of an intent being written (writeFileAtomic's names). */
 const INTENT_TEMP = /^\d+-[0-9a-f]+\.json\.tmp-/;
+
+function readId(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+/** This machine, as intents name it. */
+const MACHINE = { machineId: readId('/etc/machine-id'), bootId: readId('/proc/sys/kernel/random/boot_id') };
+
+/** Written on this machine (else its pid says nothing here). */
+function sameMachine(i: IntentFile): boolean {
+  if (i.host !== os.hostname()) return false;
+  return i.machineId === null || MACHINE.machineId === null || i.machineId === MACHINE.machineId;
+}
+
+/** Its writer is gone: an earlier boot of this machine, or a pid of this boot no longer alive. */
+function isStale(i: IntentFile): boolean {
+  if (!sameMachine(i)) return false;
+  if (i.bootId !== null && MACHINE.bootId !== null && i.bootId !== MACHINE.bootId) return true;
+  return i.pid !== process.pid && !pidAlive(i.pid);
+}
 
 export function intentsDir(blobsDir: string): string {
   return path.join(blobsDir, 'intents');
@@ -97,6 +126,8 @@ export class BlobIntent {
         pid: process.pid,
         startedAt: new Date().toISOString(),
         runId: this.runId,
+        machineId: MACHINE.machineId,
+        bootId: MACHINE.bootId,
         hashes: [...this.hashes].sort(),
       };
       await writeAtomic(this.file, JSON.stringify(body) + '\n');
@@ -122,7 +153,7 @@ export interface IntentScan {
   held: Set<string>;
   /** Intents counted in `held`. */
   live: number;
-  /** Of `live`, intents written on another host (never judged stale here). */
+  /** Of `live`, intents written on another machine (never judged stale here). */
   otherHosts: Array<{ file: string; host: string; pid: number; runId: string | null; startedAt: string }>;
   /** Intents of dead processes of this host, removed. */
   staleRemoved: number;
@@ -143,7 +174,6 @@ export async function scanIntents(blobsDir: string, opts: { removeStale?: boolea
     if (isErrno(err, 'ENOENT')) return out;
     throw err;
   }
-  const host = os.hostname();
   for (const name of names.sort()) {
     const file = path.join(dir, name);
     if (INTENT_TEMP.test(name)) {
@@ -168,7 +198,7 @@ export async function scanIntents(blobsDir: string, opts: { removeStale?: boolea
         `blob intent ${file} is not a readable intent; it may name blobs a writer is about to use, so gc deletes nothing (remove the file once no retrace process writes to this store)`,
       );
     }
-    if (parsed.host === host && parsed.pid !== process.pid && !pidAlive(parsed.pid)) {
+    if (isStale(parsed)) {
       if (opts.removeStale !== false) {
         await fsp.rm(file, { force: true });
         out.staleRemoved += 1;
@@ -177,7 +207,7 @@ export async function scanIntents(blobsDir: string, opts: { removeStale?: boolea
     }
     out.live += 1;
     for (const h of parsed.hashes) out.held.add(h);
-    if (parsed.host !== host) out.otherHosts.push({ file, host: parsed.host, pid: parsed.pid, runId: parsed.runId, startedAt: parsed.startedAt });
+    if (!sameMachine(parsed)) out.otherHosts.push({ file, host: parsed.host, pid: parsed.pid, runId: parsed.runId, startedAt: parsed.startedAt });
   }
   return out;
 }

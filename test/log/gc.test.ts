@@ -164,29 +164,49 @@ describe('collectGarbage: safety that does not depend on timing', () => {
     await store.close();
   });
 
-  it('drops intents of dead processes of this host, keeps those of other hosts and reports them', async () => {
+  it('drops intents of dead processes of this machine, keeps those of other machines and reports them', async () => {
     const dir = await tempDir();
     const store = await Store.open(dir);
-    const [dead, foreign] = await store.blobs.putMany([blob(10, 1), blob(20, 2)]);
-    for (const h of [dead, foreign]) await age(store, h, 3600_000);
+    const [dead, foreign, twin, rebooted] = await store.blobs.putMany([blob(10, 1), blob(20, 2), blob(30, 3), blob(40, 4)]);
+    for (const h of [dead, foreign, twin, rebooted]) await age(store, h, 3600_000);
+    const idOf = async (file: string) => (await fsp.readFile(file, 'utf8').catch(() => '')).trim() || null;
+    const machineId = await idOf('/etc/machine-id');
+    const bootId = await idOf('/proc/sys/kernel/random/boot_id');
     const { spawnSync } = await import('node:child_process');
     const gonePid = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
     const os = await import('node:os');
     const intents = `${dir}/blobs/intents`;
     await fsp.mkdir(intents, { recursive: true });
-    const body = (host: string, pid: number, hashes: string[]) =>
-      JSON.stringify({ format: 'retrace-blob-intent', version: 1, host, pid, startedAt: new Date().toISOString(), runId: 'x', hashes });
+    const body = (host: string, pid: number, hashes: string[], ids: { machineId?: string | null; bootId?: string | null } = {}) =>
+      JSON.stringify({ format: 'retrace-blob-intent', version: 1, host, pid, startedAt: new Date().toISOString(), runId: 'x', machineId, bootId, ...ids, hashes });
+    // A writer of this machine that is gone.
     await fsp.writeFile(`${intents}/${gonePid}-aa.json`, body(os.hostname(), Number(gonePid), [dead]));
+    // Another machine: its pid means nothing here, even when it is not alive here.
     await fsp.writeFile(`${intents}/1-bb.json`, body('another-machine', 1, [foreign]));
+    const files = ['1-bb.json'];
+    const kept = [foreign];
+    const deleted = [dead];
+    if (machineId !== null) {
+      // Same host name, another machine (a clone): kept.
+      await fsp.writeFile(`${intents}/${gonePid}-cc.json`, body(os.hostname(), Number(gonePid), [twin], { machineId: 'f'.repeat(32) }));
+      files.push(`${gonePid}-cc.json`);
+      kept.push(twin);
+    } else deleted.push(twin);
+    if (bootId !== null) {
+      // This machine before a reboot: stale even though pid 1 is alive now.
+      await fsp.writeFile(`${intents}/1-dd.json`, body(os.hostname(), 1, [rebooted], { bootId: 'earlier-boot' }));
+      deleted.push(rebooted);
+    } else deleted.push(rebooted);
     const res = await collectGarbage(store, refs, { graceMs: 0 });
-    expect(res.deleted).toEqual([dead]);
-    expect(res.keptIntent).toEqual([foreign]);
-    expect(res.staleIntentsRemoved).toBe(1);
-    expect(res.otherHostIntents).toEqual([expect.objectContaining({ host: 'another-machine', pid: 1, runId: 'x' })]);
-    expect((await fsp.readdir(intents)).sort()).toEqual(['1-bb.json']);
+    expect(res.deleted.sort()).toEqual(deleted.sort());
+    expect(res.keptIntent.sort()).toEqual(kept.sort());
+    expect(res.staleIntentsRemoved).toBe(bootId !== null ? 2 : 1);
+    expect(res.otherHostIntents).toContainEqual(expect.objectContaining({ host: 'another-machine', pid: 1, runId: 'x' }));
+    expect(res.otherHostIntents).toHaveLength(kept.length);
+    expect((await fsp.readdir(intents)).sort()).toEqual(files.sort());
     // An intent that cannot be read may name anything: nothing is deleted.
     await fsp.writeFile(`${intents}/2-cc.json`, '{"format":"retrace-blob-intent","hashes":[');
-    await fsp.rm(`${intents}/1-bb.json`);
+    for (const f of files) await fsp.rm(`${intents}/${f}`);
     await expect(collectGarbage(store, refs, { graceMs: 0 })).rejects.toThrow(/blob intent .*2-cc\.json is not a readable intent/);
     expect(await store.blobs.has(foreign)).toBe(true);
     await store.close();
