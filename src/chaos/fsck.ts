@@ -286,8 +286,8 @@ class BlobChecker {
           if (!isErrno(err, 'ENOENT')) throw err;
           const dir = path.dirname(this.pathOf(hash));
           const aside = (await fsp.readdir(dir).catch(() => [] as string[])).find((n) => n.startsWith(`${hash}.gc-`));
-          if (aside === undefined) throw err;
-          return fsp.readFile(path.join(dir, aside));
+          // None (or gone meanwhile): a gc may just have put it back, so look at its name once more.
+          return (aside === undefined ? null : await fsp.readFile(path.join(dir, aside)).catch(() => null)) ?? fsp.readFile(this.pathOf(hash));
         });
         this.checked += 1;
         const actual = createHash('sha256').update(bytes).digest('hex');
