@@ -28,7 +28,7 @@ import { parseRecord, SCHEMA_VERSION, type CheckpointData, type LogRecord, type 
 import { branchPointProblem, checkpoint0Problems } from '../run/start-state.js';
 import { toJsonSafe } from '../log/json-safe.js';
 import { COMMITTED_COPY_FILE, readCommittedMarks, type CommittedMark, type CommittedMarks } from '../log/run-log.js';
-import { RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
+import { listRunIds, RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
 import { isErrno, pidAlive } from '../log/processes.js';
@@ -282,7 +282,15 @@ class BlobChecker {
       result = { ok: false, message: `${JSON.stringify(hash)} is not a blob hash`, bytes: null };
     } else {
       try {
-        const bytes = await fsp.readFile(this.pathOf(hash));
+        // A killed gc may have left the blob aside under a condemned name: readers still find it
+        // there and the next gc puts it back, so it is not missing.
+        const bytes = await fsp.readFile(this.pathOf(hash)).catch(async (err: unknown) => {
+          if (!isErrno(err, 'ENOENT')) throw err;
+          const dir = path.dirname(this.pathOf(hash));
+          const aside = (await fsp.readdir(dir).catch(() => [] as string[])).find((n) => n.startsWith(`${hash}.gc-`));
+          // None (or gone meanwhile): a gc may just have put it back, so look at its name once more.
+          return (aside === undefined ? null : await fsp.readFile(path.join(dir, aside)).catch(() => null)) ?? fsp.readFile(this.pathOf(hash));
+        });
         this.checked += 1;
         const actual = createHash('sha256').update(bytes).digest('hex');
         result =
@@ -612,7 +620,7 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
   const problems = await checkStore(dir);
   let runIds: string[];
   try {
-    runIds = (await fsp.readdir(path.join(dir, 'runs'), { withFileTypes: true })).filter((e) => e.isDirectory() && RUN_ID_RE.test(e.name)).map((e) => e.name).sort();
+    runIds = await listRunIds(dir);
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err;
     runIds = [];

@@ -14,8 +14,16 @@
 // group after a seeded delay. Hook kills: the child preloads kill-hook.ts (NODE_OPTIONS=--import)
 // and SIGKILLs itself at a named point of the write protocol (after step N, between a checkpoint's
 // blobs and its event, between the synced event and committed.json, …). Both are real SIGKILLs.
+//
+// Concurrent gc (on by default): about one train/resume in three has `retrace gc --grace 0` run
+// on the same store while it trains (after planting a few old orphan blobs, so gc has work), half
+// of those SIGKILLed at one of gc's own kill points
+// (between its mark and its sweep, between unlinks, …). Resumes after a kill between a checkpoint's
+// blobs and its event reuse exactly the blobs such a gc is deciding about. The fsck after every kill
+// and a last gc + fsck at the end of every run check that gc never took a blob the run names.
 // Used by test/chaos/kill-resume.test.ts and by `retrace chaos`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -350,7 +358,7 @@ export interface KillRecord {
 
 export interface ChaosProblem {
   runId: string;
-  kind: 'divergence' | 'hash-mismatch' | 'lost-committed' | 'changed-uncommitted' | 'gap' | 'unreadable' | 'not-interrupted' | 'replay' | 'fsck' | 'process';
+  kind: 'divergence' | 'hash-mismatch' | 'lost-committed' | 'changed-uncommitted' | 'gap' | 'unreadable' | 'not-interrupted' | 'replay' | 'fsck' | 'process' | 'gc';
   message: string;
 }
 
@@ -378,6 +386,9 @@ export interface ChaosSummary {
   lostUncommittedEvents: number;
   gaps: number;
   fsckProblems: number;
+  /** `retrace gc` runs alongside a trainer that completed, and those SIGKILLed at a gc kill point. */
+  gcRuns: number;
+  gcKills: number;
   problems: ChaosProblem[];
   seconds: number;
   ok: boolean;
@@ -408,6 +419,37 @@ export interface ChaosOptions {
   /** Every Nth run is a branch of the reference (from its checkpoint 1) instead of a train, so
    * kills also land while a branch records its start state and creation (default 3; 0: never). */
   branchEvery?: number;
+  /** Run `retrace gc --grace 0` alongside some trainers, sometimes killed inside gc (default true). */
+  concurrentGc?: boolean;
+}
+
+/**
+ * Old unreferenced blobs (seeded random bytes, named by their SHA-256 as fsck checks), so that a
+ * concurrent gc always has something to condemn and unlink and its kill points are reached.
+ */
+async function plantOrphans(store: string, rng: Rng, n: number): Promise<void> {
+  const old = new Date(Date.now() - 86_400_000);
+  for (let i = 0; i < n; i += 1) {
+    const bytes = Buffer.from(Array.from({ length: 64 + rng.int(0, 64) }, () => rng.int(0, 255)));
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    const file = path.join(store, 'blobs', hash.slice(0, 2), hash);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.writeFile(file, bytes);
+    await fsp.utimes(file, old, old);
+  }
+}
+
+const GC_POINTS = ['gc-condemn-before', 'gc-condemn-after', 'gc-unlink-before', 'gc-unlink-after'] as const;
+
+/**
+ * Whether this train/resume gets a concurrent gc, when it starts and where it is killed. A
+ * generator of its own (seeded from the run's seed), so a seed's train kills stay what they were.
+ */
+function planGc(rng: Rng): { delayMs: number; kill: KillPlan | null } | null {
+  if (rng.next() >= 0.35) return null;
+  const delayMs = rng.next() * 1500;
+  const kill: KillPlan | null = rng.next() < 0.5 ? { kind: 'hook', point: rng.pick(GC_POINTS), n: rng.int(1, 3) } : null;
+  return { delayMs, kill };
 }
 
 /** The progress line that follows run.created (train's, or a branch's `branch RUN@POINT: …`). */
@@ -542,6 +584,8 @@ async function chaosRun(args: {
   runId: string;
   targetKills: number;
   rng: Rng;
+  /** Draws the concurrent gcs (planGc). */
+  gcRng: Rng;
   ref: Reference;
   /** The command that creates the run (train, or branch of the reference), without run id and store. */
   create: string[];
@@ -564,12 +608,27 @@ async function chaosRun(args: {
   const trainArgs = [...args.create, '--run-id', runId, '--store', store, '--json'];
   const creating = args.create[0] as 'train' | 'branch';
   const resumeArgs = ['resume', runId, '--store', store, '--json'];
+  const gcArgs = ['gc', '--grace', '0', '--store', store, '--json'];
+  /** A gc alongside the trainer (or null), started after its seeded delay. */
+  const startGc = (plan: ReturnType<typeof planGc>): Promise<CliResult> | null =>
+    plan === null
+      ? null
+      : new Promise<void>((resolve) => setTimeout(resolve, plan.delayMs))
+          .then(() => plantOrphans(store, args.gcRng, 3))
+          .then(() => runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, kill: plan.kill, timeoutMs: opts.timeoutMs }));
+  const endGc = (g: CliResult | null, label: string): void => {
+    if (g === null) return;
+    if (g.signal === 'SIGKILL' && g.killedBy === 'hook') summary.gcKills += 1;
+    else if (g.code === 0) summary.gcRuns += 1;
+    else problems.push({ runId, kind: 'gc', message: `${label}: gc exited ${g.code ?? g.signal}: ${errorLine(g)}` });
+  };
 
   while (killsHere < args.targetKills && attempts < args.targetKills * 3) {
     attempts += 1;
     const command = started ? 'resume' : creating;
     const plan = planKill(rng, { command: started ? 'resume' : 'train', ref, fromStep, index: attempts - 1, branch: creating === 'branch' });
     if (command === 'resume') summary.resumes += 1;
+    const gc = startGc(opts.concurrentGc === false ? null : planGc(args.gcRng));
     const r = await runCli(started ? resumeArgs : trainArgs, {
       cli: opts.cli,
       cwd: opts.cwd,
@@ -577,6 +636,7 @@ async function chaosRun(args: {
       marker: MARKER,
       timeoutMs: opts.timeoutMs,
     });
+    endGc(gc && (await gc), `alongside ${command} (${describePlan(plan)})`);
     if (r.signal !== 'SIGKILL' || !r.killedBy) {
       if (r.code === 0) {
         // It finished before the planned kill: the run is done.
@@ -697,6 +757,13 @@ async function chaosRun(args: {
     }
   }
 
+  // A last gc with the trainer gone (it puts back what a killed gc left aside): nothing the run
+  // names may go.
+  if (opts.concurrentGc !== false) {
+    const g = await runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, timeoutMs: opts.timeoutMs });
+    endGc(g, 'at the end');
+  }
+
   // The whole store structure of the run checks out.
   const report = await fsck(store, { runId });
   for (const p of report.problems) {
@@ -710,6 +777,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   const t0 = Date.now();
   const log = opts.log ?? (() => {});
   const rng = new Rng(opts.seed);
+  const gcRng = new Rng((opts.seed ^ 0x9e3779b9) >>> 0);
   const prefix = opts.prefix ?? `chaos-${opts.seed}`;
   const [minK, maxK] = opts.killsPerRun ?? [4, 8];
   await fsp.mkdir(opts.storeDir, { recursive: true });
@@ -733,6 +801,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     lostUncommittedEvents: 0,
     gaps: 0,
     fsckProblems: 0,
+    gcRuns: 0,
+    gcKills: 0,
     problems: [],
     seconds: 0,
     ok: false,
@@ -780,9 +850,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       const before = summary.kills;
       if (branchRef && n % branchEvery === 0) {
         await fsp.cp(refStore, path.join(opts.storeDir, runId), { recursive: true });
-        await chaosRun({ runId, targetKills: target, rng, ref: branchRef, create: branchCreate, opts, summary });
+        await chaosRun({ runId, targetKills: target, rng, gcRng, ref: branchRef, create: branchCreate, opts, summary });
       } else {
-        await chaosRun({ runId, targetKills: target, rng, ref, create: ['train', '--config', configFile], opts, summary });
+        await chaosRun({ runId, targetKills: target, rng, gcRng, ref, create: ['train', '--config', configFile], opts, summary });
       }
       summary.runs += 1;
       // Runs that cannot be killed (every plan missed) or that keep failing must not loop forever.
@@ -814,6 +884,7 @@ export function formatSummary(s: ChaosSummary): string {
     `reference ${s.reference.runId}: ${s.reference.state} (${s.reference.stopReason}) at step ${s.reference.step}, weightsHash ${s.reference.weightsHash}`,
     `runs ${s.runs}, kills ${s.kills} (${byPoint || 'none'}), resumes ${s.resumes}, late kills ${s.lateKills}, plans not reached ${s.missedPlans}, restarted before creation ${s.restartedEmpty}`,
     `divergences ${s.divergences}, weightsHash mismatches ${s.hashMismatches}, replay failures ${s.replayFailures}, lost committed events ${s.lostCommittedEvents}, lost uncommitted events ${s.lostUncommittedEvents}, gaps ${s.gaps}, fsck problems ${s.fsckProblems}`,
+    `concurrent gc: ${s.gcRuns} completed, ${s.gcKills} killed inside gc`,
   ];
   for (const p of s.problems.slice(0, 20)) lines.push(`  ${p.runId}: ${p.kind}: ${p.message}`);
   if (s.problems.length > 20) lines.push(`  … and ${s.problems.length - 20} more problems`);

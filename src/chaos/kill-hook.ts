@@ -21,6 +21,11 @@
 //   export-retire-after:N  `export --force`: after it (the target folder is missing until the install)
 //   export-install-before:N `export`: before the Nth new export (written, fsynced) is renamed into place
 //   export-install-after:N `export`: after it (before the old one is deleted and the event appended)
+//   gc-condemn-before:N    before gc renames the Nth blob aside (gc-condemn-before:1 is between
+//                          its mark and its sweep)
+//   gc-condemn-after:N     after gc renamed the Nth blob aside (before its second check)
+//   gc-unlink-before:N     before gc unlinks the Nth condemned blob
+//   gc-unlink-after:N      after gc unlinked the Nth condemned blob (between unlinks)
 //
 // With RETRACE_CHAOS_FAIL_AT=<point>:<n>[:<code>] instead, the I/O call at that point fails with
 // an error of that errno code (default EIO) instead of killing: a fault-injecting wrapper for the
@@ -39,8 +44,12 @@ function die(): never {
 }
 
 /** Which kill point a rename is, by its paths (see the table at the top). */
-function renameKind(from: string, dest: string): 'blob' | 'committed' | 'rm-plan' | 'rm-move' | 'export-retire' | 'export-install' | null {
+/** A blob gc has renamed aside (src/log/gc.ts), before its second check and its unlink. */
+const CONDEMNED = /[\\/]blobs[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}\.gc-\d+-[0-9a-f]+$/;
+
+function renameKind(from: string, dest: string): 'blob' | 'committed' | 'gc-condemn' | 'rm-plan' | 'rm-move' | 'export-retire' | 'export-install' | null {
   if (/[\\/]blobs[\\/][0-9a-f]{2}[\\/][0-9a-f]{64}$/.test(dest)) return 'blob';
+  if (CONDEMNED.test(dest)) return 'gc-condemn';
   if (/[\\/]committed\.json$/.test(dest)) return 'committed';
   // rm (src/log/removal.ts): removal.json, then each run folder, into tmp/remove-<pid>-<hex>/.
   if (/[\\/]tmp[\\/]remove-\d+-[0-9a-f]+[\\/]removal\.json$/.test(dest)) return 'rm-plan';
@@ -88,6 +97,15 @@ async function install(spec: string, mode: 'kill' | 'fail'): Promise<void> {
     await rename(from, to);
     if (kind && !kind.endsWith('-plan')) at(`${kind}-after` as KillPoint);
   } as typeof fs.promises.rename;
+
+  // gc's last step: the unlink of a condemned blob.
+  const unlink = fs.promises.unlink;
+  fs.promises.unlink = async function chaosUnlink(file: fs.PathLike): Promise<void> {
+    const condemned = CONDEMNED.test(String(file));
+    if (condemned) at('gc-unlink-before');
+    await unlink(file);
+    if (condemned) at('gc-unlink-after');
+  } as typeof fs.promises.unlink;
 
   // LevelDB writes: the array form (db.batch(ops)) and the chained form (db.batch()…write()).
   const around = async (options: { sync?: boolean } | undefined, write: () => Promise<void>): Promise<void> => {

@@ -3,13 +3,21 @@
 // so it is durable before put() resolves — before the event naming it is appended. rename() is
 // atomic, so processes putting the same blob at the same time are safe: each writes its own temp
 // file and the last rename wins with identical bytes.
+//
+// Garbage collection (gc.ts) may run at any time, in any process: a writer names the blobs it is
+// about to use in a BlobIntent before it checks or writes them (blob-intents.ts), and gc moves a
+// blob it means to delete to a condemned name (<hash>.gc-<pid>-<random>, beside it) before its last
+// check, so a writer that looks for the blob after that finds it missing and writes it again.
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { BlobIntent } from './blob-intents.js';
 import { CorruptBlobError, MissingBlobError } from './errors.js';
 import { isErrno } from './processes.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+/** A blob gc has moved aside before deciding (see gc.ts): `<hash>.gc-<pid>-<random>`. */
+const CONDEMNED_RE = /^([0-9a-f]{64})\.gc-\d+-[0-9a-f]+$/;
 
 export function isBlobHash(s: string): boolean {
   return HASH_RE.test(s);
@@ -117,6 +125,11 @@ class Limiter {
 export interface BlobStoreOptions {
   /** How many blob files are written at once (default 4). */
   concurrency?: number;
+  /**
+   * Tests only: awaited at each step of putMany's protocol (`put:intent`, `put:check <hash>`,
+   * `put:rename <hash>`), so a test can interleave gc and writers at every such point.
+   */
+  pause?: (point: string) => Promise<void>;
 }
 
 export interface BlobStat {
@@ -130,6 +143,9 @@ export class BlobStore {
   readonly dir: string;
   private readonly tmpDir: string;
   private readonly limiter: Limiter;
+  private readonly pause: (point: string) => Promise<void> | void;
+  /** Promise.all over `items`; one after the other when a test pauses the steps. */
+  private readonly each: <T, R>(items: readonly T[], fn: (item: T) => Promise<R>) => Promise<R[]>;
   /** Hashes this process has written or made sure are durable: a second put() of one is free. */
   private readonly durable = new Set<string>();
 
@@ -138,6 +154,14 @@ export class BlobStore {
     this.dir = path.join(storeDir, 'blobs');
     this.tmpDir = path.join(storeDir, 'tmp');
     this.limiter = new Limiter(Math.max(1, opts.concurrency ?? 4));
+    this.pause = opts.pause ?? (() => {});
+    this.each = opts.pause
+      ? async (items, fn) => {
+          const out = [];
+          for (const item of items) out.push(await fn(item));
+          return out;
+        }
+      : (items, fn) => Promise.all(items.map(fn));
   }
 
   /** Where a blob's file is (whether or not it exists). */
@@ -147,14 +171,23 @@ export class BlobStore {
   }
 
   /**
-   * Stores `bytes` and returns their SHA-256 hex. Idempotent: a blob already present (with the
-   * right size) is not rewritten, only its mtime is refreshed so a concurrent gc sees it as young.
-   * Resolves once the blob is durable. Calls may run in parallel; disk writes are limited to
-   * `concurrency` at once. `knownHash`: the caller's SHA-256 of `bytes`, to hash them only once
-   * (a wrong one files the bytes under a name that get() then reports as corrupt).
+   * A new intent for the blobs of one event (see blob-intents.ts): pass it to putMany(), append
+   * the event, and release() it once the event is durable.
    */
-  async put(bytes: Uint8Array, knownHash?: string): Promise<string> {
-    return (await this.putMany([bytes], knownHash === undefined ? undefined : [knownHash]))[0]!;
+  intent(runId: string | null = null): BlobIntent {
+    return new BlobIntent(this.dir, runId);
+  }
+
+  /**
+   * Stores `bytes` and returns their SHA-256 hex. Idempotent: a blob already present with exactly
+   * these bytes is not rewritten, only its mtime is refreshed; one with other bytes (damaged) is
+   * replaced. Resolves once the blob is durable. Calls may run in parallel; disk writes are limited
+   * to `concurrency` at once. `knownHash`: the caller's SHA-256 of `bytes`, to hash them only once
+   * (a wrong one files the bytes under a name that get() then reports as corrupt). `intent`: see
+   * putMany().
+   */
+  async put(bytes: Uint8Array, knownHash?: string, intent?: BlobIntent): Promise<string> {
+    return (await this.putMany([bytes], knownHash === undefined ? undefined : [knownHash], intent))[0]!;
   }
 
   /**
@@ -164,8 +197,13 @@ export class BlobStore {
    * commits of one file each cost ~3x one commit of the same bytes on ext4; the group costs about
    * what writing them to one file and fsyncing it does. Every blob is durable when this resolves,
    * exactly as with put().
+   *
+   * `intent`: the writer's intent for the event that will name these blobs; every hash is added
+   * to it before any blob is checked or renamed in, and it stays held when this resolves (the
+   * caller releases it after the event is durable). Without one, a private intent covers this call
+   * only: afterwards only gc's grace period protects blobs no event names yet.
    */
-  async putMany(items: readonly Uint8Array[], hashes?: ReadonlyArray<string | Promise<string>>): Promise<string[]> {
+  async putMany(items: readonly Uint8Array[], hashes?: ReadonlyArray<string | Promise<string>>, intent?: BlobIntent): Promise<string[]> {
     if (hashes !== undefined && hashes.length !== items.length) throw new TypeError('putMany: one hash per item');
     // Observed from the start: a hash that fails while the temp files are written is this call's error.
     const hashed = Promise.all(items.map((bytes, i) => hashes?.[i] ?? sha256Hex(bytes)));
@@ -173,37 +211,43 @@ export class BlobStore {
     await fsp.mkdir(this.tmpDir, { recursive: true });
     const temps = items.map(() => path.join(this.tmpDir, `blob-${process.pid}-${randomBytes(6).toString('hex')}`));
     const renamed = new Set<number>();
+    const own = intent === undefined ? this.intent() : null;
     // 1. Temp files, written without fsync, while the caller's hashes are being computed.
     const written = items.map((bytes, i) => this.limiter.run(() => writeTemp(temps[i]!, bytes)));
     try {
       const names = await hashed;
       for (const h of names) checkHash(h);
       await Promise.all(written);
-      // 2. Blobs already stored (or twice in this batch) are not rewritten.
+      // 2. The intent names every blob before any is looked at: from here on no gc deletes them.
+      await this.pause('put:intent');
+      await (intent ?? own)!.add(names);
+      // 3. Blobs already stored with these exact bytes (or twice in this batch) are not rewritten.
       const todo: number[] = [];
       const seen = new Set<string>();
-      await Promise.all(
-        names.map(async (hash, i) => {
-          if (seen.has(hash) || (await this.alreadyStored(hash, items[i]!.byteLength))) return;
-          seen.add(hash);
-          todo.push(i);
-        }),
-      );
-      // 3. Data durable, then the names: fsync every new temp file, rename it in, fsync each
+      for (const [i, hash] of names.entries()) {
+        if (seen.has(hash)) continue;
+        seen.add(hash);
+        todo.push(i);
+      }
+      const stored = await this.each(todo, async (i) => {
+        await this.pause(`put:check ${names[i]!}`);
+        return this.limiter.run(() => this.alreadyStored(names[i]!, items[i]!));
+      });
+      todo.splice(0, todo.length, ...todo.filter((_, k) => !stored[k]));
+      // 4. Data durable, then the names: fsync every new temp file, rename it in, fsync each
       //    directory once (a new blobs/<hh>/ also in its parent).
       await Promise.all(todo.map((i) => this.limiter.run(() => fsyncFile(temps[i]!))));
       const dirs = new Set<string>();
       const parents = new Set<string>();
-      await Promise.all(
-        todo.map(async (i) => {
+      await this.each(todo, async (i) => {
           const file = this.pathOf(names[i]!);
           const dir = path.dirname(file);
           if ((await fsp.mkdir(dir, { recursive: true })) !== undefined) parents.add(path.dirname(dir));
+          await this.pause(`put:rename ${names[i]!}`);
           await fsp.rename(temps[i]!, file);
           renamed.add(i);
           dirs.add(dir);
-        }),
-      );
+      });
       await Promise.all([...parents].map((d) => fsyncDir(d)));
       await Promise.all([...dirs].map((d) => this.limiter.run(() => fsyncDir(d))));
       for (const i of todo) this.durable.add(names[i]!);
@@ -211,16 +255,23 @@ export class BlobStore {
     } finally {
       await Promise.allSettled(written);
       await Promise.all(temps.map((t, i) => (renamed.has(i) ? undefined : fsp.rm(t, { force: true }))));
+      await own?.release();
     }
   }
 
-  /** True when the blob is there with the right size (its mtime refreshed, its directory entry
-   * made durable once per process); false when it is missing or damaged (then it is replaced). */
-  private async alreadyStored(hash: string, size: number): Promise<boolean> {
+  /**
+   * True when the blob is there with exactly `bytes` (its mtime refreshed, its directory entry made
+   * durable once per process); false when it is missing, condemned by a gc, or damaged — then it is
+   * written again (rename is atomic). The file's content is compared, not its size: a same-size
+   * damaged blob must not be named by a new checkpoint.
+   */
+  private async alreadyStored(hash: string, bytes: Uint8Array): Promise<boolean> {
     const file = this.pathOf(hash);
     try {
       const st = await fsp.stat(file);
-      if (st.size !== size) return false; // a damaged blob: replaced (rename is atomic)
+      if (st.size !== bytes.byteLength) return false;
+      const existing = await fsp.readFile(file);
+      if (Buffer.compare(existing, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) !== 0) return false;
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return false;
       throw err;
@@ -241,12 +292,21 @@ export class BlobStore {
    */
   async get(hash: string): Promise<Uint8Array> {
     const file = this.pathOf(hash);
-    let buf: Buffer;
+    let buf: Buffer | null = null;
     try {
       buf = await fsp.readFile(file);
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw new MissingBlobError(hash);
-      throw err;
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+    // A gc may hold it aside this moment (it puts back what is named), or one was killed doing so.
+    buf ??= await this.readCondemned(hash);
+    if (buf === null) {
+      try {
+        buf = await fsp.readFile(file); // put back meanwhile
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) throw new MissingBlobError(hash);
+        throw err;
+      }
     }
     const actual = sha256Hex(buf);
     if (actual !== hash) throw new CorruptBlobError(hash, actual);
@@ -301,6 +361,98 @@ export class BlobStore {
         throw err;
       }
       for (const n of names.sort()) if (HASH_RE.test(n) && n.startsWith(shard)) out.push(n);
+    }
+    return out;
+  }
+
+  /** The bytes of a condemned copy of `hash` (see condemn()), or null if there is none. */
+  private async readCondemned(hash: string): Promise<Buffer | null> {
+    const dir = path.dirname(this.pathOf(hash));
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw err;
+    }
+    for (const n of names) {
+      if (CONDEMNED_RE.exec(n)?.[1] !== hash) continue;
+      try {
+        return await fsp.readFile(path.join(dir, n));
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * gc's first step to delete a blob: renames it to a condemned name beside it and returns that
+   * path (null if the blob is gone). From then on a writer looking for the blob finds it missing
+   * and writes it again; get() still reads the condemned copy.
+   */
+  async condemn(hash: string): Promise<string | null> {
+    const file = this.pathOf(hash);
+    const aside = `${file}.gc-${process.pid}-${randomBytes(6).toString('hex')}`;
+    try {
+      await fsp.rename(file, aside);
+      return aside;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Puts a condemned blob back under its name (unless a writer has written it again meanwhile:
+   * a hard link never replaces a file), durably, and removes the condemned name.
+   */
+  async restore(condemned: string): Promise<void> {
+    const m = CONDEMNED_RE.exec(path.basename(condemned));
+    if (!m) throw new TypeError(`${condemned} is not a condemned blob`);
+    const file = this.pathOf(m[1]!);
+    try {
+      await fsp.link(condemned, file);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return; // already restored or removed by another gc
+      if (!isErrno(err, 'EEXIST')) throw err;
+    }
+    await fsyncDir(path.dirname(file));
+    await fsp.rm(condemned, { force: true });
+  }
+
+  /** Deletes a condemned blob for good (gc's last step); false if it was not there. */
+  async unlinkCondemned(condemned: string): Promise<boolean> {
+    if (!CONDEMNED_RE.test(path.basename(condemned))) throw new TypeError(`${condemned} is not a condemned blob`);
+    try {
+      await fsp.unlink(condemned);
+      return true;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false;
+      throw err;
+    }
+  }
+
+  /** Paths of every condemned blob (left by a gc that is running or was killed), sorted. */
+  async listCondemned(): Promise<string[]> {
+    let shards: string[];
+    try {
+      shards = await fsp.readdir(this.dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    const out: string[] = [];
+    for (const shard of shards.sort()) {
+      if (!/^[0-9a-f]{2}$/.test(shard)) continue;
+      let names: string[];
+      try {
+        names = await fsp.readdir(path.join(this.dir, shard));
+      } catch (err) {
+        if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) continue;
+        throw err;
+      }
+      for (const n of names.sort()) if (CONDEMNED_RE.test(n) && n.startsWith(shard)) out.push(path.join(this.dir, shard, n));
     }
     return out;
   }

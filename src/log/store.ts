@@ -211,6 +211,35 @@ export interface CreateRunOptions extends RunOpenOptions {
   parent?: string | null;
 }
 
+/**
+ * The run ids under `<storeDir>/runs`, sorted: folders, and symlinks to folders (a run moved to
+ * another disk and linked back is still a run; a link whose target is missing is not listed, and
+ * gc refuses to run while one exists).
+ */
+export async function listRunIds(storeDir: string): Promise<string[]> {
+  const runs = path.join(storeDir, 'runs');
+  let entries;
+  try {
+    entries = await fsp.readdir(runs, { withFileTypes: true });
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  const out: string[] = [];
+  for (const e of entries) {
+    if (!RUN_ID_RE.test(e.name)) continue;
+    if (e.isDirectory()) out.push(e.name);
+    else if (e.isSymbolicLink()) {
+      try {
+        if ((await fsp.stat(path.join(runs, e.name))).isDirectory()) out.push(e.name);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR') && !isErrno(err, 'ELOOP')) throw err;
+      }
+    }
+  }
+  return out.sort();
+}
+
 export class Store {
   readonly blobs: BlobStore;
   private readonly logs = new Set<RunLog>();
@@ -296,20 +325,10 @@ export class Store {
     await finishRemovals(this.target(), (id) => this.lockRun(id));
   }
 
-  /** Run ids, sorted. */
+  /** Run ids, sorted (a run folder may be a symlink to a folder elsewhere: see listRunIds). */
   async listRuns(): Promise<string[]> {
     this.assertOpen();
-    let entries;
-    try {
-      entries = await fsp.readdir(path.join(this.dir, 'runs'), { withFileTypes: true });
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
-    return entries
-      .filter((e) => e.isDirectory() && RUN_ID_RE.test(e.name))
-      .map((e) => e.name)
-      .sort();
+    return listRunIds(this.dir);
   }
 
   async hasRun(id: string): Promise<boolean> {

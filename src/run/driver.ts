@@ -131,9 +131,11 @@ async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 
   const { emitter, session, blobs } = opts;
   const ctx = emitter.snapshot.context;
   const state = session.capture();
-  // Blobs are durable before the event naming them is appended.
+  // Blobs are durable before the event naming them is appended; the intent keeps any gc from
+  // deleting them until the event is durable (a failed append keeps it: see blob-intents.ts).
+  const intent = blobs?.intent(opts.runId);
   const [weightsHash, weights, optimizer] = blobs
-    ? await Promise.all([hashWeightsAsync(state.weights), persistTensors(blobs, state.weights), persistTensors(blobs, state.optimizer)])
+    ? await Promise.all([hashWeightsAsync(state.weights), persistTensors(blobs, state.weights, intent), persistTensors(blobs, state.optimizer, intent)])
     : [hashWeights(state.weights), describeTensors(state.weights), describeTensors(state.optimizer)];
   const event: TrainingEvent = { type: 'checkpoint.committed', kind, index, step: ctx.step, weightsHash };
   await emitter.machine(
@@ -154,16 +156,19 @@ async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 
     },
     { sync: true },
   );
+  await intent?.release();
 }
 
 async function snapshotWeights(opts: DriveOptions) {
   const { emitter, session, blobs } = opts;
   const state = session.capture();
-  const weights = blobs ? await persistTensors(blobs, state.weights) : describeTensors(state.weights);
+  const intent = blobs?.intent(opts.runId);
+  const weights = blobs ? await persistTensors(blobs, state.weights, intent) : describeTensors(state.weights);
   await emitter.fact(
     { type: 'snapshot.taken', data: { step: emitter.snapshot.context.step, weightsHash: hashWeights(state.weights), weights } },
     { sync: true },
   );
+  await intent?.release();
 }
 
 /** Live runs write the snapshot; replay compares it while the log still holds one. */

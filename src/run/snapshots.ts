@@ -1,6 +1,7 @@
 // Checkpoint bytes ↔ content-addressed blobs. Each tensor is one blob named by the SHA-256 of its
 // bytes, so a tensor that did not change (a frozen layer, a branch's shared history) costs nothing.
 import { createHash } from 'node:crypto';
+import type { BlobIntent } from '../log/blob-intents.js';
 import { sha256HexAsync, type BlobStore } from '../log/blobs.js';
 import type { TensorRef } from '../log/events.js';
 import type { TensorBytes, TrainerState } from '../train/types.js';
@@ -26,9 +27,10 @@ export function hashWeightsAsync(weights: readonly TensorBytes[]): Promise<strin
 }
 
 /** Writes every tensor's blob (durably, before the event that names them) and returns the refs.
+ * `intent`: the writer's intent for that event (BlobStore.intent), released once it is durable.
  * One group commit (BlobStore.putMany): the temp files are written while the tensors are hashed,
  * once each, one after the other in slices; then all are made durable together. */
-export async function persistTensors(blobs: BlobStore, tensors: readonly TensorBytes[]): Promise<TensorRef[]> {
+export async function persistTensors(blobs: BlobStore, tensors: readonly TensorBytes[], intent?: BlobIntent): Promise<TensorRef[]> {
   const hashes: Array<Promise<string>> = [];
   let previous: Promise<unknown> = Promise.resolve();
   for (const t of tensors) {
@@ -39,6 +41,7 @@ export async function persistTensors(blobs: BlobStore, tensors: readonly TensorB
   const names = await blobs.putMany(
     tensors.map((t) => t.bytes),
     hashes,
+    intent,
   );
   return tensors.map((t, i) => ({ name: t.name, shape: [...t.shape], dtype: t.dtype, hash: names[i]!, bytes: t.bytes.byteLength }));
 }

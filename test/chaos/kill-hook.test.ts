@@ -32,7 +32,7 @@ describe('kill points', () => {
         ...(await Promise.all(
           TRAIN_KILL_POINTS.slice(i, i + 3).map(async (point) => {
             const store = await tempDir();
-            const r = await runCli(['train', ...SMALL, '--run-id', 'k', '--store', store, '--json'], { cwd: ROOT, kill: { kind: 'hook', point, n: n[point] } });
+            const r = await runCli(['train', ...SMALL, '--run-id', 'k', '--store', store, '--json'], { cwd: ROOT, kill: { kind: 'hook', point, n: n[point]! } });
             return { point, r, snap: await snapshotRun(store, 'k') };
           }),
         )),

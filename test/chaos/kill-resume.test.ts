@@ -44,6 +44,8 @@ describe('SIGKILL and resume', () => {
     expect(summary.lostUncommittedEvents).toBe(0);
     expect(summary.gaps).toBe(0);
     expect(summary.fsckProblems).toBe(0);
+    // gc ran alongside (at least the last one of the run, before its final fsck).
+    expect(summary.gcRuns + summary.gcKills).toBeGreaterThan(0);
     // Every kill is followed by a resume (or, if it came before the run was created, a train).
     expect(summary.resumes + summary.restartedEmpty).toBeGreaterThanOrEqual(KILLS);
     expect(summary.reference.weightsHash).toMatch(/^[0-9a-f]{64}$/);

@@ -83,6 +83,28 @@ describe('BlobStore', () => {
     expect(Buffer.from(await blobs.get(hash)).equals(Buffer.from(b))).toBe(true);
   });
 
+  it('a damaged blob of the right size is not reused: the next put verifies its content and rewrites it', async () => {
+    const blobs = new BlobStore(await tempDir());
+    const b = bytes(4096);
+    const hash = await blobs.put(b);
+    const file = blobs.pathOf(hash);
+    // One byte flipped, size unchanged: only the content can tell.
+    const damaged = Buffer.from(await fsp.readFile(file));
+    damaged[1234] ^= 0xff;
+    await fsp.writeFile(file, damaged);
+    await expect(blobs.get(hash)).rejects.toThrow(CorruptBlobError);
+    // A second BlobStore (a new process: nothing cached) and one that wrote it both verify.
+    for (const store of [new BlobStore(path.dirname(blobs.dir)), blobs]) {
+      expect(await store.put(b)).toBe(hash);
+      expect(sha256Hex(await fsp.readFile(file))).toBe(hash);
+      expect(await store.get(hash)).toEqual(b);
+      await fsp.writeFile(file, damaged);
+    }
+    // The group commit (checkpoints) too, with the hash given by the caller.
+    expect(await blobs.putMany([b], [hash])).toEqual([hash]);
+    expect(await blobs.get(hash)).toEqual(b);
+  });
+
   it('delete removes a blob', async () => {
     const blobs = new BlobStore(await tempDir());
     const hash = await blobs.put(bytes(10));

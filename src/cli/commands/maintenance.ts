@@ -4,6 +4,7 @@ import { blobRefs } from '../../log/events.js';
 import { collectGarbage, diskUsage, type DiskUsage, type GcResult } from '../../log/gc.js';
 import { withStore } from '../../run/common.js';
 import { removeRun } from '../../run/inspect.js';
+import { parseDurationMs } from '../duration.js';
 import { makeOutput } from '../output.js';
 import { formatBytes, table } from '../table.js';
 import { commonFlags } from './index.js';
@@ -48,11 +49,12 @@ export function registerMaintenance(program: Command): void {
     });
 
   commonFlags(program.command('gc').description('free snapshot bytes no run references'))
-    .option('--grace <seconds>', 'keep unreferenced blobs younger than this (a live run writes blobs before naming them)', '600')
+    .option('--grace <duration>', 'also keep unreferenced blobs younger than this: seconds, or with a unit (10m, 2h); writers about to name blobs are protected by their intents regardless', '600')
     .action(async (flags: { store?: string; json?: boolean; grace: string }) => {
       const out = makeOutput(Boolean(flags.json));
-      const result = await withStore({ store: flags.store }, (store) => collectGarbage(store, blobRefs, { graceMs: Number(flags.grace) * 1000 }));
-      out.result(result, () => gcReport(result, Number(flags.grace)));
+      const graceMs = parseDurationMs('--grace', flags.grace);
+      const result = await withStore({ store: flags.store }, (store) => collectGarbage(store, blobRefs, { graceMs }));
+      out.result(result, () => gcReport(result, graceMs / 1000));
     });
 
   commonFlags(program.command('du').description('bytes per run; blobs shared between runs counted once')).action(async (flags: { store?: string; json?: boolean }) => {
