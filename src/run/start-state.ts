@@ -5,17 +5,22 @@
 // and optimizer slots as blobs first and names them in run.created; resume restores them when no
 // checkpoint is committed, and fsck and replay check that checkpoint 0 is exactly that state and,
 // for a branch, that it is the parent's state at the branch point.
+import type { BlobIntent } from '../log/blob-intents.js';
 import type { BlobStore } from '../log/blobs.js';
 import type { CheckpointData, RunCreated, StartState, TensorRef } from '../log/events.js';
 import type { TrainerState } from '../train/types.js';
 import { hashWeightsAsync, persistTensors } from './snapshots.js';
 
-/** Writes `state`'s tensors as blobs (durable when this resolves) and returns run.created's `start`. */
-export async function persistStartState(blobs: BlobStore, state: TrainerState): Promise<StartState> {
+/**
+ * Writes `state`'s tensors as blobs (durable when this resolves) and returns run.created's
+ * `start`. `intent` (BlobStore.intent) names them to every gc until the caller releases it, once
+ * run.created is durable.
+ */
+export async function persistStartState(blobs: BlobStore, state: TrainerState, intent: BlobIntent): Promise<StartState> {
   const [weightsHash, weights, optimizer] = await Promise.all([
     hashWeightsAsync(state.weights),
-    persistTensors(blobs, state.weights),
-    persistTensors(blobs, state.optimizer),
+    persistTensors(blobs, state.weights, intent),
+    persistTensors(blobs, state.optimizer, intent),
   ]);
   return { weightsHash, weights, optimizer };
 }

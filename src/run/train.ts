@@ -91,7 +91,10 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
   // The starting state is durable before run.created names it: from then on the run can be
   // resumed, and resume restores exactly this state (a branch point, an init-from model or the
   // seeded initialisation), never a re-initialisation.
-  const start = await persistStartState(store.blobs, env.session.capture());
+  // The intent keeps every gc from deleting those blobs until run.created, which names them, is
+  // durable (released after its synced append; a failed append keeps it, as a checkpoint's does).
+  const startIntent = store.blobs.intent(opts.runId);
+  const start = await persistStartState(store.blobs, env.session.capture(), startIntent);
   const schedule = computeSchedule(config, env.dataset.train.size);
   const settings = settingsFrom(config, schedule);
   const created: RunCreated = {
@@ -131,10 +134,17 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     files,
   };
 
-  const log = await store.createRun(opts.runId, { parent: opts.parent?.runId ?? null });
+  let log;
+  try {
+    log = await store.createRun(opts.runId, { parent: opts.parent?.runId ?? null });
+  } catch (err) {
+    await startIntent.release(); // no run: nothing will name these blobs
+    throw err;
+  }
   try {
     const emitter = new Emitter({ runId: opts.runId, log, expected: [], nextSeq: 0, snapshot: startMachine(settings), onRecord: opts.onRecord });
     await emitter.fact({ type: 'run.created', data: created }, { sync: true });
+    await startIntent.release();
     await emitter.fact(processAttached(opts.command ?? 'train', env.backend, null, null), { sync: false });
     await drive({ runId: opts.runId, created, session: env.session, emitter, blobs: store.blobs, signal: opts.signal });
     await log.flush();
