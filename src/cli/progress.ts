@@ -2,6 +2,7 @@
 import cliProgress from 'cli-progress';
 import type { LogRecord } from '../log/events.js';
 import { decodeFloat } from '../log/events.js';
+import { formatSchedule, scheduleView } from '../run/schedule.js';
 
 export interface Progress {
   onRecord(record: LogRecord): void;
@@ -34,6 +35,8 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
       switch (r.type) {
         case 'run.created':
           total = r.data.settings.totalSteps;
+          // The resolved schedule, so what a stopPoint means is never a guess.
+          opts.stream.write(`${opts.label}: ${formatSchedule(scheduleView(r.data))}\n`);
           if (tty) {
             bar = new cliProgress.SingleBar(
               {
@@ -68,7 +71,13 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
           else if (bar) bar.update(lastStep, payload());
           break;
         case 'checkpoint.committed':
-          if (!bar) opts.stream.write(`  checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} ${val}\n`);
+          // An interrupt checkpoint evaluates nothing: its line must not repeat the last metrics.
+          if (r.data.kind === 'interrupt') line(`  checkpoint int:${r.data.index} (interrupt, not evaluated) at step ${r.data.step}`);
+          else if (!bar) opts.stream.write(`  checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} ${val}\n`);
+          break;
+        case 'run.extended':
+          total = r.data.totalSteps;
+          line(`  budget extended: stopPoint ${r.data.stopPoint}, ${r.data.checkpoints} checkpoints`);
           break;
         default:
           break;

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config, Schedule } from '../config.js';
 import type { RunCreated } from '../log/events.js';
 import type { TrainingSettings } from '../../machines/training.events.js';
+import { CURRENT_RULES } from '../../machines/training.machine.js';
 import { BackendError, initBackend } from '../train/backend.js';
 import { loadDataset } from '../train/data/index.js';
 import type { ModelFactory } from '../train/models.js';
@@ -130,11 +131,21 @@ export function inheritableConfig(created: RunCreated): Record<string, unknown> 
   const { runId: _runId, ...rest } = created.config as Record<string, unknown>;
   void _runId;
   for (const key of ['dataset', 'model'] as const) if (String(rest[key]).startsWith(CALLER_PREFIX)) delete rest[key];
+  // Rules 1 (retrace 0.1.0) always reduced the rate on a plateau: its branches keep doing so.
+  if ((created.rules ?? 1) < 2 && !('reduceLrOnPlateau' in rest)) rest.reduceLrOnPlateau = true;
   return rest;
 }
 
-export function settingsFrom(config: Config, schedule: Schedule): TrainingSettings {
+/** Where a branch starts: the parts of TrainingSettings it inherits from its parent (rules 2). */
+export type BranchStart = Pick<TrainingSettings, 'plan' | 'scheduleOffset' | 'warmupOffset' | 'inherited'>;
+
+/** The machine's settings for a new run (current rules), optionally starting from a branch point. */
+export function settingsFrom(config: Config, schedule: Schedule, start: BranchStart = {}): TrainingSettings {
   return {
+    rules: CURRENT_RULES,
+    checkpoints: schedule.checkpoints,
+    reduceLrOnPlateau: config.reduceLrOnPlateau,
+    ...start,
     stepsPerEpoch: schedule.stepsPerEpoch,
     totalSteps: schedule.totalSteps,
     batchSize: schedule.batchSize,

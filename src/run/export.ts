@@ -1,6 +1,7 @@
 // `retrace export`: writes a checkpoint as a TensorFlow.js Layers model (model.json + weights)
 // that stock `tf.loadLayersModel` loads, with the run, checkpoint, metrics and lineage in its
-// user-defined metadata; the run moves to `exported`.
+// user-defined metadata. Exporting observes a run: under rules 2 it stays stopped (an interrupted
+// run stays resumable) and records the export; rules 1 (retrace 0.1.0) moved it to `exported`.
 import path from 'node:path';
 import { stateName } from '../../machines/fold.js';
 import type { LogRecord } from '../log/events.js';
@@ -18,14 +19,18 @@ export class ExportError extends Error {
 }
 
 export interface ExportOptions extends StoreOption {
-  /** best (default), last, or a checkpoint number. */
+  /** best (default), last (the last checkpoint of any kind), a checkpoint number K or `ckpt:K`, or `int:N`. */
   checkpoint?: string;
   out: string;
 }
 
 export interface ExportResult {
   runId: string;
+  /** The checkpoint's index (`ckpt:K`'s K, or `int:N`'s N for an interrupt checkpoint). */
   checkpoint: number;
+  /** The checkpoint as a point: `ckpt:K` or `int:N`. */
+  checkpointName: string;
+  checkpointKind: 'initial' | 'epoch' | 'interrupt';
   step: number;
   weightsHash: string;
   out: string;
@@ -51,8 +56,8 @@ export async function lineage(store: Store, history: RunHistory): Promise<Array<
 
 function pickCheckpoint(history: RunHistory, which: string): CheckpointRecord {
   const point = /^\d+$/.test(which) ? `ckpt:${which}` : which;
-  if (point !== 'best' && point !== 'last' && !/^ckpt:\d+$/.test(point)) {
-    throw new PointError(`bad --checkpoint "${which}": expected best, last or a checkpoint number`);
+  if (point !== 'best' && point !== 'last' && !/^(ckpt|int):\d+$/.test(point)) {
+    throw new PointError(`bad --checkpoint "${which}": expected best, last, a checkpoint number, ckpt:K or int:N`);
   }
   return history.resolvePoint(point).checkpoint;
 }
@@ -81,6 +86,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
           retrace: {
             runId,
             checkpoint: ckpt.data.index,
+            checkpointName: history.checkpointName(ckpt),
             checkpointKind: ckpt.data.kind,
             step: ckpt.data.step,
             examplesSeen: ckpt.data.examplesSeen,
@@ -95,12 +101,22 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
         model.dispose();
       }
       const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot });
+      // Rules 2 name the kind: an interrupt checkpoint's number is not a `ckpt:K`.
+      const kind = snapshot.context.interrupts !== undefined ? { kind: ckpt.data.kind } : {};
       await emitter.machine(
-        { type: 'export.finished', checkpoint: ckpt.data.index, out },
-        { type: 'export.finished', data: { checkpoint: ckpt.data.index, out } },
+        { type: 'export.finished', checkpoint: ckpt.data.index, ...kind, out },
+        { type: 'export.finished', data: { checkpoint: ckpt.data.index, ...kind, out } },
         { sync: true },
       );
-      return { runId, checkpoint: ckpt.data.index, step: ckpt.data.step, weightsHash: ckpt.data.weightsHash, out };
+      return {
+        runId,
+        checkpoint: ckpt.data.kind === 'interrupt' ? Number(history.checkpointName(ckpt).slice(4)) : ckpt.data.index,
+        checkpointName: history.checkpointName(ckpt),
+        checkpointKind: ckpt.data.kind,
+        step: ckpt.data.step,
+        weightsHash: ckpt.data.weightsHash,
+        out,
+      };
     } finally {
       await log.close();
     }

@@ -80,6 +80,18 @@ export class RunHistory {
     return this.checkpoints.find((c) => c.data.kind !== 'interrupt' && c.data.index === index) ?? null;
   }
 
+  /** The run's interrupt checkpoints in order: `int:N` is the N-th (1-based). */
+  interruptCheckpoints(): CheckpointRecord[] {
+    return this.checkpoints.filter((c) => c.data.kind === 'interrupt');
+  }
+
+  /** A checkpoint's name as a point: `ckpt:K` for the start and epoch checkpoints, `int:N` for the
+   * N-th interrupt checkpoint (which evaluates nothing and has no training index of its own). */
+  checkpointName(checkpoint: CheckpointRecord): string {
+    if (checkpoint.data.kind !== 'interrupt') return `ckpt:${checkpoint.data.index}`;
+    return `int:${this.interruptCheckpoints().findIndex((c) => c.seq === checkpoint.seq) + 1}`;
+  }
+
   /** Seq of the event after which the run had done exactly `step` steps. */
   seqOfStep(step: number): number | null {
     if (step === 0) return this.checkpointByIndex(0)?.seq ?? null;
@@ -88,8 +100,9 @@ export class RunHistory {
   }
 
   /**
-   * Resolves a point: `best`, `last`, `ckpt:K`, `step:N` or a sequence number. Returns the event
-   * and step it names and the checkpoint at or before it (the state to start from).
+   * Resolves a point: `best`, `last` (the last checkpoint of any kind), `ckpt:K`, `int:N` (the
+   * N-th interrupt checkpoint), `step:N` or a sequence number. Returns the event and step it names
+   * and the checkpoint at or before it (the state to start from). Throws PointError.
    */
   resolvePoint(point: string): { seq: number; step: number; checkpoint: CheckpointRecord; exact: boolean } {
     const final = this.snapshotAt().snapshot.context;
@@ -109,6 +122,13 @@ export class RunHistory {
         throw new PointError(`run ${this.runId} has no checkpoint ${m[1]} (it has ${have.join(', ') || 'none'})`);
       }
       return { seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true };
+    } else if ((m = /^int:(\d+)$/.exec(point))) {
+      const all = this.interruptCheckpoints();
+      const rec = all[Number(m[1]) - 1];
+      if (!rec) {
+        throw new PointError(`run ${this.runId} has no interrupt checkpoint ${m[1]} (it has ${all.length === 0 ? 'none' : all.map((_, i) => `int:${i + 1}`).join(', ')})`);
+      }
+      return { seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true };
     } else if ((m = /^step:(\d+)$/.exec(point))) {
       const step = Number(m[1]);
       seq = this.seqOfStep(step);
@@ -117,7 +137,7 @@ export class RunHistory {
       seq = Number(point);
       if (seq > this.lastSeq) throw new PointError(`run ${this.runId} has no event ${seq} (its last event is ${this.lastSeq})`);
     } else {
-      throw new PointError(`bad point "${point}": expected best, last, ckpt:K, step:N or an event number`);
+      throw new PointError(`bad point "${point}": expected best, last, ckpt:K, int:N, step:N or an event number`);
     }
     const checkpoint = this.checkpointAtOrBefore(seq);
     if (!checkpoint) throw new PointError(`run ${this.runId} has no checkpoint at or before event ${seq}`);

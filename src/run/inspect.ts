@@ -7,6 +7,7 @@ import { decodeFloat, parseRecord, type LogRecord } from '../log/events.js';
 import type { Store } from '../log/store.js';
 import { withStore, type StoreOption } from './common.js';
 import { loadHistory, PointError, type RunHistory } from './history.js';
+import { scheduleView, type ScheduleView } from './schedule.js';
 
 export interface RunListing {
   runId: string;
@@ -106,6 +107,9 @@ export interface StateView {
   metrics: { lastLoss: number | null; evaluations: Array<{ step: number; valLoss: number; valAccuracy: number }> };
   /** Events around the selected one (for time travel views). */
   around: LogRecord[];
+  /** The resolved schedule (training examples, examples per virtual epoch, steps per checkpoint,
+   * total steps), after any budget extension up to this event. */
+  schedule: ScheduleView;
 }
 
 /** Resolves `--at`: an event number or `step:N` (default: the last event). */
@@ -147,6 +151,7 @@ export function stateAt(history: RunHistory, seq: number, aroundCount = 5): Stat
       : null,
     metrics: { lastLoss, evaluations },
     around: history.records.slice(Math.max(0, seq - aroundCount), seq + aroundCount + 1),
+    schedule: scheduleView(history.created, c),
   };
 }
 

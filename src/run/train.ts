@@ -1,6 +1,7 @@
 // `retrace train`: a new run from a config. Everything that can fail on user input (config, data,
 // model, backend) is checked before the run id is claimed, so a bad config leaves no empty run.
 import { startMachine } from '../../machines/fold.js';
+import { CURRENT_RULES } from '../../machines/training.machine.js';
 import { computeSchedule, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import { RunExistsError } from '../log/errors.js';
 import { SCHEMA_VERSION, type Parent, type RunCreated } from '../log/events.js';
@@ -13,6 +14,7 @@ import { buildEnvironment, CALLER_PREFIX, recordedConfig, RETRACE_VERSION, setti
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
 import type { Store } from '../log/store.js';
+import type { BranchPlan } from './inherit.js';
 
 export interface TrainOptions extends StoreOption {
   /** Config values (a file's contents merged with flags by the caller); defaults fill the rest. */
@@ -74,6 +76,9 @@ export interface StartRunOptions {
   caller?: { dataset: boolean; model: string | null };
   /** A branch starts from its parent's state instead of fresh weights. */
   initialState?: TrainerState;
+  /** A branch (rules 2): the controller state and schedule position it inherits, the schedule it
+   * continues (null: its own from the config), and what it inherited and overrode, for the log. */
+  branchPlan?: BranchPlan;
   signal?: AbortSignal;
   onRecord?: RecordListener;
   command?: string;
@@ -83,10 +88,11 @@ export interface StartRunOptions {
 export async function startRun(store: Store, opts: StartRunOptions): Promise<RunSummary> {
   const { env, config } = opts;
   if (opts.initialState) env.session.restore(opts.initialState);
-  const schedule = computeSchedule(config, env.dataset.train.size);
-  const settings = settingsFrom(config, schedule);
+  const schedule = opts.branchPlan?.schedule ?? computeSchedule(config, env.dataset.train.size);
+  const settings = settingsFrom(config, schedule, opts.branchPlan?.start);
   const created: RunCreated = {
     schemaVersion: SCHEMA_VERSION,
+    rules: CURRENT_RULES,
     runId: opts.runId,
     retraceVersion: RETRACE_VERSION,
     nodeVersion: process.version,
@@ -117,6 +123,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     optimizer: config.optimizer,
     parent: opts.parent,
     origin: opts.origin,
+    ...(opts.branchPlan ? { inheritance: opts.branchPlan.inheritance } : {}),
   };
 
   const log = await store.createRun(opts.runId);

@@ -2,6 +2,7 @@
 // checkpoints, state transitions) that the page appends to as a run grows, and "light" records
 // (without tensor lists, topologies or stored machine snapshots) for event tables.
 import { stateName } from '../../machines/fold.js';
+import { budgetSteps } from '../../machines/training.machine.js';
 import { decodeFloat, type LoggedFloat, type LogRecord } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
 import type { RunWriter } from './cache.js';
@@ -15,6 +16,8 @@ export interface RunRow {
   /** `starting` while a run being created has no records yet. */
   state: string;
   stopReason: string | null;
+  /** Whether a checkpoint was exported (rules 2: the run stays stopped, and resumable if interrupted). */
+  exported: boolean;
   step: number;
   totalSteps: number | null;
   bestMetric: number | null;
@@ -127,7 +130,9 @@ export function describeRecord(r: LogRecord): string {
     case 'run.resumed':
       return 'resumed';
     case 'export.finished':
-      return `exported checkpoint ${r.data.checkpoint} to ${r.data.out}`;
+      return `exported checkpoint ${r.data.kind === 'interrupt' ? 'int:' : ''}${r.data.checkpoint} to ${r.data.out}`;
+    case 'run.extended':
+      return `budget extended to stopPoint ${r.data.stopPoint}: ${r.data.totalSteps} steps, ${r.data.checkpoints} checkpoints`;
     case 'snapshot.taken':
       return `weights snapshot at step ${r.data.step}, ${r.data.weightsHash.slice(0, 12)}`;
     case 'process.attached':
@@ -194,6 +199,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
       originStep: 0,
       state: error ? 'unreadable' : 'starting',
       stopReason: null,
+      exported: false,
       step: 0,
       totalSteps: null,
       bestMetric: null,
@@ -220,8 +226,9 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
     originStep: created.origin.step,
     state: stateName(snapshot),
     stopReason: ctx.stopReason,
+    exported: ctx.exported !== null,
     step: ctx.step,
-    totalSteps: created.settings.totalSteps,
+    totalSteps: budgetSteps(ctx),
     bestMetric: ctx.best && Number.isFinite(ctx.best.metric) ? Math.abs(ctx.best.metric) : null,
     bestCheckpoint: ctx.best ? ctx.best.index : null,
     monitor: created.settings.monitor,

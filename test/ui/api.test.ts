@@ -231,14 +231,15 @@ describe('jobs started from the page', () => {
     expect(job.progress.total).toBeGreaterThan(0);
   });
 
-  it('export writes a TF.js model and moves the run to exported', async () => {
+  it('export writes a TF.js model and marks the run exported (it stays stopped)', async () => {
     const res = await postJson(base, '/api/runs/iris-b/export', { checkpoint: 1 });
     expect(res.status, res.body.error).toBe(200);
     expect(res.body.result).toMatchObject({ runId: 'iris-b', checkpoint: 1 });
     expect(res.body.result.out).toBe(path.join(dir, 'exports', 'iris-b-ckpt1'));
     expect(existsSync(path.join(res.body.result.out, 'model.json'))).toBe(true);
     const row = (await getJson(base, '/api/runs')).body.runs.find((r: { runId: string }) => r.runId === 'iris-b');
-    expect(row.state).toBe('exported');
+    expect(row.state).toBe('stopped');
+    expect(row.exported).toBe(true);
   });
 
   it('a training started from the page streams its steps, and can be stopped (interrupt checkpoint)', async () => {

@@ -4,6 +4,7 @@ import { decodeFloat, type LogRecord } from '../../log/events.js';
 import { withStore } from '../../run/common.js';
 import { listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
 import { makeOutput, UsageError } from '../output.js';
+import { formatSchedule } from '../../run/schedule.js';
 import { commonFlags } from './index.js';
 
 function lineageTree(runs: RunListing[]): string {
@@ -88,8 +89,11 @@ export function registerInspect(program: Command): void {
         const c = view.context;
         const ev = view.metrics.evaluations.at(-1);
         return [
-          `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}`,
-          `step ${view.step} of ${c.settings.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
+          `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}` +
+            (c.exported && view.state !== 'exported' ? `, exported ${c.exported.kind === 'interrupt' ? 'int:' : 'checkpoint '}${c.exported.checkpoint} to ${c.exported.out}` : '') +
+            (view.state === 'stopped' && view.stopReason === 'interrupted' ? ` (resumable: retrace resume ${runId})` : ''),
+          `step ${view.step} of ${view.schedule.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
+          formatSchedule(view.schedule),
           `last loss ${view.metrics.lastLoss ?? '-'}${ev ? `, last evaluation at step ${ev.step}: val loss ${ev.valLoss} acc ${ev.valAccuracy}` : ''}`,
           `best checkpoint ${c.best ? `${c.best.index} (step ${c.best.step}, metric ${c.best.metric})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,
           `nearest checkpoint: ${view.nearestCheckpoint ? `${view.nearestCheckpoint.index} (${view.nearestCheckpoint.kind}) at step ${view.nearestCheckpoint.step}, event ${view.nearestCheckpoint.seq}` : 'none'}`,

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import type { RunSummary } from '../../run/common.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
-import { makeOutput, type Output } from '../output.js';
+import { ConfigSchema, flagName } from '../../config.js';
+import { makeOutput, UsageError, type Output } from '../output.js';
 import { createProgress } from '../progress.js';
 import { commonFlags } from './index.js';
 import type { BackendRequest } from '../../train/types.js';
@@ -70,10 +71,14 @@ export function registerTrain(program: Command): void {
   commonFlags(program.command('resume').argument('<run>').description('continue an interrupted or crashed run from its last checkpoint'))
     .option('--force', 'resume although the data, model source or tfjs version changed (recorded in the log)')
     .option('--backend <name>', 'run on another backend than the recorded one (exactness not promised)')
+    .option('--stop-point <value>', "train longer: the run's new stopPoint (passes over trainingExamples in the whole run)")
+    .option('--checkpoints <value>', "with a longer budget: the whole run's checkpoint count (default: the same spacing)")
     .action(async (runId: string, flags: Record<string, unknown>) => {
+      const extension = extensionFlags(flags);
       await runWithProgress(flags, `resume ${runId}`, async (hooks) =>
         (await import('../../run/resume.js')).resume(runId, {
           store: flags.store as string | undefined,
+          ...extension,
           force: Boolean(flags.force),
           backend: flags.backend as BackendRequest | undefined,
           signal: hooks.signal,
@@ -83,4 +88,17 @@ export function registerTrain(program: Command): void {
         }),
       );
     });
+}
+
+/** `resume --stop-point/--checkpoints`, validated like the config keys they extend. */
+function extensionFlags(flags: Record<string, unknown>): { stopPoint?: number; checkpoints?: number } {
+  const out: { stopPoint?: number; checkpoints?: number } = {};
+  for (const key of ['stopPoint', 'checkpoints'] as const) {
+    if (flags[key] === undefined) continue;
+    const raw = String(flags[key]);
+    const parsed = ConfigSchema.shape[key].safeParse(raw.trim() === '' ? NaN : Number(raw));
+    if (!parsed.success) throw new UsageError(`--${flagName(key)} "${raw}": ${parsed.error.issues[0]!.message}`);
+    out[key] = parsed.data;
+  }
+  return out;
 }
