@@ -323,7 +323,10 @@ export const trainingMachine = setup({
     }),
     extend: assign(({ context, event }) => {
       const e = event as RunExtended;
-      const plan: SchedulePlan = {
+      // A run stopped early inside its plan and given that same plan's end keeps its checkpoint
+      // steps; any other end starts a new stretch from here, its checkpoints spread evenly.
+      const same = context.plan && context.plan.toStep === e.totalSteps && context.plan.toCheckpoint === e.checkpoints;
+      const plan: SchedulePlan = same ? context.plan! : {
         fromStep: scheduleStep(context.settings, context.step),
         fromCheckpoint: (context.settings.scheduleOffset?.checkpoints ?? 0) + context.epochCheckpoints,
         toStep: e.totalSteps,
