@@ -3,6 +3,7 @@ import cliProgress from 'cli-progress';
 import type { LogRecord } from '../log/events.js';
 import { decodeFloat } from '../log/events.js';
 import { formatSchedule, scheduleView } from '../run/schedule.js';
+import { initialBudget } from '../../machines/training.machine.js';
 
 export interface Progress {
   onRecord(record: LogRecord): void;
@@ -34,7 +35,7 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
     onRecord(r) {
       switch (r.type) {
         case 'run.created':
-          total = r.data.settings.totalSteps;
+          total = initialBudget(r.data.settings);
           // The resolved schedule, so what a stopPoint means is never a guess.
           opts.stream.write(`${opts.label}: ${formatSchedule(scheduleView(r.data))}\n`);
           if (tty) {

@@ -1,6 +1,6 @@
 // The resolved schedule of a run, as people and `state --json` see it: how many training examples
 // a virtual epoch has, how many examples the run sees, and the steps between checkpoints.
-import { budgetSteps as runBudgetSteps, type TrainingContext } from '../../machines/training.machine.js';
+import { budgetSteps as runBudgetSteps, initialBudget, type TrainingContext } from '../../machines/training.machine.js';
 import type { RunCreated } from '../log/events.js';
 
 export interface ScheduleView {
@@ -33,7 +33,7 @@ export function scheduleView(created: RunCreated, context?: TrainingContext): Sc
   const plan = context?.plan;
   let stopPoint = s.stopPoint;
   let checkpoints = s.checkpoints;
-  let totalSteps = settings.totalSteps;
+  let totalSteps = initialBudget(settings);
   let min = settings.stepsPerEpoch;
   let max = settings.stepsPerEpoch;
   if (plan && context) {

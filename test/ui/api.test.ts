@@ -68,7 +68,7 @@ describe('reading', () => {
       writer: null,
       error: null,
     });
-    expect(stepCount).toBe(76);
+    expect(stepCount).toBe(75); // 120 training examples × 10 passes / batch 16
     expect(typeof run.bestMetric).toBe('number');
     expect(typeof run.bestCheckpoint).toBe('number');
     expect(['wasm', 'cpu', 'tensorflow']).toContain(run.backend);
