@@ -142,6 +142,12 @@ export function isCheckpointStep(context: TrainingContext, step: number): boolea
   return step > 0 && isPlanBoundary(context.plan, scheduleStep(context.settings, step));
 }
 
+/** The step budget a run starts with, in its own steps (a branch continuing its parent's schedule
+ * has what the parent had left). */
+export function initialBudget(settings: TrainingSettings): number {
+  return (settings.plan?.toStep ?? settings.totalSteps) - (settings.scheduleOffset?.step ?? 0);
+}
+
 /** The step budget in this run's steps: where the current plan ends. */
 export function budgetSteps(context: TrainingContext): number {
   if (!context.plan) return context.settings.totalSteps;

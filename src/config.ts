@@ -139,19 +139,19 @@ export interface Schedule {
 
 /** Steps whose examples (steps × batchSize) come closest to trainingExamples × stopPoint: never
  * more than half a batch off, and at least one step. */
-export function budgetSteps(trainingExamples: number, stopPoint: number, batchSize: number): number {
+export function scheduleSteps(trainingExamples: number, stopPoint: number, batchSize: number): number {
   return Math.max(1, Math.round((trainingExamples * stopPoint) / batchSize));
 }
 
 /**
- * The schedule of a new run (rules 2): `totalSteps` from budgetSteps, and `checkpoints` epoch
+ * The schedule of a new run (rules 2): `totalSteps` from scheduleSteps, and `checkpoints` epoch
  * checkpoints spread over it as evenly as integers allow (checkpoint k after floor(k × totalSteps /
  * checkpoints) steps; the last one ends the budget). `trainingExamples` defaults to the training
  * split's size. Throws ConfigError when there are more checkpoints than steps.
  */
 export function computeSchedule(config: Config, datasetTrainSize: number): Schedule {
   const trainingExamples = config.trainingExamples ?? datasetTrainSize;
-  const totalSteps = budgetSteps(trainingExamples, config.stopPoint, config.batchSize);
+  const totalSteps = scheduleSteps(trainingExamples, config.stopPoint, config.batchSize);
   if (config.checkpoints > totalSteps) {
     throw new ConfigError(
       `config field "checkpoints": ${config.checkpoints} checkpoints do not fit in this run's ${totalSteps} step(s) ` +

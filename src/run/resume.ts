@@ -16,7 +16,7 @@ import { loadHistory, restoreMachine, type RunHistory } from './history.js';
 import { loadTrainerState } from './snapshots.js';
 import { startMachine, type TrainingSnapshot } from '../../machines/fold.js';
 import { rulesOf, scheduleStep } from '../../machines/training.machine.js';
-import { budgetSteps as scheduleBudget, ConfigError } from '../config.js';
+import { scheduleSteps as scheduleBudget, ConfigError } from '../config.js';
 import type { RecordData } from '../log/events.js';
 
 type RunExtendedData = RecordData<'run.extended'>;
