@@ -256,6 +256,27 @@ function canExtend({ context, event }: Ctx): boolean {
   return Number.isInteger(e.totalSteps) && Number.isInteger(e.checkpoints) && e.totalSteps > at && newCheckpoints >= 1 && newCheckpoints <= e.totalSteps - at;
 }
 
+/** The schedule step of the last epoch checkpoint (or the plan's start if it has none yet). */
+function lastBoundary(context: TrainingContext, plan: SchedulePlan): number {
+  const j = (context.settings.scheduleOffset?.checkpoints ?? 0) + context.epochCheckpoints - plan.fromCheckpoint;
+  if (j <= 0) return plan.fromStep;
+  return plan.fromStep + Math.floor((j * (plan.toStep - plan.fromStep)) / (plan.toCheckpoint - plan.fromCheckpoint));
+}
+
+/** The plan after an extension: the new checkpoints are spread from the last epoch checkpoint (so
+ * an interrupted run extended keeps the spacing an uninterrupted one would have), or from the
+ * current step when that would put a new checkpoint at or before it. */
+function extendedPlan(context: TrainingContext, e: RunExtended): SchedulePlan {
+  const plan = context.plan!;
+  // A run stopped early inside its plan and given that same plan's end keeps its checkpoint steps.
+  if (plan.toStep === e.totalSteps && plan.toCheckpoint === e.checkpoints) return plan;
+  const at = scheduleStep(context.settings, context.step);
+  const fromCheckpoint = (context.settings.scheduleOffset?.checkpoints ?? 0) + context.epochCheckpoints;
+  let fromStep = lastBoundary(context, plan);
+  if (fromStep + Math.floor((e.totalSteps - fromStep) / (e.checkpoints - fromCheckpoint)) <= at) fromStep = at;
+  return { fromStep, fromCheckpoint, toStep: e.totalSteps, toCheckpoint: e.checkpoints };
+}
+
 function atMinLr({ context }: Ctx): boolean {
   return context.currentBaseLr <= context.settings.minLr;
 }
@@ -280,6 +301,7 @@ export const trainingMachine = setup({
     warmupNotOver: ({ context }: Ctx) => warmingUp(context.settings, context.step),
     wasInterrupted: ({ context }: Ctx) => context.stopReason === 'interrupted',
     exportEndsRun: ({ context }: Ctx) => rulesOf(context.settings) < 2,
+    exportObserves: ({ context }: Ctx) => rulesOf(context.settings) >= 2,
     canExtend,
     canExtendInterrupted: (args: Ctx) => canExtend(args) && args.context.stopReason === 'interrupted',
     canExtendIntoWarmup: (args: Ctx) => canExtend(args) && warmingUp(args.context.settings, args.context.step),
@@ -329,15 +351,7 @@ export const trainingMachine = setup({
     }),
     extend: assign(({ context, event }) => {
       const e = event as RunExtended;
-      // A run stopped early inside its plan and given that same plan's end keeps its checkpoint
-      // steps; any other end starts a new stretch from here, its checkpoints spread evenly.
-      const same = context.plan && context.plan.toStep === e.totalSteps && context.plan.toCheckpoint === e.checkpoints;
-      const plan: SchedulePlan = same ? context.plan! : {
-        fromStep: scheduleStep(context.settings, context.step),
-        fromCheckpoint: (context.settings.scheduleOffset?.checkpoints ?? 0) + context.epochCheckpoints,
-        toStep: e.totalSteps,
-        toCheckpoint: e.checkpoints,
-      };
+      const plan = extendedPlan(context, e);
       // The counter of the rule that stopped the run starts again (else it would stop at the next
       // evaluation); every other counter is kept.
       return {
@@ -390,6 +404,8 @@ export const trainingMachine = setup({
           target: 'checkpointing',
           actions: { type: 'markInterruptedFrom', params: { from: 'warmup' } },
         },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     training: {
@@ -403,12 +419,16 @@ export const trainingMachine = setup({
           target: 'checkpointing',
           actions: { type: 'markInterruptedFrom', params: { from: 'training' } },
         },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     // A virtual-epoch boundary (evaluate, commit, decide) or an interrupt (commit only).
     checkpointing: {
       on: {
         'eval.finished': { actions: 'recordEval' },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
         'checkpoint.committed': [
           {
             guard: 'isInterruptCheckpoint',
@@ -449,6 +469,8 @@ export const trainingMachine = setup({
           target: 'checkpointing',
           actions: { type: 'markInterruptedFrom', params: { from: 'plateau' } },
         },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     stopped: {

@@ -69,7 +69,9 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
       const history = await loadHistory(log, runId);
       const snapshot = history.snapshotAt().snapshot;
       const state = stateName(snapshot);
-      if (state !== 'stopped' && state !== 'exported') {
+      // Holding the run for writing means no process trains it: a run whose log is not stopped
+      // crashed. Rules 2 export its checkpoints (resume goes on afterwards); rules 1 could not.
+      if (state !== 'stopped' && state !== 'exported' && !snapshot.can({ type: 'export.finished', checkpoint: 0, out: '' })) {
         throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
       }
       const ckpt = pickCheckpoint(history, opts.checkpoint ?? 'best');

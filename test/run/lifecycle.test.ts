@@ -6,7 +6,8 @@ import { cp } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { killAllChildren, runCli } from '../../src/chaos/harness.js';
 import { fsck } from '../../src/chaos/fsck.js';
 import { ConfigError, type ConfigInput } from '../../src/config.js';
 import { type LogRecord } from '../../src/log/events.js';
@@ -54,6 +55,8 @@ function epochCheckpoints(h: RunHistory): Array<[number, string]> {
   return h.checkpoints.filter((c) => c.data.kind === 'epoch').map((c) => [h.created.origin.step + c.data.step, c.data.weightsHash]);
 }
 
+afterAll(() => killAllChildren());
+
 let store: string;
 let straight: Awaited<ReturnType<typeof train>>;
 // IRIS: 120 examples × 10 passes / batch 8 = 150 steps; 4 checkpoints at steps 37, 75, 112, 150.
@@ -93,7 +96,31 @@ describe('export and interrupt checkpoints', () => {
   });
 });
 
+describe('export of a crashed run', () => {
+  it('exports a SIGKILLed run\'s checkpoint without ending it; resume then finishes it exactly', async () => {
+    const args = ['--dataset', 'iris', '--model', 'mlp', '--backend', 'wasm', '--batch-size', '8', '--stop-point', '10', '--checkpoints', '4', '--lr', '0.01', '--seed', '7'];
+    const killed = await runCli(['train', ...args, '--run-id', 'crashed', '--store', store, '--json'], { cwd: ROOT, kill: { kind: 'hook', point: 'step-after', n: 60 } });
+    expect(killed.signal).toBe('SIGKILL');
+    const out = path.join(await tempDir(), 'model');
+    expect(await exportRun('crashed', { store, checkpoint: 'last', out })).toMatchObject({ checkpointName: 'ckpt:1', step: 37 });
+    const h = await history(store, 'crashed');
+    const view = stateAt(h, h.lastSeq);
+    expect(view.state).toBe('training');
+    expect(view.context.exported).toMatchObject({ checkpoint: 1, kind: 'epoch', out });
+    expect(await resume('crashed', { store })).toMatchObject({ stopReason: 'budget', step: 150, weightsHash: straight.weightsHash });
+    expect((await replay('crashed', { store, verify: true })).identical).toBe(true);
+    expect((await fsck(store, { runId: 'crashed' })).problems).toEqual([]);
+  });
+});
+
 describe('resume --stop-point: training longer in place', () => {
+  it('extends an interrupted run: it resumes to the new budget', async () => {
+    await train({ store, config: { ...IRIS, runId: 'cut2', stopPoint: 5, checkpoints: 2 }, ...stopAt(20) });
+    expect(await resume('cut2', { store, stopPoint: 10, checkpoints: 4 })).toMatchObject({ stopReason: 'budget', step: 150, weightsHash: straight.weightsHash });
+    // Spread from its last epoch checkpoint (here the start): the checkpoints of a run made that long.
+    expect(epochCheckpoints(await history(store, 'cut2'))).toEqual(epochCheckpoints(await history(store, 'straight')));
+  });
+
   it('extends a run stopped on budget: same step numbers, and the same weights as training that long at once', async () => {
     const short = await train({ store, config: { ...IRIS, runId: 'short', stopPoint: 5, checkpoints: 2 } });
     expect(short).toMatchObject({ stopReason: 'budget', step: 75 });
