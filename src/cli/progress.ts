@@ -51,7 +51,7 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
             );
             bar.start(total, 0, payload());
           } else {
-            opts.stream.write(`${opts.label}: ${total} steps (${r.data.settings.stepsPerEpoch} per checkpoint), backend ${r.data.backend.name}\n`);
+            opts.stream.write(`${opts.label}: ${total} steps, backend ${r.data.backend.name}\n`);
           }
           break;
         case 'step.finished':

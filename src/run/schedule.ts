@@ -1,6 +1,6 @@
 // The resolved schedule of a run, as people and `state --json` see it: how many training examples
 // a virtual epoch has, how many examples the run sees, and the steps between checkpoints.
-import { budgetSteps as runBudgetSteps, initialBudget, type TrainingContext } from '../../machines/training.machine.js';
+import { budgetSteps as runBudgetSteps, initialBudget, initialPlan, type TrainingContext } from '../../machines/training.machine.js';
 import type { RunCreated } from '../log/events.js';
 
 export interface ScheduleView {
@@ -30,14 +30,14 @@ export function scheduleView(created: RunCreated, context?: TrainingContext): Sc
   const s = created.schedule;
   const settings = created.settings;
   const rules = created.rules ?? 1;
-  const plan = context?.plan;
+  const plan = context?.plan ?? (rules >= 2 ? (settings.plan ?? initialPlan(settings)) : undefined);
   let stopPoint = s.stopPoint;
   let checkpoints = s.checkpoints;
   let totalSteps = initialBudget(settings);
   let min = settings.stepsPerEpoch;
   let max = settings.stepsPerEpoch;
-  if (plan && context) {
-    totalSteps = runBudgetSteps(context);
+  if (plan) {
+    totalSteps = context ? runBudgetSteps(context) : initialBudget(settings);
     checkpoints = plan.toCheckpoint;
     stopPoint = (plan.toStep * s.batchSize) / s.trainingExamples;
     if (plan.toStep === settings.totalSteps && plan.toCheckpoint === (settings.checkpoints ?? s.checkpoints)) stopPoint = s.stopPoint;
