@@ -102,7 +102,8 @@ export interface StateView {
   lr: number;
   stopReason: StopReason | null;
   context: TrainingContext;
-  nearestCheckpoint: { index: number; kind: string; seq: number; step: number; weightsHash: string } | null;
+  /** `name` is the checkpoint as a point: `ckpt:K`, or `int:N` for an interrupt checkpoint. */
+  nearestCheckpoint: { index: number; name: string; kind: string; seq: number; step: number; weightsHash: string } | null;
   /** Training losses and evaluations up to this event. */
   metrics: { lastLoss: number | null; evaluations: Array<{ step: number; valLoss: number; valAccuracy: number }> };
   /** Events around the selected one (for time travel views). */
@@ -147,7 +148,14 @@ export function stateAt(history: RunHistory, seq: number, aroundCount = 5): Stat
     stopReason: c.stopReason,
     context: c,
     nearestCheckpoint: checkpoint
-      ? { index: checkpoint.data.index, kind: checkpoint.data.kind, seq: checkpoint.seq, step: checkpoint.data.step, weightsHash: checkpoint.data.weightsHash }
+      ? {
+          index: checkpoint.data.index,
+          name: history.checkpointName(checkpoint),
+          kind: checkpoint.data.kind,
+          seq: checkpoint.seq,
+          step: checkpoint.data.step,
+          weightsHash: checkpoint.data.weightsHash,
+        }
       : null,
     metrics: { lastLoss, evaluations },
     around: history.records.slice(Math.max(0, seq - aroundCount), seq + aroundCount + 1),

@@ -122,7 +122,7 @@ export function describeRecord(r: LogRecord): string {
     case 'eval.finished':
       return `evaluation at step ${r.data.step}: val loss ${num(r.data.valLoss)}, accuracy ${Number(r.data.valAccuracy.toPrecision(4))}`;
     case 'checkpoint.committed':
-      return `checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step}, weights ${r.data.weightsHash.slice(0, 12)}`;
+      return `checkpoint ${r.data.kind === 'interrupt' ? 'int:' : ''}${r.data.index} (${r.data.kind}${r.data.kind === 'interrupt' ? ', not evaluated' : ''}) at step ${r.data.step}, weights ${r.data.weightsHash.slice(0, 12)}`;
     case 'state.changed':
       return `${r.data.from} → ${r.data.to} (by event ${r.data.cause}, ${r.data.causeType})`;
     case 'stop.requested':

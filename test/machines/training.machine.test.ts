@@ -331,6 +331,17 @@ describe('training machine, rules 2', () => {
     expect(d.snapshot.can({ type: 'run.extended', stopPoint: 9, checkpoints: 9, totalSteps: 99 })).toBe(false);
   });
 
+  it('extending a run stopped at minLr resets the plateau wait and keeps the reduced rate and cooldown', () => {
+    const g = new Given({ ...rules2, totalSteps: 30, checkpoints: 10, reduceLrOnPlateau: true, plateauPatience: 1, lrFactor: 0.5, minLr: 0.05, cooldown: 0 }).started(0.5);
+    g.epoch(0.6); // 0.1 → 0.05 (the floor)
+    g.epoch(0.7);
+    expect([g.state, g.ctx.stopReason, g.ctx.plateauWait, g.ctx.currentBaseLr]).toEqual(['stopped', 'plateau', 1, 0.05]);
+    g.send({ type: 'run.extended', stopPoint: 1, checkpoints: 10, totalSteps: 30 });
+    expect([g.state, g.ctx.plateauWait, g.ctx.currentBaseLr, g.ctx.sinceImprovement, g.ctx.lr]).toEqual(['training', 0, 0.05, 2, 0.05]);
+    g.epoch(0.4); // an improvement: training goes on
+    expect([g.state, g.ctx.best?.index]).toEqual(['training', 3]);
+  });
+
   it('starts a branch from inherited controller state and schedule position', () => {
     // The parent did 7 steps of a 12-step, 4-checkpoint plan (checkpoints at 3, 6, 9, 12) with 2 checkpoints.
     const g = new Given({

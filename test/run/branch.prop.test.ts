@@ -1,6 +1,6 @@
 // Issue #9, item 1. Property: for random small iris configs (warmup, ReduceLROnPlateau with
 // cooldown, early stopping, any optimizer) and random branch points (a checkpoint, or any step,
-// even one between checkpoints), a branch with no overrides reproduces its parent's remaining
+// even one between checkpoints), a branch with no overrides (and a branch of it) reproduces its parent's remaining
 // steps (loss bits and learning rate), checkpoints (absolute step and weightsHash) and stop,
 // bit-exactly: it inherits the parent's controller state and continues its schedule.
 import fc from 'fast-check';
@@ -76,6 +76,15 @@ describe('branch with no overrides ≡ parent', () => {
         expect(b.stopReason).toBe(a.stopReason);
         expect(child.step).toBe(parent.step - at);
         expect(child.weightsHash).toBe(parent.weightsHash);
+        // A branch of that branch (its offsets add up) still reproduces the first parent.
+        if (child.step >= 2) {
+          const mid = Math.floor(child.step / 2);
+          await branch(`b@step:${mid}`, { store, overrides: { runId: 'g' } });
+          const g = facts(await history(store, 'g'));
+          expect(g.steps).toEqual(a.steps.filter(([s]) => s > at + mid));
+          expect(g.checkpoints).toEqual(a.checkpoints.filter(([s]) => s > at + mid));
+          expect(g.stopReason).toBe(a.stopReason);
+        }
       }),
       { numRuns: 8, verbose: true },
     );

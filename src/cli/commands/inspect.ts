@@ -46,7 +46,7 @@ function describeRecord(r: LogRecord): string {
     case 'eval.finished':
       return `eval at step ${r.data.step}: val loss ${decodeFloat(r.data.valLoss)} acc ${r.data.valAccuracy}`;
     case 'checkpoint.committed':
-      return `checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} weights ${r.data.weightsHash.slice(0, 16)}`;
+      return `checkpoint ${r.data.kind === 'interrupt' ? 'int:' : ''}${r.data.index} (${r.data.kind}) at step ${r.data.step} weights ${r.data.weightsHash.slice(0, 16)}`;
     case 'state.changed':
       return `${r.data.from} → ${r.data.to} (by event ${r.data.cause}, ${r.data.causeType})`;
     case 'run.created':
@@ -96,7 +96,7 @@ export function registerInspect(program: Command): void {
           formatSchedule(view.schedule),
           `last loss ${view.metrics.lastLoss ?? '-'}${ev ? `, last evaluation at step ${ev.step}: val loss ${ev.valLoss} acc ${ev.valAccuracy}` : ''}`,
           `best checkpoint ${c.best ? `${c.best.index} (step ${c.best.step}, metric ${c.best.metric})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,
-          `nearest checkpoint: ${view.nearestCheckpoint ? `${view.nearestCheckpoint.index} (${view.nearestCheckpoint.kind}) at step ${view.nearestCheckpoint.step}, event ${view.nearestCheckpoint.seq}` : 'none'}`,
+          `nearest checkpoint: ${view.nearestCheckpoint ? `${view.nearestCheckpoint.name} (${view.nearestCheckpoint.kind}${view.nearestCheckpoint.kind === 'interrupt' ? ', not evaluated' : ''}) at step ${view.nearestCheckpoint.step}, event ${view.nearestCheckpoint.seq}` : 'none'}`,
         ].join('\n');
       });
     });
