@@ -9,9 +9,10 @@
 //                  plateau ◀──no improvement─────────┼─────────────────────────────┘  │
 //                     └──next step──────────────────┘      budget/early-stop/plateau/diverged
 //                                                                                     ▼
-//                                         stopped ──export──▶ exported
+//                                         stopped ──export (rules 1)──▶ exported
 //
-// `stopped` is not a final state: export acts on it and `run.resumed` continues an interrupted run.
+// `stopped` is not a final state: `run.resumed` continues an interrupted run, `run.extended` gives
+// a run a longer budget, and export records itself (rules 1: export moved the run to `exported`).
 //
 // Rule versions: a run records the rules it was made with (settings.rules; absent = 1, retrace
 // 0.1.0) and every guard below that changed consults it, so old logs fold exactly as they were
