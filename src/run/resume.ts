@@ -19,6 +19,8 @@ import { rulesOf, scheduleStep } from '../../machines/training.machine.js';
 import { scheduleSteps as scheduleBudget, ConfigError } from '../config.js';
 import type { RecordData } from '../log/events.js';
 
+import { scheduleView, type ScheduleView } from './schedule.js';
+
 type RunExtendedData = RecordData<'run.extended'>;
 
 export class ResumeRefusedError extends Error {
@@ -39,6 +41,8 @@ export interface ResumeOptions extends StoreOption {
   model?: ModelFactory;
   signal?: AbortSignal;
   onRecord?: RecordListener;
+  /** Told, before training goes on, the run's resolved schedule (after any extension). */
+  onSchedule?: (schedule: ScheduleView) => void;
   /** Told when the run continues on another backend or with --force. */
   onWarning?: (message: string) => void;
   command?: string;
@@ -103,6 +107,7 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
           if (!emitter.snapshot.can(event)) throw new ResumeRefusedError(`run ${runId} cannot be extended in its state (${stateName(emitter.snapshot)}, ${String(emitter.snapshot.context.stopReason)})`);
           await emitter.machine(event, { type: 'run.extended', data: extension }, { sync: true });
         }
+        opts.onSchedule?.(scheduleView(created, emitter.snapshot.context));
         const snap = emitter.snapshot;
         if (stateName(snap) === 'stopped' && snap.context.stopReason === 'interrupted' && !opts.signal?.aborted) {
           await emitter.machine({ type: 'run.resumed' }, { type: 'run.resumed', data: {} }, { sync: false });

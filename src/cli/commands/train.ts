@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { RunSummary } from '../../run/common.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
 import { ConfigSchema, flagName } from '../../config.js';
+import { formatSchedule } from '../../run/schedule.js';
 import { makeOutput, UsageError, type Output } from '../output.js';
 import { createProgress } from '../progress.js';
 import { commonFlags } from './index.js';
@@ -79,6 +80,8 @@ export function registerTrain(program: Command): void {
         (await import('../../run/resume.js')).resume(runId, {
           store: flags.store as string | undefined,
           ...extension,
+          // The schedule it goes on with, as train and branch print it when they start.
+          onSchedule: (schedule) => (flags.json ? process.stderr : process.stdout).write(`resume ${runId}: ${formatSchedule(schedule)}\n`),
           force: Boolean(flags.force),
           backend: flags.backend as BackendRequest | undefined,
           signal: hooks.signal,
