@@ -225,5 +225,12 @@ describe('the command line', () => {
     const longer = run(['resume', 'straight', '--stop-point', '12', '--checkpoints', '5', '--json']);
     expect(longer.status, longer.stderr).toBe(0);
     expect(JSON.parse(longer.stdout)).toMatchObject({ state: 'stopped', stopReason: 'budget', step: 180 });
+    // The resolved schedule is printed when a run starts or goes on (stderr with --json).
+    expect(longer.stderr).toContain('resume straight: schedule: 120 training examples × stopPoint 12 = 1440 examples → 180 steps of 8 (1440 examples); 5 checkpoints, every 30 steps'); // one new checkpoint, 150 → 180
+    const fresh = run(['train', '--dataset', 'iris', '--backend', 'wasm', '--stop-point', '14.3', '--checkpoints', '10', '--batch-size', '16', '--run-id', 'printed']);
+    expect(fresh.status, fresh.stderr).toBe(0);
+    expect(fresh.stdout).toContain(
+      'train: schedule: 120 training examples × stopPoint 14.3 = 1716 examples → 107 steps of 16 (1712 examples); 10 checkpoints, every 10–11 steps (171.6 examples per virtual epoch)',
+    );
   });
 });
