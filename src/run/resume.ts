@@ -145,8 +145,14 @@ export function planExtension(history: RunHistory, final: TrainingSnapshot, opts
   const s = created.schedule;
   const at = scheduleStep(created.settings, ctx.step);
   const done = (created.settings.scheduleOffset?.checkpoints ?? 0) + ctx.epochCheckpoints;
-  const stopPoint = opts.stopPoint ?? currentStopPoint(history);
-  const totalSteps = scheduleBudget(s.trainingExamples, stopPoint, s.batchSize);
+  // Without a new stopPoint the schedule keeps its end (only its checkpoint count changes).
+  const recorded = currentStopPoint(history);
+  const totalSteps = opts.stopPoint !== undefined ? scheduleBudget(s.trainingExamples, opts.stopPoint, s.batchSize) : ctx.plan.toStep;
+  const stopPoint =
+    opts.stopPoint ?? (scheduleBudget(s.trainingExamples, recorded, s.batchSize) === totalSteps ? recorded : (totalSteps * s.batchSize) / s.trainingExamples);
+  if (opts.stopPoint === undefined && totalSteps <= at) {
+    throw new ConfigError(`run ${runId} has no budget left (step ${at} of ${totalSteps}); pass --stop-point to train longer`);
+  }
   if (totalSteps <= at) {
     const least = Number((((at + 1) * s.batchSize) / s.trainingExamples).toPrecision(6));
     throw new ConfigError(

@@ -143,6 +143,7 @@ describe('resume --stop-point: training longer in place', () => {
       new ConfigError('--stop-point 10 gives 150 steps, but run short has done 150 steps of its schedule; pass a stop point of at least 10.0667'),
     );
     await expect(resume('short', { store, stopPoint: 20, checkpoints: 3 })).rejects.toThrow(/--checkpoints 3 must be more than the 4 checkpoints run short has made/);
+    await expect(resume('short', { store, checkpoints: 8 })).rejects.toThrow(new ConfigError('run short has no budget left (step 150 of 150); pass --stop-point to train longer'));
     expect((await history(store, 'short')).lastSeq).toBe(h.lastSeq);
   });
 
