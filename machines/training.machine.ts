@@ -9,18 +9,52 @@
 //                  plateau ◀──no improvement─────────┼─────────────────────────────┘  │
 //                     └──next step──────────────────┘      budget/early-stop/plateau/diverged
 //                                                                                     ▼
-//                                         stopped ──export──▶ exported
+//                                         stopped ──export (rules 1)──▶ exported
 //
-// `stopped` is not a final state: export acts on it and `run.resumed` continues an interrupted run.
+// `stopped` is not a final state: `run.resumed` continues an interrupted run, `run.extended` gives
+// a run a longer budget, and export records itself (rules 1: export moved the run to `exported`).
+//
+// Rule versions: a run records the rules it was made with (settings.rules; absent = 1, retrace
+// 0.1.0) and every guard below that changed consults it, so old logs fold exactly as they were
+// written. Rules 2: the schedule is a plan of checkpoints spread evenly over a step budget (and can
+// be extended), ReduceLROnPlateau is opt-in, export leaves a stopped run stopped, interrupt
+// checkpoints are numbered apart, a branch may start from inherited controller state.
 import { assign, setup } from 'xstate';
 import type {
   CheckpointCommitted,
   EvalFinished,
+  ExportFinished,
+  RunExtended,
+  SchedulePlan,
   StepFinished,
   StopReason,
   TrainingEvent,
   TrainingSettings,
 } from './training.events.js';
+
+export type { SchedulePlan } from './training.events.js';
+
+/** The rule version new runs are made with (recorded in run.created and in their settings). */
+export const CURRENT_RULES = 2;
+
+/** The rule version a run decides with (absent = 1: retrace 0.1.0's rules). */
+export function rulesOf(settings: TrainingSettings): number {
+  return settings.rules ?? 1;
+}
+
+/** Whether schedule step `s` ends a virtual epoch of `plan` (exact integer arithmetic). */
+export function isPlanBoundary(plan: SchedulePlan, s: number): boolean {
+  const length = plan.toStep - plan.fromStep;
+  const count = plan.toCheckpoint - plan.fromCheckpoint;
+  if (s <= plan.fromStep || s > plan.toStep || length <= 0 || count <= 0) return false;
+  const j = Math.ceil(((s - plan.fromStep) * count) / length);
+  return plan.fromStep + Math.floor((j * length) / count) === s;
+}
+
+/** The plan a run of these settings starts with. */
+export function initialPlan(settings: TrainingSettings): SchedulePlan {
+  return { fromStep: 0, fromCheckpoint: 0, toStep: settings.totalSteps, toCheckpoint: settings.checkpoints ?? settings.totalSteps / settings.stepsPerEpoch };
+}
 
 export type TrainingStateName = 'idle' | 'warmup' | 'training' | 'checkpointing' | 'plateau' | 'stopped' | 'exported';
 
@@ -67,7 +101,14 @@ export interface TrainingContext {
   /** Where an interrupt was requested from: the state `run.resumed` returns to. */
   interruptedFrom: ActiveState | null;
   /** The last export, once exported. */
-  exported: { checkpoint: number; out: string } | null;
+  exported: { checkpoint: number; kind?: CheckpointCommitted['kind']; out: string } | null;
+  /** Rules 2: the schedule being followed (absent under rules 1: stepsPerEpoch and totalSteps). */
+  plan?: SchedulePlan;
+  /** Rules 2: the best monitored value (smaller is better) improvement is measured against; for
+   * a branch it starts at its parent's, so the branch decides as the parent would have. */
+  bestMetric?: number | null;
+  /** Rules 2: interrupt checkpoints committed (the last one is `int:N`). */
+  interrupts?: number;
 }
 
 /** The metric the monitor watches, oriented so that smaller is better. */
@@ -75,31 +116,77 @@ export function monitoredValue(settings: TrainingSettings, evaluation: Evaluatio
   return settings.monitor === 'valAccuracy' ? -evaluation.valAccuracy : evaluation.valLoss;
 }
 
+/** Steps of warmup done after `step` steps of this run (a branch may inherit a position). */
+function warmupPosition(settings: TrainingSettings, step: number): number {
+  return (settings.warmupOffset ?? 0) + step;
+}
+
 /** Linear warmup to the current base rate over warmupSteps, then the base rate. */
 export function learningRateForStep(settings: TrainingSettings, currentBaseLr: number, step: number): number {
-  if (step < settings.warmupSteps) return (currentBaseLr * (step + 1)) / settings.warmupSteps;
+  const position = warmupPosition(settings, step);
+  if (position < settings.warmupSteps) return (currentBaseLr * (position + 1)) / settings.warmupSteps;
   return currentBaseLr;
 }
 
+function warmingUp(settings: TrainingSettings, step: number): boolean {
+  return warmupPosition(settings, step) < settings.warmupSteps;
+}
+
+/** The schedule step after `step` steps of this run. */
+export function scheduleStep(settings: TrainingSettings, step: number): number {
+  return (settings.scheduleOffset?.step ?? 0) + step;
+}
+
+/** Whether the step that brought the run to `step` steps ends a virtual epoch (a checkpoint is due). */
+export function isCheckpointStep(context: TrainingContext, step: number): boolean {
+  if (!context.plan) return step > 0 && step % context.settings.stepsPerEpoch === 0;
+  return step > 0 && isPlanBoundary(context.plan, scheduleStep(context.settings, step));
+}
+
+/** The step budget a run starts with, in its own steps (a branch continuing its parent's schedule
+ * has what the parent had left). */
+export function initialBudget(settings: TrainingSettings): number {
+  return (settings.plan?.toStep ?? settings.totalSteps) - (settings.scheduleOffset?.step ?? 0);
+}
+
+/** The step budget in this run's steps: where the current plan ends. */
+export function budgetSteps(context: TrainingContext): number {
+  if (!context.plan) return context.settings.totalSteps;
+  return context.plan.toStep - (context.settings.scheduleOffset?.step ?? 0);
+}
+
 export function initialContext(settings: TrainingSettings): TrainingContext {
-  return {
+  const inherited = settings.inherited;
+  const currentBaseLr = inherited?.currentBaseLr ?? settings.baseLr;
+  const context: TrainingContext = {
     settings,
     step: 0,
     examplesSeen: 0,
-    lr: learningRateForStep(settings, settings.baseLr, 0),
-    currentBaseLr: settings.baseLr,
+    lr: learningRateForStep(settings, currentBaseLr, 0),
+    currentBaseLr,
     epochCheckpoints: 0,
     lastEval: null,
     best: null,
     lastCheckpoint: null,
-    sinceImprovement: 0,
-    plateauWait: 0,
-    cooldownLeft: 0,
+    sinceImprovement: inherited?.sinceImprovement ?? 0,
+    plateauWait: inherited?.plateauWait ?? 0,
+    cooldownLeft: inherited?.cooldownLeft ?? 0,
     improved: false,
     stopReason: null,
     interruptedFrom: null,
     exported: null,
   };
+  // Rules 1 contexts keep exactly their old shape: their stored snapshots must still match a fold.
+  if (rulesOf(settings) >= 2) {
+    context.plan = inheritedPlan(settings);
+    context.bestMetric = inherited?.bestMetric ?? null;
+    context.interrupts = 0;
+  }
+  return context;
+}
+
+function inheritedPlan(settings: TrainingSettings): SchedulePlan {
+  return settings.plan ?? initialPlan(settings);
 }
 
 type Ctx = { context: TrainingContext; event: TrainingEvent };
@@ -113,12 +200,11 @@ function isDivergedStep({ context, event }: Ctx): boolean {
 
 /** After a step: the step that ended a virtual epoch goes to checkpointing. */
 function reachedEpochBoundary({ context, event }: Ctx): boolean {
-  const step = (event as StepFinished).step;
-  return step > 0 && step % context.settings.stepsPerEpoch === 0;
+  return isCheckpointStep(context, (event as StepFinished).step);
 }
 
 function stillWarmingUp({ context, event }: Ctx): boolean {
-  return (event as StepFinished).step < context.settings.warmupSteps;
+  return warmingUp(context.settings, (event as StepFinished).step);
 }
 
 function isKind(kind: CheckpointCommitted['kind']) {
@@ -130,7 +216,7 @@ function afterEpochCheckpoint(context: TrainingContext, event: CheckpointCommitt
   const improved = context.improved;
   const inCooldown = context.cooldownLeft > 0;
   const metric = context.lastEval ? monitoredValue(context.settings, context.lastEval) : Number.POSITIVE_INFINITY;
-  return {
+  const next: TrainingContext = {
     ...context,
     epochCheckpoints: event.index,
     lastCheckpoint: { index: event.index, step: event.step, weightsHash: event.weightsHash, kind: event.kind },
@@ -139,10 +225,12 @@ function afterEpochCheckpoint(context: TrainingContext, event: CheckpointCommitt
     plateauWait: inCooldown || improved ? 0 : context.plateauWait + 1,
     cooldownLeft: inCooldown ? context.cooldownLeft - 1 : 0,
   };
+  if (context.bestMetric !== undefined && improved) next.bestMetric = metric;
+  return next;
 }
 
 function budgetReached({ context }: Ctx): boolean {
-  return context.step >= context.settings.totalSteps;
+  return context.step >= budgetSteps(context);
 }
 
 function earlyStopDue({ context, event }: Ctx): boolean {
@@ -151,8 +239,43 @@ function earlyStopDue({ context, event }: Ctx): boolean {
 }
 
 function plateauDue({ context, event }: Ctx): boolean {
+  // Rules 2: ReduceLROnPlateau is a policy, on only when asked for.
+  if (rulesOf(context.settings) >= 2 && !context.settings.reduceLrOnPlateau) return false;
   const next = afterEpochCheckpoint(context, event as CheckpointCommitted);
   return next.plateauWait >= context.settings.plateauPatience;
+}
+
+/** Rules 2: a run stopped on budget, early stop, plateau or by an interrupt may be given a longer
+ * budget, if the new end is after the current step and has room for each new checkpoint. */
+function canExtend({ context, event }: Ctx): boolean {
+  const e = event as RunExtended;
+  if (rulesOf(context.settings) < 2 || !context.plan) return false;
+  if (!['budget', 'early-stop', 'plateau', 'interrupted'].includes(String(context.stopReason))) return false;
+  const at = scheduleStep(context.settings, context.step);
+  const done = (context.settings.scheduleOffset?.checkpoints ?? 0) + context.epochCheckpoints;
+  const newCheckpoints = e.checkpoints - done;
+  return Number.isInteger(e.totalSteps) && Number.isInteger(e.checkpoints) && e.totalSteps > at && newCheckpoints >= 1 && newCheckpoints <= e.totalSteps - at;
+}
+
+/** The schedule step of the last epoch checkpoint (or the plan's start if it has none yet). */
+function lastBoundary(context: TrainingContext, plan: SchedulePlan): number {
+  const j = (context.settings.scheduleOffset?.checkpoints ?? 0) + context.epochCheckpoints - plan.fromCheckpoint;
+  if (j <= 0) return plan.fromStep;
+  return plan.fromStep + Math.floor((j * (plan.toStep - plan.fromStep)) / (plan.toCheckpoint - plan.fromCheckpoint));
+}
+
+/** The plan after an extension: the new checkpoints are spread from the last epoch checkpoint (so
+ * an interrupted run extended keeps the spacing an uninterrupted one would have), or from the
+ * current step when that would put a new checkpoint at or before it. */
+function extendedPlan(context: TrainingContext, e: RunExtended): SchedulePlan {
+  const plan = context.plan!;
+  // A run stopped early inside its plan and given that same plan's end keeps its checkpoint steps.
+  if (plan.toStep === e.totalSteps && plan.toCheckpoint === e.checkpoints) return plan;
+  const at = scheduleStep(context.settings, context.step);
+  const fromCheckpoint = (context.settings.scheduleOffset?.checkpoints ?? 0) + context.epochCheckpoints;
+  let fromStep = lastBoundary(context, plan);
+  if (fromStep + Math.floor((e.totalSteps - fromStep) / (e.checkpoints - fromCheckpoint)) <= at) fromStep = at;
+  return { fromStep, fromCheckpoint, toStep: e.totalSteps, toCheckpoint: e.checkpoints };
 }
 
 function atMinLr({ context }: Ctx): boolean {
@@ -176,8 +299,13 @@ export const trainingMachine = setup({
     earlyStopDue,
     plateauDue: (args: Ctx) => plateauDue(args) && !atMinLr(args),
     plateauAtMinLr: (args: Ctx) => plateauDue(args) && atMinLr(args),
-    warmupNotOver: ({ context }: Ctx) => context.step < context.settings.warmupSteps,
+    warmupNotOver: ({ context }: Ctx) => warmingUp(context.settings, context.step),
     wasInterrupted: ({ context }: Ctx) => context.stopReason === 'interrupted',
+    exportEndsRun: ({ context }: Ctx) => rulesOf(context.settings) < 2,
+    exportObserves: ({ context }: Ctx) => rulesOf(context.settings) >= 2,
+    canExtend,
+    canExtendInterrupted: (args: Ctx) => canExtend(args) && args.context.stopReason === 'interrupted',
+    canExtendIntoWarmup: (args: Ctx) => canExtend(args) && warmingUp(args.context.settings, args.context.step),
     resumeToWarmup: ({ context }: Ctx) => context.interruptedFrom === 'warmup',
     resumeToPlateau: ({ context }: Ctx) => context.interruptedFrom === 'plateau',
   },
@@ -195,24 +323,43 @@ export const trainingMachine = setup({
       const evaluation: Evaluation = { step: e.step, valLoss: e.valLoss, valAccuracy: e.valAccuracy };
       const metric = monitoredValue(context.settings, evaluation);
       // NaN never improves; the first evaluation (checkpoint 0) always sets the best.
-      const improved = context.best === null ? Number.isFinite(metric) : metric < context.best.metric - context.settings.minDelta;
+      // Rules 2 measure against bestMetric (a branch's starts at its parent's); rules 1 against best.
+      const reference = context.bestMetric !== undefined ? context.bestMetric : (context.best?.metric ?? null);
+      const improved = reference === null ? Number.isFinite(metric) : metric < reference - context.settings.minDelta;
       return { lastEval: evaluation, improved };
     }),
     commitInitial: assign(({ context, event }) => {
       const e = event as CheckpointCommitted;
       const ref = { index: e.index, step: e.step, weightsHash: e.weightsHash };
       const metric = context.lastEval ? monitoredValue(context.settings, context.lastEval) : Number.POSITIVE_INFINITY;
-      return {
+      const next: Partial<TrainingContext> = {
         lastCheckpoint: { ...ref, kind: e.kind },
         best: { ...ref, metric },
         improved: false,
       };
+      // A branch keeps its parent's best value: its own start was already weighed by the parent.
+      if (context.bestMetric !== undefined) next.bestMetric = context.bestMetric ?? metric;
+      return next;
     }),
     commitEpoch: assign(({ context, event }) => afterEpochCheckpoint(context, event as CheckpointCommitted)),
-    commitInterrupt: assign(({ event }) => {
+    commitInterrupt: assign(({ context, event }) => {
       const e = event as CheckpointCommitted;
-      // An interrupt checkpoint moves no counter: a resumed run's schedule equals the uninterrupted one.
-      return { lastCheckpoint: { index: e.index, step: e.step, weightsHash: e.weightsHash, kind: e.kind } };
+      // An interrupt checkpoint moves no training counter: a resumed run's schedule equals the
+      // uninterrupted one. Rules 2 count interrupts apart (`int:N`).
+      const next: Partial<TrainingContext> = { lastCheckpoint: { index: e.index, step: e.step, weightsHash: e.weightsHash, kind: e.kind } };
+      if (context.interrupts !== undefined) next.interrupts = e.index;
+      return next;
+    }),
+    extend: assign(({ context, event }) => {
+      const e = event as RunExtended;
+      const plan = extendedPlan(context, e);
+      // The counter of the rule that stopped the run starts again (else it would stop at the next
+      // evaluation); every other counter is kept.
+      return {
+        plan,
+        ...(context.stopReason === 'early-stop' ? { sinceImprovement: 0 } : {}),
+        ...(context.stopReason === 'plateau' ? { plateauWait: 0 } : {}),
+      };
     }),
     reduceLr: assign(({ context }) => {
       const currentBaseLr = Math.max(context.settings.minLr, context.currentBaseLr * context.settings.lrFactor);
@@ -227,8 +374,8 @@ export const trainingMachine = setup({
     stopWith: assign((_, params: { reason: StopReason }) => ({ stopReason: params.reason })),
     clearStop: assign({ stopReason: null, interruptedFrom: null }),
     recordExport: assign(({ event }) => {
-      const e = event as { checkpoint: number; out: string };
-      return { exported: { checkpoint: e.checkpoint, out: e.out } };
+      const e = event as ExportFinished;
+      return { exported: { checkpoint: e.checkpoint, ...(e.kind ? { kind: e.kind } : {}), out: e.out } };
     }),
   },
 }).createMachine({
@@ -246,7 +393,7 @@ export const trainingMachine = setup({
       },
     },
     warmup: {
-      always: { guard: ({ context }) => context.step >= context.settings.warmupSteps, target: 'training' },
+      always: { guard: ({ context }) => !warmingUp(context.settings, context.step), target: 'training' },
       on: {
         'step.finished': [
           { guard: 'isDivergedStep', target: 'stopped', actions: ['countStep', { type: 'stopWith', params: { reason: 'diverged' } }] },
@@ -258,6 +405,8 @@ export const trainingMachine = setup({
           target: 'checkpointing',
           actions: { type: 'markInterruptedFrom', params: { from: 'warmup' } },
         },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     training: {
@@ -271,12 +420,16 @@ export const trainingMachine = setup({
           target: 'checkpointing',
           actions: { type: 'markInterruptedFrom', params: { from: 'training' } },
         },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     // A virtual-epoch boundary (evaluate, commit, decide) or an interrupt (commit only).
     checkpointing: {
       on: {
         'eval.finished': { actions: 'recordEval' },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
         'checkpoint.committed': [
           {
             guard: 'isInterruptCheckpoint',
@@ -317,6 +470,8 @@ export const trainingMachine = setup({
           target: 'checkpointing',
           actions: { type: 'markInterruptedFrom', params: { from: 'plateau' } },
         },
+        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
+        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     stopped: {
@@ -326,7 +481,13 @@ export const trainingMachine = setup({
           { guard: { type: 'resumeToPlateau' }, target: 'plateau', actions: 'clearStop' },
           { guard: 'wasInterrupted', target: 'training', actions: 'clearStop' },
         ],
-        'export.finished': { target: 'exported', actions: 'recordExport' },
+        // Rules 2: exporting is an observation; the run stays stopped (and resumable if it was).
+        'export.finished': [{ guard: 'exportEndsRun', target: 'exported', actions: 'recordExport' }, { actions: 'recordExport' }],
+        'run.extended': [
+          { guard: 'canExtendInterrupted', actions: 'extend' },
+          { guard: 'canExtendIntoWarmup', target: 'warmup', actions: ['extend', 'clearStop'] },
+          { guard: 'canExtend', target: 'training', actions: ['extend', 'clearStop'] },
+        ],
       },
     },
     exported: {

@@ -31,6 +31,7 @@ export const ConfigSchema = z
     l2: z.number().min(0).finite(),
     warmupSteps: nonNegativeInt,
     earlyStopping: z.boolean(),
+    reduceLrOnPlateau: z.boolean(),
     earlyStopPatience: positiveInt,
     plateauPatience: positiveInt,
     lrFactor: z.number().gt(0).lt(1),
@@ -66,6 +67,7 @@ export const DEFAULTS: Omit<Config, 'runId'> = {
   l2: 0,
   warmupSteps: 0,
   earlyStopping: false,
+  reduceLrOnPlateau: false,
   earlyStopPatience: 3,
   plateauPatience: 2,
   lrFactor: 0.5,
@@ -119,30 +121,53 @@ export function validatePartialConfig(input: unknown, source: string): ConfigInp
   return parsed.data;
 }
 
-/** The step schedule implied by virtual epochs (the seed pattern): examples seen stay constant
- * when the batch size changes. */
+/** The step schedule implied by virtual epochs (the checkpoints pattern): the run sees
+ * trainingExamples × stopPoint examples, whatever the batch size (within one batch). */
 export interface Schedule {
   readonly batchSize: number;
   readonly trainingExamples: number;
   readonly stopPoint: number;
   readonly checkpoints: number;
+  /** The longest gap between two checkpoints, in steps (gaps differ by at most one step). */
   readonly stepsPerEpoch: number;
-  /** The training budget: stepsPerEpoch × checkpoints. */
+  /** The training budget: the step count closest to trainingExamples × stopPoint / batchSize. */
   readonly totalSteps: number;
   readonly warmupSteps: number;
+  /** trainingExamples × stopPoint / checkpoints: the examples between two checkpoints. */
+  readonly examplesPerEpoch: number;
 }
 
+/** Steps whose examples (steps × batchSize) come closest to trainingExamples × stopPoint: never
+ * more than half a batch off, and at least one step. */
+export function scheduleSteps(trainingExamples: number, stopPoint: number, batchSize: number): number {
+  return Math.max(1, Math.round((trainingExamples * stopPoint) / batchSize));
+}
+
+/**
+ * The schedule of a new run (rules 2): `totalSteps` from scheduleSteps, and `checkpoints` epoch
+ * checkpoints spread over it as evenly as integers allow (checkpoint k after floor(k × totalSteps /
+ * checkpoints) steps; the last one ends the budget). `trainingExamples` defaults to the training
+ * split's size. Throws ConfigError when there are more checkpoints than steps.
+ */
 export function computeSchedule(config: Config, datasetTrainSize: number): Schedule {
   const trainingExamples = config.trainingExamples ?? datasetTrainSize;
-  const stepsPerEpoch = Math.max(1, Math.ceil((trainingExamples * config.stopPoint) / (config.batchSize * config.checkpoints)));
+  const totalSteps = scheduleSteps(trainingExamples, config.stopPoint, config.batchSize);
+  if (config.checkpoints > totalSteps) {
+    throw new ConfigError(
+      `config field "checkpoints": ${config.checkpoints} checkpoints do not fit in this run's ${totalSteps} step(s) ` +
+        `(${trainingExamples} training examples × stopPoint ${config.stopPoint} / batchSize ${config.batchSize}); ` +
+        `use at most ${totalSteps} checkpoints, a larger stopPoint or a smaller batchSize`,
+    );
+  }
   return {
     batchSize: config.batchSize,
     trainingExamples,
     stopPoint: config.stopPoint,
     checkpoints: config.checkpoints,
-    stepsPerEpoch,
-    totalSteps: stepsPerEpoch * config.checkpoints,
+    stepsPerEpoch: Math.ceil(totalSteps / config.checkpoints),
+    totalSteps,
     warmupSteps: config.warmupSteps,
+    examplesPerEpoch: (trainingExamples * config.stopPoint) / config.checkpoints,
   };
 }
 

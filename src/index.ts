@@ -13,6 +13,7 @@ export { replay, type ReplayOptions, type ReplayResult } from './run/replay.js';
 export { branch, parseBranchTarget, type BranchOptions } from './run/branch.js';
 export { exportRun, type ExportOptions, type ExportResult } from './run/export.js';
 export { listRuns, showState, removeRun, runLiveness, type Liveness, type LogQuery, type RunListing, type StateView, type StateReport } from './run/inspect.js';
+export { listCheckpoints, type CheckpointListing } from './run/checkpoints.js';
 export { parsePoint, formatPoint, PointError, PointSyntaxError, type Point } from './run/points.js';
 export { loadExport, type ExportMetadata } from './run/load-export.js';
 export { ModelIoError } from './train/model-io.js';

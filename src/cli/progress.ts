@@ -2,6 +2,8 @@
 import cliProgress from 'cli-progress';
 import type { LogRecord } from '../log/events.js';
 import { decodeFloat } from '../log/events.js';
+import { formatSchedule, scheduleView } from '../run/schedule.js';
+import { initialBudget } from '../../machines/training.machine.js';
 
 export interface Progress {
   onRecord(record: LogRecord): void;
@@ -53,9 +55,11 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
     onRecord(r) {
       switch (r.type) {
         case 'run.created':
-          total = r.data.settings.totalSteps;
+          total = initialBudget(r.data.settings);
+          // The resolved schedule, so what a stopPoint means is never a guess.
+          opts.stream.write(`${opts.label}: ${formatSchedule(scheduleView(r.data))}\n`);
           if (tty) startBar(0);
-          else opts.stream.write(`${opts.label}: ${total} steps (${r.data.settings.stepsPerEpoch} per checkpoint), backend ${r.data.backend.name}\n`);
+          else opts.stream.write(`${opts.label}: ${total} steps, backend ${r.data.backend.name}\n`);
           break;
         case 'step.finished':
           lastStep = r.data.step;
@@ -76,7 +80,13 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
           else if (bar) bar.update(lastStep, payload());
           break;
         case 'checkpoint.committed':
-          if (!bar) opts.stream.write(`  checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} ${val}\n`);
+          // An interrupt checkpoint evaluates nothing: its line must not repeat the last metrics.
+          if (r.data.kind === 'interrupt') line(`  checkpoint int:${r.data.index} (interrupt, not evaluated) at step ${r.data.step}`);
+          else if (!bar) opts.stream.write(`  checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} ${val}\n`);
+          break;
+        case 'run.extended':
+          total = r.data.totalSteps;
+          line(`  budget extended: stopPoint ${r.data.stopPoint}, ${r.data.checkpoints} checkpoints`);
           break;
         default:
           break;

@@ -46,6 +46,25 @@ const SettingsSchema = z.object({
   earlyStopPatience: z.number().int().positive(),
   monitor: z.enum(['valLoss', 'valAccuracy']),
   divergenceThreshold: z.number().nullable(),
+  // Rules 2 (absent in runs made by retrace 0.1.0, which decide by rules 1): see TrainingSettings.
+  rules: z.number().int().positive().optional(),
+  checkpoints: z.number().int().positive().optional(),
+  reduceLrOnPlateau: z.boolean().optional(),
+  scheduleOffset: z.object({ step: z.number().int().nonnegative(), checkpoints: z.number().int().nonnegative() }).optional(),
+  warmupOffset: z.number().int().nonnegative().optional(),
+  plan: z
+    .object({ fromStep: z.number().int().nonnegative(), fromCheckpoint: z.number().int().nonnegative(), toStep: z.number().int().positive(), toCheckpoint: z.number().int().positive() })
+    .optional(),
+  inherited: z
+    .object({
+      currentBaseLr: z.number().positive(),
+      sinceImprovement: z.number().int().nonnegative(),
+      plateauWait: z.number().int().nonnegative(),
+      cooldownLeft: z.number().int().nonnegative(),
+      // A non-finite best (a run diverged from its start) is inherited as null: no best yet.
+      bestMetric: z.number().nullable(),
+    })
+    .optional(),
 });
 
 const BackendInfoSchema = z.object({
@@ -95,6 +114,8 @@ export const RunFilesSchema = z.object({
 
 const RunCreatedSchema = z.object({
   schemaVersion: z.number().int().positive(),
+  /** The machine's rule version the run was made with; absent = 1 (retrace 0.1.0). */
+  rules: z.number().int().positive().optional(),
   runId: z.string(),
   retraceVersion: z.string(),
   nodeVersion: z.string(),
@@ -109,6 +130,8 @@ const RunCreatedSchema = z.object({
     stepsPerEpoch: z.number(),
     totalSteps: z.number(),
     warmupSteps: z.number(),
+    /** Rules 2: trainingExamples × stopPoint / checkpoints, the examples between two checkpoints. */
+    examplesPerEpoch: z.number().optional(),
   }),
   seed: z.number().int(),
   backend: BackendInfoSchema,
@@ -139,6 +162,15 @@ const RunCreatedSchema = z.object({
   /** The files the run depends on (absent in logs written before they were recorded: their paths
    * are then resolved against the current folder, as they were typed). */
   files: RunFilesSchema.optional(),
+  /** Rules 2, branches: the config keys the branch overrode, and whether it continues its parent's
+   * schedule (no budget override) or starts a fresh one; the inherited values are in settings. */
+  inheritance: z
+    .object({
+      overridden: z.array(z.string()),
+      schedule: z.enum(['continued', 'fresh']),
+      controller: z.array(z.string()),
+    })
+    .optional(),
 });
 
 const StepFinishedSchema = z.object({
@@ -175,11 +207,19 @@ const RunResumedSchema = z.object({});
 const ExportFinishedSchema = z.object({
   /** The checkpoint exported; for a step between checkpoints, the one re-executed from. */
   checkpoint: z.number().int().nonnegative(),
+  /** Rules 2: the kind of checkpoint exported (`int:N` and `ckpt:K` share numbers). */
+  kind: z.enum(['initial', 'epoch', 'interrupt']).optional(),
   out: z.string(),
   /** The step whose weights were exported (absent in older logs: the checkpoint's step). */
   step: z.number().int().nonnegative().optional(),
   /** The point as given (`best`, `ckpt:3`, `step:120`; absent in older logs). */
   point: z.string().optional(),
+});
+const RunExtendedSchema = z.object({
+  /** The run's new stopPoint and checkpoint count (the whole schedule's), and the step budget they give. */
+  stopPoint: z.number().positive(),
+  checkpoints: z.number().int().positive(),
+  totalSteps: z.number().int().positive(),
 });
 
 const StateChangedSchema = z.object({
@@ -221,6 +261,7 @@ export const RECORD_SCHEMAS = {
   'stop.requested': StopRequestedSchema,
   'run.resumed': RunResumedSchema,
   'export.finished': ExportFinishedSchema,
+  'run.extended': RunExtendedSchema,
   'state.changed': StateChangedSchema,
   'snapshot.taken': SnapshotTakenSchema,
   'process.attached': ProcessAttachedSchema,
@@ -286,7 +327,9 @@ export function toMachineEvent(record: LogRecord): TrainingEvent | null {
     case 'run.resumed':
       return { type: 'run.resumed' };
     case 'export.finished':
-      return { type: 'export.finished', checkpoint: record.data.checkpoint, out: record.data.out };
+      return { type: 'export.finished', checkpoint: record.data.checkpoint, ...(record.data.kind ? { kind: record.data.kind } : {}), out: record.data.out };
+    case 'run.extended':
+      return { type: 'run.extended', stopPoint: record.data.stopPoint, checkpoints: record.data.checkpoints, totalSteps: record.data.totalSteps };
     case 'run.created':
     case 'state.changed':
     case 'snapshot.taken':

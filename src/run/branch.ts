@@ -1,7 +1,8 @@
 // `retrace branch RUN@POINT`: a new run that starts from the exact state of another run at any
 // point (a checkpoint, or any step, reached by exact re-execution from the checkpoint before it),
-// with overrides (fresh data, another learning rate, frozen layers...) and a fresh budget. The
-// parent's history is referenced (its blobs are shared by hash), never copied.
+// with overrides (fresh data, another learning rate, frozen layers...). It inherits the parent's
+// controller state and, without a budget override, its schedule (see inherit.ts). The parent's
+// history is referenced (its blobs are shared by hash), never copied.
 import { resolveConfig, type ConfigInput } from '../config.js';
 import { RunExistsError } from '../log/errors.js';
 import type { Dataset, TrainerState } from '../train/types.js';
@@ -12,6 +13,8 @@ import { loadHistory, PointError } from './history.js';
 import { replayFrom } from './replay.js';
 import { loadTrainerState } from './snapshots.js';
 import { callerParts, startRun } from './train.js';
+import { planBranch } from './inherit.js';
+import { stateName } from '../../machines/fold.js';
 
 export interface BranchOptions extends StoreOption {
   /** Overrides of the parent's config (the same keys as train, plus `freeze`). */
@@ -34,11 +37,11 @@ export function parseBranchTarget(target: string): { runId: string; point: strin
   const at = target.lastIndexOf('@');
   if (at <= 0) {
     throw new PointError(
-      `bad branch target "${target}": name the point to branch from, e.g. ${target}@last or ${target}@best (best, last, ckpt:K, step:N or an event number)`,
+      `bad branch target "${target}": name the point to branch from, e.g. ${target}@last or ${target}@best (best, last, ckpt:K, int:N, step:N or an event number)`,
     );
   }
   const point = target.slice(at + 1);
-  if (!point) throw new PointError(`bad branch target "${target}": expected RUN@POINT (best, last, ckpt:K, step:N or an event number)`);
+  if (!point) throw new PointError(`bad branch target "${target}": expected RUN@POINT (best, last, ckpt:K, int:N, step:N or an event number)`);
   return { runId: target.slice(0, at), point };
 }
 
@@ -53,7 +56,14 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
         await parentLog.close();
       }
     })();
-    const resolved = history.resolvePoint(point);
+    let resolved = history.resolvePoint(point);
+    // A step that ended a virtual epoch: the parent's checkpoint there (with its decisions) is the
+    // state the parent went on from.
+    const atBoundary = history.checkpoints.find((c) => c.seq > resolved.seq && c.data.kind === 'epoch' && c.data.step === resolved.step);
+    if (!resolved.exact && atBoundary && stateName(history.snapshotAt(resolved.seq).snapshot) === 'checkpointing') {
+      resolved = { seq: atBoundary.seq, step: atBoundary.data.step, checkpoint: atBoundary, exact: true };
+    }
+    const branchPlan = planBranch(history.created, history.snapshotAt(resolved.seq).snapshot.context, opts.overrides ?? {}, point);
     const config = resolveConfig(inheritableConfig(history.created), opts.overrides as Record<string, unknown> | undefined);
     const runId = config.runId ?? newRunId();
     if ((await store.hasRun(runId)) && !(await store.isEmptyRun(runId))) throw new RunExistsError(runId, await store.liveWriter(runId));
@@ -110,6 +120,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
           examplesSeen: history.created.origin.examplesSeen + examplesSeen,
         },
         initialState,
+        branchPlan,
         signal: opts.signal,
         onRecord: opts.onRecord,
         command: opts.command ?? 'branch',

@@ -3,6 +3,7 @@
 // resumes (re-verifying a crashed run's leftover steps) and replays (verifying only).
 import { stateName } from '../../machines/fold.js';
 import type { TrainingEvent } from '../../machines/training.events.js';
+import { isCheckpointStep } from '../../machines/training.machine.js';
 import type { BlobStore } from '../log/blobs.js';
 import { encodeFloat, toMachineEvent, type RunCreated } from '../log/events.js';
 import type { TrainingSession } from '../train/session.js';
@@ -70,11 +71,12 @@ export async function drive(opts: DriveOptions): Promise<void> {
           await emitter.machine({ type: 'stop.requested', source }, { type: 'stop.requested', data: { source } }, { sync: false });
           break;
         }
-        await trainOneStep(opts, snapshotEvery, settings.stepsPerEpoch, settings.batchSize);
+        await trainOneStep(opts, snapshotEvery, settings.batchSize);
         break;
       case 'checkpointing':
         if (ctx.interruptedFrom !== null) {
-          await commitCheckpoint(opts, 'interrupt', ctx.epochCheckpoints);
+          // Rules 2 number interrupt checkpoints apart (int:N); rules 1 repeated the last epoch index.
+          await commitCheckpoint(opts, 'interrupt', ctx.interrupts !== undefined ? ctx.interrupts + 1 : ctx.epochCheckpoints);
         } else {
           await evaluate(opts);
           await commitCheckpoint(opts, 'epoch', ctx.epochCheckpoints + 1);
@@ -95,7 +97,7 @@ export async function drive(opts: DriveOptions): Promise<void> {
   }
 }
 
-async function trainOneStep(opts: DriveOptions, snapshotEvery: number, stepsPerEpoch: number, batchSize: number) {
+async function trainOneStep(opts: DriveOptions, snapshotEvery: number, batchSize: number) {
   const { emitter, session, created } = opts;
   const ctx = emitter.snapshot.context;
   const abs = absolute(created, ctx.step, ctx.examplesSeen);
@@ -103,7 +105,7 @@ async function trainOneStep(opts: DriveOptions, snapshotEvery: number, stepsPerE
   const { loss } = session.step(abs.step, abs.examplesSeen, lr);
   const step = ctx.step + 1;
   const examplesSeen = ctx.examplesSeen + batchSize;
-  const boundary = step % stepsPerEpoch === 0;
+  const boundary = isCheckpointStep(ctx, step);
   const event: TrainingEvent = { type: 'step.finished', step, loss, lr, examplesSeen };
   if (boundary) event.weightsFinite = session.weightsFinite();
   await emitter.machine(

@@ -12,7 +12,7 @@ import type { RunLog } from '../log/run-log.js';
 /** Records a process writes that are not facts of the computation: skipped when comparing. */
 const NON_DETERMINISTIC = new Set(['process.attached', 'run.forced']);
 /** Facts that come from outside the computation (a person, a signal): taken from the log when re-executing. */
-const EXTERNAL_INPUTS = new Set(['stop.requested', 'run.resumed', 'export.finished']);
+const EXTERNAL_INPUTS = new Set(['stop.requested', 'run.resumed', 'export.finished', 'run.extended']);
 
 export class DivergenceError extends Error {
   override name = 'DivergenceError';

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config, Schedule } from '../config.js';
 import type { RunCreated, RunFiles } from '../log/events.js';
 import type { TrainingSettings } from '../../machines/training.events.js';
+import { CURRENT_RULES } from '../../machines/training.machine.js';
 import { BackendError, initBackend } from '../train/backend.js';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { DatasetError, loadDataset } from '../train/data/index.js';
@@ -259,6 +260,8 @@ export function inheritableConfig(created: RunCreated): Record<string, unknown> 
   if (files.dataset) rest.dataset = `csv:${files.dataset.path}`;
   if (files.model) rest.model = `module:${files.model.path}`;
   if (files.initFrom) rest.initFrom = files.initFrom.path;
+  // Rules 1 (retrace 0.1.0) always reduced the rate on a plateau: its branches keep doing so.
+  if ((created.rules ?? 1) < 2 && !('reduceLrOnPlateau' in rest)) rest.reduceLrOnPlateau = true;
   return rest;
 }
 
@@ -314,8 +317,16 @@ export function recordedFiles(config: Config, env: RunEnvironment, caller: { dat
   return files;
 }
 
-export function settingsFrom(config: Config, schedule: Schedule): TrainingSettings {
+/** Where a branch starts: the parts of TrainingSettings it inherits from its parent (rules 2). */
+export type BranchStart = Pick<TrainingSettings, 'plan' | 'scheduleOffset' | 'warmupOffset' | 'inherited'>;
+
+/** The machine's settings for a new run (current rules), optionally starting from a branch point. */
+export function settingsFrom(config: Config, schedule: Schedule, start: BranchStart = {}): TrainingSettings {
   return {
+    rules: CURRENT_RULES,
+    checkpoints: schedule.checkpoints,
+    reduceLrOnPlateau: config.reduceLrOnPlateau,
+    ...start,
     stepsPerEpoch: schedule.stepsPerEpoch,
     totalSteps: schedule.totalSteps,
     batchSize: schedule.batchSize,

@@ -1,6 +1,7 @@
 // `retrace export`: writes a checkpoint as a TensorFlow.js Layers model (model.json + weights)
 // that stock `tf.loadLayersModel` loads, with the run, checkpoint, metrics and lineage in its
-// user-defined metadata; the run moves to `exported`.
+// user-defined metadata. Exporting observes a run: under rules 2 it stays stopped (an interrupted
+// run stays resumable) and records the export; rules 1 (retrace 0.1.0) moved it to `exported`.
 import path from 'node:path';
 import { stateName } from '../../machines/fold.js';
 import { RunLockedError } from '../log/errors.js';
@@ -23,8 +24,9 @@ import type { ModelFactory } from '../train/models.js';
 export { ExportError };
 
 export interface ExportOptions extends StoreOption {
-  /** best (default), last, a checkpoint number K (= `ckpt:K`), or any point: `step:N` re-executes
-   * the run to step N (as `replay --to` does) and exports the weights there. */
+  /** best (default), last (the last checkpoint of any kind), a checkpoint number K (= `ckpt:K`),
+   * `int:N`, or any point: `step:N` re-executes the run to step N (as `replay --to` does) and
+   * exports the weights there. */
   checkpoint?: string;
   out: string;
   /** Replace an existing export in `out` (a folder with a model.json and files only); without it a
@@ -41,8 +43,11 @@ export interface ExportOptions extends StoreOption {
 
 export interface ExportResult {
   runId: string;
-  /** The checkpoint exported; null for a step between checkpoints (re-executed to). */
+  /** The checkpoint's index (`ckpt:K`'s K, or `int:N`'s N); null for a step between checkpoints (re-executed to). */
   checkpoint: number | null;
+  /** The checkpoint as a point (`ckpt:K` or `int:N`); null for a re-executed step. */
+  checkpointName: string | null;
+  checkpointKind: 'initial' | 'epoch' | 'interrupt' | null;
   step: number;
   weightsHash: string;
   out: string;
@@ -68,8 +73,11 @@ export async function lineage(store: Store, history: RunHistory): Promise<Array<
 
 /** The point to export, resolved; ExportError if the run is not stopped, PointError for a point it lacks. */
 function exportable(runId: string, history: RunHistory, point: Point) {
-  const state = stateName(history.snapshotAt().snapshot);
-  if (state !== 'stopped' && state !== 'exported') {
+  const snapshot = history.snapshotAt().snapshot;
+  const state = stateName(snapshot);
+  // Holding the run for writing means no process trains it: a run whose log is not stopped
+  // crashed. Rules 2 export its checkpoints (resume goes on afterwards); rules 1 could not.
+  if (state !== 'stopped' && state !== 'exported' && !snapshot.can({ type: 'export.finished', checkpoint: 0, out: '' })) {
     throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
   }
   const resolved = resolvePoint(history, point, '--checkpoint');
@@ -119,6 +127,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
         retrace: {
           runId,
           checkpoint: ckpt ? ckpt.data.index : null,
+          checkpointName: ckpt ? history.checkpointName(ckpt) : null,
           checkpointKind: ckpt ? ckpt.data.kind : null,
           point: formatPoint(point),
           step: stepAt,
@@ -166,15 +175,26 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
         });
         weightsHash = saved!;
       }
-      const checkpoint = ckpt ? ckpt.data.index : resolved.checkpoint!.data.index;
+      const from = ckpt ?? resolved.checkpoint!;
+      const checkpoint = from.data.index;
       const pointText = formatPoint(point);
       const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot });
+      // Rules 2 name the kind: an interrupt checkpoint's number is not a `ckpt:K`.
+      const kind = snapshot.context.interrupts !== undefined ? { kind: from.data.kind } : {};
       await emitter.machine(
-        { type: 'export.finished', checkpoint, out },
-        { type: 'export.finished', data: { checkpoint, out, step: stepAt, point: pointText } },
+        { type: 'export.finished', checkpoint, ...kind, out },
+        { type: 'export.finished', data: { checkpoint, ...kind, out, step: stepAt, point: pointText } },
         { sync: true },
       );
-      return { runId, checkpoint: ckpt ? ckpt.data.index : null, step: stepAt, weightsHash, out };
+      return {
+        runId,
+        checkpoint: ckpt ? (ckpt.data.kind === 'interrupt' ? Number(history.checkpointName(ckpt).slice(4)) : ckpt.data.index) : null,
+        checkpointName: ckpt ? history.checkpointName(ckpt) : null,
+        checkpointKind: ckpt ? ckpt.data.kind : null,
+        step: stepAt,
+        weightsHash,
+        out,
+      };
     } finally {
       await log.close();
     }

@@ -79,6 +79,18 @@ export class RunHistory {
     return this.checkpoints.find((c) => c.data.kind !== 'interrupt' && c.data.index === index) ?? null;
   }
 
+  /** The run's interrupt checkpoints in order: `int:N` is the N-th (1-based). */
+  interruptCheckpoints(): CheckpointRecord[] {
+    return this.checkpoints.filter((c) => c.data.kind === 'interrupt');
+  }
+
+  /** A checkpoint's name as a point: `ckpt:K` for the start and epoch checkpoints, `int:N` for the
+   * N-th interrupt checkpoint (which evaluates nothing and has no training index of its own). */
+  checkpointName(checkpoint: CheckpointRecord): string {
+    if (checkpoint.data.kind !== 'interrupt') return `ckpt:${checkpoint.data.index}`;
+    return `int:${this.interruptCheckpoints().findIndex((c) => c.seq === checkpoint.seq) + 1}`;
+  }
+
   /** Seq of the event after which the run had done exactly `step` steps. */
   seqOfStep(step: number): number | null {
     if (step === 0) return this.checkpointByIndex(0)?.seq ?? null;

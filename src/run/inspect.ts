@@ -10,6 +10,7 @@ import { Store } from '../log/store.js';
 import { storeDir, withStore, type StoreOption } from './common.js';
 import { loadHistory, type RunHistory } from './history.js';
 import { formatPoint, parsePoint, PointError, PointSyntaxError, resolvePoint, type Point } from './points.js';
+import { scheduleView, type ScheduleView } from './schedule.js';
 
 /**
  * Whether anything is running a run, the one definition `runs`, `state` and the dashboard share:
@@ -179,11 +180,15 @@ export interface StateView {
   lr: number;
   stopReason: StopReason | null;
   context: TrainingContext;
-  nearestCheckpoint: { index: number; kind: string; seq: number; step: number; weightsHash: string } | null;
+  /** `name` is the checkpoint as a point: `ckpt:K`, or `int:N` for an interrupt checkpoint. */
+  nearestCheckpoint: { index: number; name: string; kind: string; seq: number; step: number; weightsHash: string } | null;
   /** Training losses and evaluations up to this event. */
   metrics: { lastLoss: number | null; evaluations: Array<{ step: number; valLoss: number; valAccuracy: number }> };
   /** Events around the selected one (for time travel views). */
   around: LogRecord[];
+  /** The resolved schedule (training examples, examples per virtual epoch, steps per checkpoint,
+   * total steps), after any budget extension up to this event. */
+  schedule: ScheduleView;
 }
 
 /** `state --json`: the view plus the run's facts now (as `runs --json` gives them). */
@@ -220,10 +225,18 @@ export function stateAt(history: RunHistory, seq: number, aroundCount = 5): Stat
     stopReason: c.stopReason,
     context: c,
     nearestCheckpoint: checkpoint
-      ? { index: checkpoint.data.index, kind: checkpoint.data.kind, seq: checkpoint.seq, step: checkpoint.data.step, weightsHash: checkpoint.data.weightsHash }
+      ? {
+          index: checkpoint.data.index,
+          name: history.checkpointName(checkpoint),
+          kind: checkpoint.data.kind,
+          seq: checkpoint.seq,
+          step: checkpoint.data.step,
+          weightsHash: checkpoint.data.weightsHash,
+        }
       : null,
     metrics: { lastLoss, evaluations },
     around: history.records.slice(Math.max(0, seq - aroundCount), seq + aroundCount + 1),
+    schedule: scheduleView(history.created, c),
   };
 }
 

@@ -20,6 +20,7 @@ export class PointSyntaxError extends PointError {
  * - `best`: the best checkpoint by the monitored metric;
  * - `last`: the last checkpoint committed (an interrupt checkpoint too);
  * - `ckpt:K`: the checkpoint with training index K (0 = the run's start);
+ * - `int:N`: the N-th interrupt checkpoint (a graceful stop's; not evaluated), counted from 1;
  * - `step:N`: the event after which the run had done N optimizer steps (`step:0` = checkpoint 0);
  * - an event number (seq).
  */
@@ -27,10 +28,11 @@ export type Point =
   | { kind: 'best' }
   | { kind: 'last' }
   | { kind: 'ckpt'; k: number }
+  | { kind: 'int'; n: number }
   | { kind: 'step'; n: number }
   | { kind: 'seq'; seq: number };
 
-export const POINT_FORMS = 'best, last, ckpt:K, step:N or an event number';
+export const POINT_FORMS = 'best, last, ckpt:K, int:N, step:N or an event number';
 
 function count(text: string): number | null {
   if (!/^\d+$/.test(text)) return null;
@@ -47,11 +49,11 @@ export function parsePoint(text: string, what = 'point'): Point {
   if (typeof text !== 'string') throw bad();
   if (text === 'best') return { kind: 'best' };
   if (text === 'last') return { kind: 'last' };
-  const m = /^(ckpt|step):(.*)$/.exec(text);
+  const m = /^(ckpt|int|step):(.*)$/.exec(text);
   if (m) {
     const n = count(m[2]!);
-    if (n === null) throw bad();
-    return m[1] === 'ckpt' ? { kind: 'ckpt', k: n } : { kind: 'step', n };
+    if (n === null || (m[1] === 'int' && n === 0)) throw bad();
+    return m[1] === 'ckpt' ? { kind: 'ckpt', k: n } : m[1] === 'int' ? { kind: 'int', n } : { kind: 'step', n };
   }
   const seq = count(text);
   if (seq === null) throw bad();
@@ -67,7 +69,7 @@ export function parseCheckpointPoint(text: string, what = '--checkpoint'): Point
     return parsePoint(/^\d+$/.test(text) ? `ckpt:${text}` : text, what);
   } catch (err) {
     if (!(err instanceof PointSyntaxError)) throw err;
-    throw new PointSyntaxError(`bad ${what} "${text}": expected best, last, a checkpoint number K (or ckpt:K) or step:N`);
+    throw new PointSyntaxError(`bad ${what} "${text}": expected best, last, a checkpoint number K (or ckpt:K), int:N or step:N`);
   }
 }
 
@@ -79,6 +81,8 @@ export function formatPoint(point: Point): string {
       return point.kind;
     case 'ckpt':
       return `ckpt:${point.k}`;
+    case 'int':
+      return `int:${point.n}`;
     case 'step':
       return `step:${point.n}`;
     case 'seq':
@@ -92,7 +96,7 @@ export function formatPoint(point: Point): string {
 
 /** True for the points that always name a committed checkpoint (its weights are stored). */
 export function isCheckpointPoint(point: Point): boolean {
-  return point.kind === 'best' || point.kind === 'last' || point.kind === 'ckpt';
+  return point.kind === 'best' || point.kind === 'last' || point.kind === 'ckpt' || point.kind === 'int';
 }
 
 export interface ResolvedPoint {
@@ -135,6 +139,12 @@ export function resolvePoint(history: RunHistory, pointOrText: Point | string, w
         const have = history.checkpoints.filter((c) => c.data.kind !== 'interrupt').map((c) => c.data.index);
         throw new PointError(`run ${runId} has no checkpoint ${point.k} (it has ${have.join(', ') || 'none'})`);
       }
+      return atCheckpoint(rec);
+    }
+    case 'int': {
+      const all = history.interruptCheckpoints();
+      const rec = all[point.n - 1];
+      if (!rec) throw new PointError(`run ${runId} has no interrupt checkpoint ${point.n} (it has ${all.length === 0 ? 'none' : all.map((_, i) => `int:${i + 1}`).join(', ')})`);
       return atCheckpoint(rec);
     }
     case 'step': {

@@ -1,6 +1,8 @@
 // `retrace resume`: continues an interrupted or crashed run from its last committed checkpoint.
 // Steps the log already holds after that checkpoint (written before a crash) are re-executed and
 // checked against the log, never appended twice; then training goes on where it stopped.
+// With a new stopPoint (and/or checkpoint count) it also trains a stopped run longer: the budget
+// extension is logged as `run.extended` and the run goes on with the same step numbers and lineage.
 import { stateName } from '../../machines/fold.js';
 import type { NewRecord } from '../log/events.js';
 import type { BackendRequest } from '../train/types.js';
@@ -12,13 +14,25 @@ import { Emitter } from './emitter.js';
 import { backendMismatch, environmentDifferences, rebuildEnvironment, type Relocation } from './environment.js';
 import { loadHistory, restoreMachine, type RunHistory } from './history.js';
 import { loadTrainerState } from './snapshots.js';
-import { startMachine } from '../../machines/fold.js';
+import { startMachine, type TrainingSnapshot } from '../../machines/fold.js';
+import { rulesOf, scheduleStep } from '../../machines/training.machine.js';
+import { scheduleSteps as scheduleBudget, ConfigError } from '../config.js';
+import type { RecordData } from '../log/events.js';
+
+import { scheduleView, type ScheduleView } from './schedule.js';
+
+type RunExtendedData = RecordData<'run.extended'>;
 
 export class ResumeRefusedError extends Error {
   override name = 'ResumeRefusedError';
 }
 
 export interface ResumeOptions extends StoreOption {
+  /** Train longer: the run's new stopPoint (passes over trainingExamples in the whole schedule). */
+  stopPoint?: number;
+  /** With or without stopPoint: the whole schedule's new checkpoint count (default: the same
+   * spacing as before). */
+  checkpoints?: number;
   /** Go on although the data, the model source or tfjs differ from the recorded ones (recorded in the log). */
   force?: boolean;
   /** Run on another backend than the recorded one (exactness is then not promised, and said so). */
@@ -29,6 +43,8 @@ export interface ResumeOptions extends StoreOption {
   relocate?: Relocation;
   signal?: AbortSignal;
   onRecord?: RecordListener;
+  /** Told, before training goes on, the run's resolved schedule (after any extension). */
+  onSchedule?: (schedule: ScheduleView) => void;
   /** Told when the run continues on another backend or with --force. */
   onWarning?: (message: string) => void;
   command?: string;
@@ -48,8 +64,12 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
       const history = await loadHistory(log, runId);
       const final = history.snapshotAt().snapshot;
       const finalState = stateName(final);
+      const extension = opts.stopPoint !== undefined || opts.checkpoints !== undefined ? planExtension(history, final, opts) : null;
       const finished = finalState === 'exported' || (finalState === 'stopped' && final.context.stopReason !== 'interrupted');
-      if (finished) return summarizeHistory(history);
+      if (finished && !extension) {
+        opts.onWarning?.(whyNothingToResume(history, final));
+        return summarizeHistory(history);
+      }
 
       const created = history.created;
       const env = await rebuildEnvironment(created, opts, 'resume');
@@ -92,6 +112,12 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
         const driveOpts = { runId, created, session: env.session, emitter, blobs: store.blobs, signal: opts.signal };
         // First re-verify what the log already holds, then continue.
         await drive({ ...driveOpts, stopAtEndOfLog: true });
+        if (extension && stateName(emitter.snapshot) === 'stopped') {
+          const event = { type: 'run.extended' as const, ...extension };
+          if (!emitter.snapshot.can(event)) throw new ResumeRefusedError(`run ${runId} cannot be extended in its state (${stateName(emitter.snapshot)}, ${String(emitter.snapshot.context.stopReason)})`);
+          await emitter.machine(event, { type: 'run.extended', data: extension }, { sync: true });
+        }
+        opts.onSchedule?.(scheduleView(created, emitter.snapshot.context));
         const snap = emitter.snapshot;
         if (stateName(snap) === 'stopped' && snap.context.stopReason === 'interrupted' && !opts.signal?.aborted) {
           await emitter.machine({ type: 'run.resumed' }, { type: 'run.resumed', data: {} }, { sync: false });
@@ -106,4 +132,71 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
       await log.close();
     }
   });
+}
+
+/** What a budget extension asks for, checked against the run's schedule before anything is done.
+ * Throws ConfigError (a value that cannot work) or ResumeRefusedError (a run that cannot be extended). */
+export function planExtension(history: RunHistory, final: TrainingSnapshot, opts: { stopPoint?: number; checkpoints?: number }): RunExtendedData {
+  const runId = history.runId;
+  const created = history.created;
+  const ctx = final.context;
+  if (rulesOf(created.settings) < 2 || !ctx.plan) {
+    throw new ResumeRefusedError(
+      `run ${runId} was made by retrace 0.1.0 (rules 1), whose budget cannot be extended; branch from it instead: retrace branch ${runId}@last --stop-point N`,
+    );
+  }
+  const state = stateName(final);
+  if (state !== 'stopped') {
+    throw new ResumeRefusedError(`run ${runId} is ${state}, not stopped (it crashed while training): resume it first, then extend its budget`);
+  }
+  if (ctx.stopReason === 'diverged') {
+    throw new ResumeRefusedError(`run ${runId} diverged at step ${ctx.step}; a longer budget would not help: branch from its best checkpoint with a lower learning rate`);
+  }
+  const s = created.schedule;
+  const at = scheduleStep(created.settings, ctx.step);
+  const done = (created.settings.scheduleOffset?.checkpoints ?? 0) + ctx.epochCheckpoints;
+  // Without a new stopPoint the schedule keeps its end (only its checkpoint count changes).
+  const recorded = currentStopPoint(history);
+  const totalSteps = opts.stopPoint !== undefined ? scheduleBudget(s.trainingExamples, opts.stopPoint, s.batchSize) : ctx.plan.toStep;
+  const stopPoint =
+    opts.stopPoint ?? (scheduleBudget(s.trainingExamples, recorded, s.batchSize) === totalSteps ? recorded : (totalSteps * s.batchSize) / s.trainingExamples);
+  if (opts.stopPoint === undefined && totalSteps <= at) {
+    throw new ConfigError(`run ${runId} has no budget left (step ${at} of ${totalSteps}); pass --stop-point to train longer`);
+  }
+  if (totalSteps <= at) {
+    const least = Number((((at + 1) * s.batchSize) / s.trainingExamples).toPrecision(6));
+    throw new ConfigError(
+      `--stop-point ${stopPoint} gives ${totalSteps} steps, but run ${runId} has done ${at} steps of its schedule; pass a stop point of at least ${least}`,
+    );
+  }
+  const checkpoints = opts.checkpoints ?? Math.max(done + 1, Math.round((totalSteps * ctx.plan.toCheckpoint) / ctx.plan.toStep));
+  if (checkpoints <= done) {
+    throw new ConfigError(`--checkpoints ${checkpoints} must be more than the ${done} checkpoints run ${runId} has made`);
+  }
+  if (checkpoints - done > totalSteps - at) {
+    throw new ConfigError(`--checkpoints ${checkpoints}: ${checkpoints - done} new checkpoints do not fit in the ${totalSteps - at} new steps; use at most ${done + totalSteps - at}`);
+  }
+  return { stopPoint, checkpoints, totalSteps };
+}
+
+/** The run's stopPoint: the last extension's, else its config's. */
+function currentStopPoint(history: RunHistory): number {
+  for (let i = history.records.length - 1; i >= 0; i -= 1) {
+    const r = history.records[i]!;
+    if (r.type === 'run.extended') return r.data.stopPoint;
+  }
+  return history.created.schedule.stopPoint;
+}
+
+/** Why `resume` of this run trains nothing, and what would. */
+function whyNothingToResume(history: RunHistory, final: TrainingSnapshot): string {
+  const runId = history.runId;
+  const c = final.context;
+  const rules1 = rulesOf(history.created.settings) < 2;
+  const longer = rules1 ? `retrace branch ${runId}@last --stop-point N` : `retrace resume ${runId} --stop-point N`;
+  if (stateName(final) === 'exported' && c.stopReason === 'interrupted') {
+    return `run ${runId} was exported while interrupted, and retrace 0.1.0 (which made it) ended a run at export; nothing to resume: go on with retrace branch ${runId}@last`;
+  }
+  if (c.stopReason === 'diverged') return `run ${runId} diverged at step ${c.step}; nothing to resume: branch from its best checkpoint (retrace branch ${runId}@best --lr …)`;
+  return `run ${runId} finished (${String(c.stopReason)}) at step ${c.step}; nothing to resume. To train longer: ${longer}`;
 }

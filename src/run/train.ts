@@ -1,6 +1,7 @@
 // `retrace train`: a new run from a config. Everything that can fail on user input (config, data,
 // model, backend) is checked before the run id is claimed, so a bad config leaves no empty run.
 import { startMachine } from '../../machines/fold.js';
+import { CURRENT_RULES } from '../../machines/training.machine.js';
 import { computeSchedule, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import { RunExistsError } from '../log/errors.js';
 import { SCHEMA_VERSION, type Parent, type RunCreated } from '../log/events.js';
@@ -14,6 +15,7 @@ import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
 import { persistStartState } from './start-state.js';
 import type { Store } from '../log/store.js';
+import type { BranchPlan } from './inherit.js';
 
 export interface TrainOptions extends StoreOption {
   /** Config values (a file's contents merged with flags by the caller); defaults fill the rest. */
@@ -76,6 +78,9 @@ export interface StartRunOptions {
   caller?: { dataset: boolean; model: string | null };
   /** A branch starts from its parent's state instead of fresh weights. */
   initialState?: TrainerState;
+  /** A branch (rules 2): the controller state and schedule position it inherits, the schedule it
+   * continues (null: its own from the config), and what it inherited and overrode, for the log. */
+  branchPlan?: BranchPlan;
   signal?: AbortSignal;
   onRecord?: RecordListener;
   command?: string;
@@ -95,10 +100,11 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
   // durable (released after its synced append; a failed append keeps it, as a checkpoint's does).
   const startIntent = store.blobs.intent(opts.runId);
   const start = await persistStartState(store.blobs, env.session.capture(), startIntent);
-  const schedule = computeSchedule(config, env.dataset.train.size);
-  const settings = settingsFrom(config, schedule);
+  const schedule = opts.branchPlan?.schedule ?? computeSchedule(config, env.dataset.train.size);
+  const settings = settingsFrom(config, schedule, opts.branchPlan?.start);
   const created: RunCreated = {
     schemaVersion: SCHEMA_VERSION,
+    rules: CURRENT_RULES,
     runId: opts.runId,
     retraceVersion: RETRACE_VERSION,
     nodeVersion: process.version,
@@ -132,6 +138,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     origin: opts.origin,
     start,
     files,
+    ...(opts.branchPlan ? { inheritance: opts.branchPlan.inheritance } : {}),
   };
 
   let log;

@@ -14,6 +14,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { stateName } from '../../machines/fold.js';
+import { initialBudget } from '../../machines/training.machine.js';
 import { DEFAULTS, OPTIMIZERS, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import { UnknownRunError } from '../log/errors.js';
 import type { LogRecord } from '../log/events.js';
@@ -457,7 +458,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   function trainingProgress(setProgress: (done: number, total: number | null) => void) {
     let total: number | null = null;
     return (record: LogRecord) => {
-      if (record.type === 'run.created') total = record.data.settings.totalSteps;
+      if (record.type === 'run.created') total = initialBudget(record.data.settings);
       else if (record.type === 'step.finished') setProgress(record.data.step, total);
     };
   }

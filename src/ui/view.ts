@@ -3,6 +3,7 @@
 // (without tensor lists, topologies or stored machine snapshots) for event tables.
 import { runLiveness, type Liveness } from '../run/inspect.js';
 import { stateName } from '../../machines/fold.js';
+import { budgetSteps } from '../../machines/training.machine.js';
 import { decodeFloat, type LoggedFloat, type LogRecord } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
 import type { RunWriter } from './cache.js';
@@ -16,6 +17,8 @@ export interface RunRow {
   /** `starting` while a run being created has no records yet. */
   state: string;
   stopReason: string | null;
+  /** Whether a checkpoint was exported (rules 2: the run stays stopped, and resumable if interrupted). */
+  exported: boolean;
   step: number;
   totalSteps: number | null;
   bestMetric: number | null;
@@ -122,7 +125,7 @@ export function describeRecord(r: LogRecord): string {
     case 'eval.finished':
       return `evaluation at step ${r.data.step}: val loss ${num(r.data.valLoss)}, accuracy ${Number(r.data.valAccuracy.toPrecision(4))}`;
     case 'checkpoint.committed':
-      return `checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step}, weights ${r.data.weightsHash.slice(0, 12)}`;
+      return `checkpoint ${r.data.kind === 'interrupt' ? 'int:' : ''}${r.data.index} (${r.data.kind}${r.data.kind === 'interrupt' ? ', not evaluated' : ''}) at step ${r.data.step}, weights ${r.data.weightsHash.slice(0, 12)}`;
     case 'state.changed':
       return `${r.data.from} → ${r.data.to} (by event ${r.data.cause}, ${r.data.causeType})`;
     case 'stop.requested':
@@ -130,7 +133,9 @@ export function describeRecord(r: LogRecord): string {
     case 'run.resumed':
       return 'resumed';
     case 'export.finished':
-      return `exported checkpoint ${r.data.checkpoint} to ${r.data.out}`;
+      return `exported checkpoint ${r.data.kind === 'interrupt' ? 'int:' : ''}${r.data.checkpoint} to ${r.data.out}`;
+    case 'run.extended':
+      return `budget extended to stopPoint ${r.data.stopPoint}: ${r.data.totalSteps} steps, ${r.data.checkpoints} checkpoints`;
     case 'snapshot.taken':
       return `weights snapshot at step ${r.data.step}, ${r.data.weightsHash.slice(0, 12)}`;
     case 'process.attached':
@@ -197,6 +202,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
       originStep: 0,
       state: error ? 'unreadable' : 'starting',
       stopReason: null,
+      exported: false,
       step: 0,
       totalSteps: null,
       bestMetric: null,
@@ -224,8 +230,9 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
     originStep: created.origin.step,
     state: stateName(snapshot),
     stopReason: ctx.stopReason,
+    exported: ctx.exported !== null,
     step: ctx.step,
-    totalSteps: created.settings.totalSteps,
+    totalSteps: budgetSteps(ctx),
     bestMetric: ctx.best && Number.isFinite(ctx.best.metric) ? Math.abs(ctx.best.metric) : null,
     bestCheckpoint: ctx.best ? ctx.best.index : null,
     monitor: created.settings.monitor,

@@ -210,7 +210,7 @@ describe('wrong store, run, point', () => {
     const store = await copyOf(base);
     expectOneLine(await cli(['branch', 'r@ckpt:99', '--store', store]), 1, /^retrace: run r has no checkpoint 99 \(it has 0, 1, 2, 3, 4\)$/);
     expectOneLine(await cli(['branch', 'r@step:9999', '--store', store]), 1, /^retrace: run r has no step 9999 \(it has done 60 steps\)$/);
-    expectOneLine(await cli(['branch', 'r@sideways', '--store', store]), 2, /^retrace: bad point "sideways": expected best, last, ckpt:K, step:N or an event number$/);
+    expectOneLine(await cli(['branch', 'r@sideways', '--store', store]), 2, /^retrace: bad point "sideways": expected best, last, ckpt:K, int:N, step:N or an event number$/);
     expectOneLine(await cli(['state', 'r', '--at', '99999', '--store', store]), 1, /^retrace: run r has no event 99999 \(its last event is \d+\)$/);
     expect(await runsIn(store)).toEqual(['r']);
   });

@@ -29,6 +29,7 @@ const CONFIG = {
   checkpoints: 20,
   lr: 0.02,
   warmupSteps: 10,
+  reduceLrOnPlateau: true,
   plateauPatience: 1,
   cooldown: 1,
   lrFactor: 0.5,
@@ -44,11 +45,12 @@ const FLAGS = Object.entries(CONFIG).flatMap(([k, v]) => {
   return v === true ? [flag] : [flag, String(v)];
 });
 
-/** The controller's part of the machine context (lastCheckpoint names the interrupt checkpoints, which only the interrupted run has). */
+/** The controller's part of the machine context (lastCheckpoint and interrupts count the interrupt checkpoints, which only the interrupted run has). */
 function controller(context: Record<string, unknown>): Record<string, unknown> {
-  const { lastCheckpoint: _last, exported: _exported, ...rest } = context;
+  const { lastCheckpoint: _last, exported: _exported, interrupts: _interrupts, ...rest } = context;
   void _last;
   void _exported;
+  void _interrupts;
   return rest;
 }
 

@@ -156,7 +156,7 @@ describe('flags', () => {
     const r = await cli(['branch', 'first', '--lr', '0.1', '--run-id', 'kid', '--store', store]);
     expect(r.code).toBe(2);
     expect(errorLines(r)).toEqual([
-      'retrace: bad branch target "first": name the point to branch from, e.g. first@last or first@best (best, last, ckpt:K, step:N or an event number)',
+      'retrace: bad branch target "first": name the point to branch from, e.g. first@last or first@best (best, last, ckpt:K, int:N, step:N or an event number)',
     ]);
     expect(existsSync(path.join(store, 'runs', 'kid'))).toBe(false);
     expect(json(await cli(['branch', 'first@last', '--lr', '0.1', '--stop-point', '1', '--run-id', 'kid', '--store', store, '--json']))).toMatchObject({ runId: 'kid' });

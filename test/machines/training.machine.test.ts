@@ -2,6 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fromPlain, startMachine, stateName, step, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
+import { isPlanBoundary } from '../../machines/training.machine.js';
 import type { TrainingEvent, TrainingSettings } from '../../machines/training.events.js';
 
 const base: TrainingSettings = {
@@ -71,7 +72,7 @@ class Given {
     return this.send({ type: 'stop.requested', source: 'api' }).send({
       type: 'checkpoint.committed',
       kind: 'interrupt',
-      index: this.ctx.epochCheckpoints,
+      index: this.ctx.interrupts !== undefined ? this.ctx.interrupts + 1 : this.ctx.epochCheckpoints,
       step: this.ctx.step,
       weightsHash: 'hi',
     });
@@ -235,5 +236,131 @@ describe('training machine', () => {
         }
       }),
     );
+  });
+});
+
+// Rules 2 (run.created records `rules: 2`): the settings above without `rules` are rules 1, as
+// runs made by retrace 0.1.0 decide; these are the rules new runs decide by.
+const rules2: Partial<TrainingSettings> = { rules: 2, checkpoints: 4, stepsPerEpoch: 3, totalSteps: 12 };
+
+describe('training machine, rules 2', () => {
+  it('spreads checkpoints over the budget as evenly as integers allow (10 steps, 3 checkpoints: 3, 6, 10)', () => {
+    const g = new Given({ ...rules2, totalSteps: 10, checkpoints: 3, stepsPerEpoch: 4 }).started();
+    const at: number[] = [];
+    while (g.state !== 'stopped') {
+      g.epoch(0.5);
+      at.push(g.ctx.step);
+    }
+    expect(at).toEqual([3, 6, 10]);
+    expect(g.ctx.stopReason).toBe('budget');
+    expect(g.ctx.epochCheckpoints).toBe(3);
+  });
+
+  it('finds every checkpoint step of a plan, and no other, for any budget and count', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 400 }), fc.integer({ min: -50, max: 50 }), (total, count, from) => {
+        fc.pre(count <= total);
+        const plan = { fromStep: from, fromCheckpoint: 0, toStep: from + total, toCheckpoint: count };
+        const boundaries: number[] = [];
+        for (let s = from - 2; s <= from + total + 2; s += 1) if (isPlanBoundary(plan, s)) boundaries.push(s);
+        expect(boundaries).toHaveLength(count);
+        expect(boundaries.at(-1)).toBe(from + total);
+        const gaps = boundaries.map((b, i) => b - (i === 0 ? from : boundaries[i - 1]!));
+        expect(Math.max(...gaps) - Math.min(...gaps)).toBeLessThanOrEqual(1);
+      }),
+    );
+  });
+
+  it('reduces the rate on a plateau only when reduceLrOnPlateau is on', () => {
+    const off = new Given({ ...rules2, plateauPatience: 1 }).started(0.5);
+    off.epoch(0.6).epoch(0.7).epoch(0.8).epoch(0.9);
+    expect([off.state, off.ctx.stopReason, off.ctx.currentBaseLr]).toEqual(['stopped', 'budget', 0.1]);
+    const on = new Given({ ...rules2, plateauPatience: 1, reduceLrOnPlateau: true }).started(0.5);
+    on.epoch(0.6);
+    expect(on.state).toBe('plateau');
+    expect(on.ctx.currentBaseLr).toBeCloseTo(0.05);
+  });
+
+  it('stays stopped on export: an interrupted, exported run is still resumable', () => {
+    const g = new Given(rules2).started().epoch(0.4).steps(1).interrupt();
+    g.send({ type: 'export.finished', checkpoint: 1, kind: 'interrupt', out: '/m' });
+    expect([g.state, g.ctx.stopReason]).toEqual(['stopped', 'interrupted']);
+    expect(g.ctx.exported).toEqual({ checkpoint: 1, kind: 'interrupt', out: '/m' });
+    g.send({ type: 'run.resumed' });
+    expect(g.state).toBe('training');
+    // Rules 1 (retrace 0.1.0) ended the run at export, and its logs keep meaning that.
+    const old = new Given().started().steps(1).interrupt();
+    old.send({ type: 'export.finished', checkpoint: 0, out: '/m' });
+    expect(old.state).toBe('exported');
+    expect(old.snapshot.can({ type: 'run.resumed' })).toBe(false);
+  });
+
+  it('numbers interrupt checkpoints apart; epoch checkpoints keep their indices', () => {
+    const g = new Given(rules2).started().epoch(0.4).steps(1).interrupt();
+    expect(g.ctx.lastCheckpoint).toMatchObject({ kind: 'interrupt', index: 1 });
+    g.send({ type: 'run.resumed' }).steps(1).interrupt();
+    expect(g.ctx.interrupts).toBe(2);
+    g.send({ type: 'run.resumed' }).epoch(0.3);
+    expect(g.ctx.lastCheckpoint).toMatchObject({ kind: 'epoch', index: 2, step: 6 });
+    expect(g.ctx.best?.index).toBe(2);
+  });
+
+  it('extends a run stopped on budget: the plan goes on from where it stopped', () => {
+    const g = new Given(rules2).started().epoch(0.5).epoch(0.4).epoch(0.3).epoch(0.2);
+    expect([g.state, g.ctx.step]).toEqual(['stopped', 12]);
+    expect(g.snapshot.can({ type: 'run.extended', stopPoint: 2, checkpoints: 4, totalSteps: 24 })).toBe(false); // no new checkpoint
+    expect(g.snapshot.can({ type: 'run.extended', stopPoint: 1, checkpoints: 8, totalSteps: 12 })).toBe(false); // no new step
+    g.send({ type: 'run.extended', stopPoint: 2, checkpoints: 6, totalSteps: 24 });
+    expect([g.state, g.ctx.stopReason]).toEqual(['training', null]);
+    expect(g.ctx.plan).toEqual({ fromStep: 12, fromCheckpoint: 4, toStep: 24, toCheckpoint: 6 });
+    g.epoch(0.1).epoch(0.05);
+    expect([g.state, g.ctx.stopReason, g.ctx.step, g.ctx.epochCheckpoints]).toEqual(['stopped', 'budget', 24, 6]);
+  });
+
+  it('extending an early-stopped run resets early stopping\'s wait and keeps every other counter', () => {
+    const g = new Given({ ...rules2, totalSteps: 30, checkpoints: 10, earlyStopping: true, earlyStopPatience: 2, reduceLrOnPlateau: true, plateauPatience: 5 }).started(0.5);
+    g.epoch(0.4).epoch(0.45).epoch(0.41);
+    expect([g.state, g.ctx.stopReason, g.ctx.sinceImprovement, g.ctx.plateauWait]).toEqual(['stopped', 'early-stop', 2, 2]);
+    g.send({ type: 'run.extended', stopPoint: 1, checkpoints: 10, totalSteps: 30 });
+    expect([g.state, g.ctx.sinceImprovement, g.ctx.plateauWait, g.ctx.bestMetric]).toEqual(['training', 0, 2, 0.4]);
+    g.epoch(0.42);
+    expect(g.state).toBe('training'); // one evaluation without improvement: patience 2 not used up again
+    // A diverged run cannot be extended.
+    const d = new Given(rules2).started();
+    d.send({ type: 'step.finished', step: 1, loss: Number.NaN, lr: 0.1, examplesSeen: 2 });
+    expect(d.snapshot.can({ type: 'run.extended', stopPoint: 9, checkpoints: 9, totalSteps: 99 })).toBe(false);
+  });
+
+  it('extending a run stopped at minLr resets the plateau wait and keeps the reduced rate and cooldown', () => {
+    const g = new Given({ ...rules2, totalSteps: 30, checkpoints: 10, reduceLrOnPlateau: true, plateauPatience: 1, lrFactor: 0.5, minLr: 0.05, cooldown: 0 }).started(0.5);
+    g.epoch(0.6); // 0.1 → 0.05 (the floor)
+    g.epoch(0.7);
+    expect([g.state, g.ctx.stopReason, g.ctx.plateauWait, g.ctx.currentBaseLr]).toEqual(['stopped', 'plateau', 1, 0.05]);
+    g.send({ type: 'run.extended', stopPoint: 1, checkpoints: 10, totalSteps: 30 });
+    expect([g.state, g.ctx.plateauWait, g.ctx.currentBaseLr, g.ctx.sinceImprovement, g.ctx.lr]).toEqual(['training', 0, 0.05, 2, 0.05]);
+    g.epoch(0.4); // an improvement: training goes on
+    expect([g.state, g.ctx.best?.index]).toEqual(['training', 3]);
+  });
+
+  it('starts a branch from inherited controller state and schedule position', () => {
+    // The parent did 7 steps of a 12-step, 4-checkpoint plan (checkpoints at 3, 6, 9, 12) with 2 checkpoints.
+    const g = new Given({
+      ...rules2,
+      warmupSteps: 10,
+      warmupOffset: 7,
+      scheduleOffset: { step: 7, checkpoints: 2 },
+      inherited: { currentBaseLr: 0.04, sinceImprovement: 1, plateauWait: 1, cooldownLeft: 0, bestMetric: 0.3 },
+    });
+    expect(g.ctx.lr).toBeCloseTo((0.04 * 8) / 10, 12);
+    g.started(0.9); // the branch's own start evaluates worse than the parent's best: no counter moves
+    expect([g.ctx.bestMetric, g.ctx.sinceImprovement, g.ctx.best?.index]).toEqual([0.3, 1, 0]);
+    g.steps(1);
+    expect(g.state).toBe('warmup'); // warmup step 8 of 10
+    g.steps(1);
+    expect(g.state).toBe('checkpointing'); // schedule step 9
+    g.send({ type: 'eval.finished', step: 2, valLoss: 0.35, valAccuracy: 0 }).send({ type: 'checkpoint.committed', kind: 'epoch', index: 1, step: 2, weightsHash: 'h' });
+    expect([g.state, g.ctx.sinceImprovement]).toEqual(['warmup', 2]);
+    g.epoch(0.2);
+    expect([g.state, g.ctx.stopReason, g.ctx.step]).toEqual(['stopped', 'budget', 5]); // schedule step 12
   });
 });

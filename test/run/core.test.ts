@@ -127,7 +127,9 @@ describe('a run and its log', () => {
     const result = await exportRun('e', { store, checkpoint: '2', out });
     expect(result).toMatchObject({ runId: 'e', checkpoint: 2, out });
     const h = await history(store, 'e');
-    expect(stateName(h.snapshotAt().snapshot)).toBe('exported');
+    // Exporting observes a run (rules 2): it stays stopped, and the export is recorded.
+    expect(stateName(h.snapshotAt().snapshot)).toBe('stopped');
+    expect(h.snapshotAt().snapshot.context.exported).toEqual({ checkpoint: 2, kind: 'epoch', out });
 
     const { tf } = await initBackend('wasm');
     const json = JSON.parse(await readFile(path.join(out, 'model.json'), 'utf8'));

@@ -19,7 +19,7 @@ export async function tempDir(prefix = 'retrace-test-'): Promise<string> {
   return dir;
 }
 
-/** 120 training examples / batch 8 × 10 passes / 4 checkpoints → 38 steps per checkpoint, 152 in all. */
+/** 120 training examples × 10 passes / batch 8 → 150 steps; 4 checkpoints at steps 37, 75, 112 and 150. */
 export const IRIS: ConfigInput = {
   dataset: 'iris',
   model: 'mlp',

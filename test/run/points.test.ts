@@ -67,7 +67,7 @@ describe('the point grammar', () => {
   it('refuses malformed points as bad usage, naming the text and the valid forms', () => {
     for (const bad of ['', 'Best', 'ckpt:', 'ckpt:x', 'ckpt:-1', 'step:1.5', 'step: 3', ' 3', '-1', '1e3', '0x10', 'ckpt:4:5', 'middle', '9007199254740993']) {
       expect(() => parsePoint(bad, '--at'), bad).toThrow(PointSyntaxError);
-      expect(() => parsePoint(bad, '--at'), bad).toThrow(`bad --at "${bad}": expected best, last, ckpt:K, step:N or an event number`);
+      expect(() => parsePoint(bad, '--at'), bad).toThrow(`bad --at "${bad}": expected best, last, ckpt:K, int:N, step:N or an event number`);
     }
   });
 
@@ -154,7 +154,7 @@ describe('every command takes the same points', () => {
     expect(best.seq).toBe(resolvePoint(history, 'best').seq);
     const last = json<{ seq: number; state: string }>(await cli(['state', 'p', '--at', 'last', ...s]));
     expect(last).toMatchObject({ seq: history.checkpoints.at(-1)!.seq, state: 'stopped' });
-    expectOneLine(await cli(['state', 'p', '--at', 'ckpt:x', '--store', store]), 2, /^retrace: bad --at "ckpt:x": expected best, last, ckpt:K, step:N or an event number$/);
+    expectOneLine(await cli(['state', 'p', '--at', 'ckpt:x', '--store', store]), 2, /^retrace: bad --at "ckpt:x": expected best, last, ckpt:K, int:N, step:N or an event number$/);
     expectOneLine(await cli(['state', 'p', '--at', 'ckpt:7', '--store', store]), 1, /^retrace: run p has no checkpoint 7 \(it has 0, 1, 2, 3\)$/);
   });
 
@@ -212,7 +212,7 @@ describe('every command takes the same points', () => {
       { checkpoint: 2, out: `${dir}/s60`, step: 60, point: 'step:60' },
     ]);
 
-    expectOneLine(await cli(['export', 'p', '--checkpoint', 'middle', '--out', `${dir}/x`, ...s]), 2, /^retrace: bad --checkpoint "middle": expected best, last, a checkpoint number K \(or ckpt:K\) or step:N$/);
+    expectOneLine(await cli(['export', 'p', '--checkpoint', 'middle', '--out', `${dir}/x`, ...s]), 2, /^retrace: bad --checkpoint "middle": expected best, last, a checkpoint number K \(or ckpt:K\), int:N or step:N$/);
     expectOneLine(await cli(['export', 'p', '--checkpoint', 'step:999', '--out', `${dir}/x`, ...s]), 1, /^retrace: run p has no step 999 \(it has done 90 steps\)$/);
   });
 
@@ -221,6 +221,6 @@ describe('every command takes the same points', () => {
     const toBest = json<{ identical: boolean; toStep: number; weightsHash: string }>(await cli(['replay', 'p', '--from', 'ckpt:2', '--to', 'best', ...s]));
     const best = resolvePoint(history, 'best');
     expect(toBest).toMatchObject({ identical: true, toStep: best.step, weightsHash: best.checkpoint!.data.weightsHash });
-    expectOneLine(await cli(['replay', 'p', '--to', 'step:abc', '--store', store]), 2, /^retrace: bad --to "step:abc": expected best, last, ckpt:K, step:N or an event number$/);
+    expectOneLine(await cli(['replay', 'p', '--to', 'step:abc', '--store', store]), 2, /^retrace: bad --to "step:abc": expected best, last, ckpt:K, int:N, step:N or an event number$/);
   });
 });

@@ -56,6 +56,7 @@ const configs = fc.record({
   checkpoints: fc.integer({ min: 1, max: 4 }),
   warmupSteps: fc.integer({ min: 0, max: 12 }),
   lr: fc.constantFrom(0.003, 0.01, 0.05),
+  reduceLrOnPlateau: fc.boolean(),
   plateauPatience: fc.integer({ min: 1, max: 2 }),
   seed: fc.integer({ min: 0, max: 1000 }),
 });
@@ -77,8 +78,9 @@ describe('resume ≡ uninterrupted', () => {
         expect(b.steps).toEqual(a.steps);
         expect(b.evals).toEqual(a.evals);
         expect(b.checkpoints).toEqual(a.checkpoints);
-        const { lastCheckpoint: _la, ...ca } = a.context;
-        const { lastCheckpoint: _lb, ...cb } = b.context;
+        // Only the interrupted run has interrupt checkpoints (lastCheckpoint, interrupts count them).
+        const { lastCheckpoint: _la, interrupts: _ia, ...ca } = a.context;
+        const { lastCheckpoint: _lb, interrupts: _ib, ...cb } = b.context;
         expect(cb).toEqual(ca);
       }),
       { numRuns: 12, verbose: true },

@@ -70,7 +70,7 @@ describe('reading', () => {
       writer: null,
       error: null,
     });
-    expect(stepCount).toBe(76);
+    expect(stepCount).toBe(75); // 120 training examples × 10 passes / batch 16
     expect(typeof run.bestMetric).toBe('number');
     expect(typeof run.bestCheckpoint).toBe('number');
     expect(['wasm', 'cpu', 'tensorflow']).toContain(run.backend);
@@ -147,7 +147,7 @@ describe('bad input is a 4xx with a JSON message, never a crash', () => {
   const cases: Array<[string, string, unknown, number, RegExp]> = [
     ['GET', '/api/runs/.hidden', undefined, 400, /invalid run id/],
     ['GET', '/api/runs/no-such-run', undefined, 404, /unknown run "no-such-run".*iris-a/],
-    ['GET', '/api/runs/iris-a/state?at=abc', undefined, 400, /at must be best, last, ckpt:K, step:N or an event number/],
+    ['GET', '/api/runs/iris-a/state?at=abc', undefined, 400, /at must be best, last, ckpt:K, int:N, step:N or an event number/],
     ['GET', '/api/runs/iris-a/state?at=99999', undefined, 400, /no event 99999/],
     ['GET', '/api/runs/iris-a/state?at=step:9999', undefined, 400, /no step 9999/],
     ['GET', '/api/runs/iris-a?since=x', undefined, 400, /since must be an integer/],
@@ -233,14 +233,15 @@ describe('jobs started from the page', () => {
     expect(job.progress.total).toBeGreaterThan(0);
   });
 
-  it('export writes a TF.js model and moves the run to exported', async () => {
+  it('export writes a TF.js model and marks the run exported (it stays stopped)', async () => {
     const res = await postJson(base, '/api/runs/iris-b/export', { checkpoint: 1 });
     expect(res.status, res.body.error).toBe(200);
     expect(res.body.result).toMatchObject({ runId: 'iris-b', checkpoint: 1 });
     expect(res.body.result.out).toBe(path.join(dir, 'exports', 'iris-b-ckpt1'));
     expect(existsSync(path.join(res.body.result.out, 'model.json'))).toBe(true);
     const row = (await getJson(base, '/api/runs')).body.runs.find((r: { runId: string }) => r.runId === 'iris-b');
-    expect(row.state).toBe('exported');
+    expect(row.state).toBe('stopped');
+    expect(row.exported).toBe(true);
     // Any point, as `retrace export --checkpoint`: a step between checkpoints is re-executed to.
     const replayed = await replay('iris-b', { store: server.store, to: 'step:5' });
     const at5 = await postJson(base, '/api/runs/iris-b/export', { checkpoint: 'step:5' });

@@ -95,7 +95,7 @@ describe('retrace ui in Chromium', () => {
       expect(await attr('#chart', 'data-checkpoints')).toBe(String(history.checkpoints.length));
       const bands = JSON.parse((await attr('#chart', 'data-bands')) ?? '[]') as Array<{ state: string }>;
       expect(bands.map((b) => b.state)).toEqual(['warmup', 'training', 'stopped']);
-      await expect(page.locator('#bands-text').textContent()).resolves.toMatch(/warmup 0–8 → training 8–76 → stopped at 76/);
+      await expect(page.locator('#bands-text').textContent()).resolves.toMatch(/warmup 0–8 → training 8–75 → stopped at 75/);
       expect(await page.locator('#chart canvas').count()).toBe(1);
       await expect(page.locator('#run-step').getAttribute('data-step')).resolves.toBe(String(steps));
       // The filter narrows the list.
@@ -138,11 +138,12 @@ describe('retrace ui in Chromium', () => {
       await page.waitForURL(/#\/run\/iris-ui-branch$/);
       await page.waitForSelector('li.run-row[data-run-id="iris-ui-branch"][data-parent="iris-a"]');
       await expect(page.locator('li.run-row[data-run-id="iris-ui-branch"] .point').textContent()).resolves.toContain('@ckpt:2');
-      // It trains to its budget (76 steps of its own) and is drawn over its parent.
-      await page.waitForSelector('#run-step[data-step="76"]', { timeout: 40_000 });
+      // No budget override: it continues its parent's schedule, the 38 steps (75 − 37) the parent
+      // had left after ckpt:2, and is drawn over its parent.
+      await page.waitForSelector('#run-step[data-step="38"]', { timeout: 40_000 });
       await page.waitForSelector('#run-badges .badge.state-stopped');
       await page.waitForSelector('#chart[data-runs="iris-ui-branch,iris-a"]');
-      expect(await attr('#chart', 'data-points')).toBe('76');
+      expect(await attr('#chart', 'data-points')).toBe('38');
       await expect(page.locator('#overlays').textContent()).resolves.toContain('parent: iris-a');
       await page.click('#ckpt-buttons button.ckpt.best');
       await page.waitForSelector('#state-body[data-state="stopped"], #state-body[data-state="training"], #state-body[data-state="warmup"]');

@@ -8,7 +8,7 @@ export function registerBranch(program: Command): void {
   const cmd = commonFlags(
     program
       .command('branch')
-      .argument('<run@point>', 'RUN@POINT: best, last, ckpt:K, step:N or an event number')
+      .argument('<run@point>', 'RUN@POINT: best, last, ckpt:K, int:N, step:N or an event number')
       .description('start a new run from the exact state of another run at a point, with overrides'),
   );
   addConfigFlags(cmd).action(async (target: string, flags: Record<string, unknown>) => {

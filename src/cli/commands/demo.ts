@@ -6,7 +6,7 @@ import { newRunId, storeDir } from '../../run/common.js';
 import { commonFlags } from './index.js';
 import { runWithProgress } from './train.js';
 
-/** About a minute here: 7,996 training digits, 16 passes, 8 checkpoints, batch 64 → 2,000 steps. */
+/** About a minute here: 7,996 training digits, 16 passes, 8 checkpoints, batch 64 → 1,999 steps. */
 export const DEMO_CONFIG = {
   dataset: 'mnist',
   model: 'mlp',

@@ -6,7 +6,7 @@ import { commonFlags } from './index.js';
 
 export function registerExport(program: Command): void {
   addRelocationFlags(commonFlags(program.command('export').argument('<run>').description('write a checkpoint as a TF.js Layers model (model.json + weights)')))
-    .option('--checkpoint <point>', 'best, last, a checkpoint number K (= ckpt:K), or step:N (re-executed to, as replay --to does)', 'best')
+    .option('--checkpoint <point>', 'best, last (of any kind), a checkpoint number K (= ckpt:K), int:N, or step:N (re-executed to, as replay --to does)', 'best')
     .requiredOption('--out <dir>', 'output folder')
     .option('--force', 'replace an existing export in the output folder')
     .action(async (runId: string, flags: Record<string, string | boolean | undefined>) => {
@@ -21,7 +21,7 @@ export function registerExport(program: Command): void {
         force: Boolean(flags.force),
         onWarning: (m) => out.warn(m),
       });
-      const what = result.checkpoint === null ? `step ${result.step} (re-executed)` : `checkpoint ${result.checkpoint} (step ${result.step})`;
+      const what = result.checkpointName === null ? `step ${result.step} (re-executed)` : `checkpoint ${result.checkpointName} (${result.checkpointKind === 'interrupt' ? 'interrupt, not evaluated' : result.checkpointKind}, step ${result.step})`;
       out.result(result, () => `exported run ${runId} ${what} to ${result.out}\nweightsHash: ${result.weightsHash}\nload it in Node with retrace's loadExport(${JSON.stringify(result.out)}) (plain @tensorflow/tfjs), or with tf.loadLayersModel and tf.io.fromMemory (see the README)`);
     });
 }

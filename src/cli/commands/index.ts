@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { registerBranch } from './branch.js';
 import { registerChaos } from './chaos.js';
+import { registerCheckpoints } from './checkpoints.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
 import { registerFsck } from './fsck.js';
@@ -17,6 +18,7 @@ export function registerCommands(program: Command): void {
   registerReplay(program);
   registerExport(program);
   registerInspect(program);
+  registerCheckpoints(program);
   registerMaintenance(program);
   registerDemo(program);
   registerFsck(program);

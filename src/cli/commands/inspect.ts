@@ -4,7 +4,8 @@ import { decodeFloat, type LogRecord } from '../../log/events.js';
 import { withStore } from '../../run/common.js';
 import { listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
 import { POINT_FORMS } from '../../run/points.js';
-import { makeOutput } from '../output.js';
+import { makeOutput, UsageError } from '../output.js';
+import { formatSchedule } from '../../run/schedule.js';
 import { commonFlags } from './index.js';
 
 function lineageTree(runs: RunListing[]): string {
@@ -41,7 +42,7 @@ function describeRecord(r: LogRecord): string {
     case 'eval.finished':
       return `eval at step ${r.data.step}: val loss ${decodeFloat(r.data.valLoss)} acc ${r.data.valAccuracy}`;
     case 'checkpoint.committed':
-      return `checkpoint ${r.data.index} (${r.data.kind}) at step ${r.data.step} weights ${r.data.weightsHash.slice(0, 16)}`;
+      return `checkpoint ${r.data.kind === 'interrupt' ? 'int:' : ''}${r.data.index} (${r.data.kind}) at step ${r.data.step} weights ${r.data.weightsHash.slice(0, 16)}`;
     case 'state.changed':
       return `${r.data.from} → ${r.data.to} (by event ${r.data.cause}, ${r.data.causeType})`;
     case 'run.created':
@@ -90,12 +91,15 @@ export function registerInspect(program: Command): void {
         const c = view.context;
         const ev = view.metrics.evaluations.at(-1);
         return [
-          `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}`,
+          `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}` +
+            (c.exported && view.state !== 'exported' ? `, exported ${c.exported.kind === 'interrupt' ? 'int:' : 'checkpoint '}${c.exported.checkpoint} to ${c.exported.out}` : '') +
+            (view.state === 'stopped' && view.stopReason === 'interrupted' ? ` (resumable: retrace resume ${runId})` : ''),
           `now: ${view.liveness === 'live' ? 'live (a process holds it)' : view.liveness === 'crashed' ? `crashed (not stopped and no process holds it: \`retrace resume ${runId}\`)` : 'not running'}`,
-          `step ${view.step} of ${c.settings.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
+          `step ${view.step} of ${view.schedule.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
+          formatSchedule(view.schedule),
           `last loss ${view.metrics.lastLoss ?? '-'}${ev ? `, last evaluation at step ${ev.step}: val loss ${ev.valLoss} acc ${ev.valAccuracy}` : ''}`,
           `best checkpoint ${c.best ? `${c.best.index} (step ${c.best.step}, metric ${c.best.metric})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,
-          `nearest checkpoint: ${view.nearestCheckpoint ? `${view.nearestCheckpoint.index} (${view.nearestCheckpoint.kind}) at step ${view.nearestCheckpoint.step}, event ${view.nearestCheckpoint.seq}` : 'none'}`,
+          `nearest checkpoint: ${view.nearestCheckpoint ? `${view.nearestCheckpoint.name} (${view.nearestCheckpoint.kind}${view.nearestCheckpoint.kind === 'interrupt' ? ', not evaluated' : ''}) at step ${view.nearestCheckpoint.step}, event ${view.nearestCheckpoint.seq}` : 'none'}`,
         ].join('\n');
       });
     });

@@ -11,7 +11,7 @@ import type { BackendRequest } from '../../train/types.js';
 export function registerReplay(program: Command): void {
   addRelocationFlags(commonFlags(program.command('replay').argument('<run>').description('re-execute a run and compare it with its log, or materialise the weights at any step')))
     .option('--verify', 'compare every step and checkpoint with the log (the default without --to)')
-    .option('--to <point>', 'stop at a point: best, last, ckpt:K, step:N or an event number')
+    .option('--to <point>', 'stop at a point: best, last, ckpt:K, int:N, step:N or an event number')
     .option('--from <point>', 'start from the checkpoint at or before a point (ckpt:K, best, last, ...) instead of the start')
     .option('--out <dir>', 'write the weights where the replay stopped as a TF.js model')
     .option('--backend <name>', 'replay on another backend than the recorded one (exactness not promised)')

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import type { RunSummary } from '../../run/common.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
-import { makeOutput, type Output } from '../output.js';
+import { ConfigSchema, flagName } from '../../config.js';
+import { formatSchedule } from '../../run/schedule.js';
+import { makeOutput, UsageError, type Output } from '../output.js';
 import { addRelocationFlags, relocationFrom } from '../relocate.js';
 import { createProgress } from '../progress.js';
 import { commonFlags } from './index.js';
@@ -47,7 +49,7 @@ export function humanSummary(s: RunSummary): string {
 export async function runSteps(runId: string, store: string | undefined): Promise<{ total: number; done: number } | null> {
   try {
     const view = await (await import('../../run/inspect.js')).showState(runId, { store });
-    return { total: view.context.settings.totalSteps, done: view.step };
+    return { total: view.schedule.totalSteps, done: view.step };
   } catch {
     return null;
   }
@@ -85,14 +87,20 @@ export function registerTrain(program: Command): void {
   addRelocationFlags(commonFlags(program.command('resume').argument('<run>').description('continue an interrupted or crashed run from its last checkpoint')))
     .option('--force', 'resume although the data, model source or tfjs version changed (recorded in the log)')
     .option('--backend <name>', 'run on another backend than the recorded one (exactness not promised)')
+    .option('--stop-point <value>', "train longer: the run's new stopPoint (passes over trainingExamples in the whole run)")
+    .option('--checkpoints <value>', "with a longer budget: the whole run's checkpoint count (default: the same spacing)")
     .action(async (runId: string, flags: Record<string, unknown>) => {
       const steps = await runSteps(runId, flags.store as string | undefined);
+      const extension = extensionFlags(flags);
       await runWithProgress(
         flags,
         `resume ${runId}`,
         async (hooks) =>
         (await import('../../run/resume.js')).resume(runId, {
           store: flags.store as string | undefined,
+          ...extension,
+          // The schedule it goes on with, as train and branch print it when they start.
+          onSchedule: (schedule) => (flags.json ? process.stderr : process.stdout).write(`resume ${runId}: ${formatSchedule(schedule)}\n`),
           force: Boolean(flags.force),
           backend: flags.backend as BackendRequest | undefined,
           relocate: relocationFrom(flags),
@@ -104,4 +112,17 @@ export function registerTrain(program: Command): void {
         steps?.total ?? null,
       );
     });
+}
+
+/** `resume --stop-point/--checkpoints`, validated like the config keys they extend. */
+function extensionFlags(flags: Record<string, unknown>): { stopPoint?: number; checkpoints?: number } {
+  const out: { stopPoint?: number; checkpoints?: number } = {};
+  for (const key of ['stopPoint', 'checkpoints'] as const) {
+    if (flags[key] === undefined) continue;
+    const raw = String(flags[key]);
+    const parsed = ConfigSchema.shape[key].safeParse(raw.trim() === '' ? NaN : Number(raw));
+    if (!parsed.success) throw new UsageError(`--${flagName(key)} "${raw}": ${parsed.error.issues[0]!.message}`);
+    out[key] = parsed.data;
+  }
+  return out;
 }

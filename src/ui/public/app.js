@@ -431,6 +431,8 @@ function renderRunHead() {
   badges.replaceChildren(
     ...[
     stateBadge(r.state, r.stopReason),
+    // Exporting does not end a run (rules 2): the run keeps its state and says it was exported.
+    r.exported && r.state !== 'exported' ? h('span', { class: 'badge state-exported', style: `--state-color: ${STATE_COLORS.exported ?? '#e5e7eb'}` }, 'exported') : null,
     r.writer ? h('span', { class: 'badge live' }, r.writer.inProcess ? 'live · trained by this server' : `live · pid ${r.writer.pid} ${r.writer.command ? `(${r.writer.command.slice(0, 40)})` : ''}`) : null,
     r.parent ? h('a', { class: 'badge parent-link', href: `#/run/${encodeURIComponent(r.parent.runId)}` }, `branch of ${r.parent.runId} @${r.parent.point}`) : null,
     ].filter(Boolean),
