@@ -1,0 +1,53 @@
+// Event files on disk: their names, an atomic write of a whole file, and appends.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fsyncDir } from '../log/blobs.js';
+import { encodeEvent, type TbEvent } from './proto.js';
+import { frameRecord } from './tfrecord.js';
+
+/**
+ * `events.out.tfevents.<unix seconds>.<hostname>.<pid>.<n>`, as TensorFlow's writers name them
+ * (TensorBoard reads every file whose name contains `tfevents`, in name order). retrace takes the
+ * seconds, host and pid of the process that wrote the run's part (the creating process for a whole
+ * run), and `n` = that process's place among the run's processes (0 = the one that created it).
+ */
+export function eventFileName(p: { seconds: number; hostname: string; pid: number; n: number }): string {
+  const host = p.hostname.replace(/[^A-Za-z0-9._-]/g, '_') || 'localhost';
+  return `events.out.tfevents.${String(Math.floor(p.seconds)).padStart(10, '0')}.${host}.${p.pid}.${p.n}`;
+}
+
+/** The framed bytes of events, in order. */
+export function encodeEvents(events: TbEvent[]): Buffer {
+  return Buffer.concat(events.map((e) => frameRecord(encodeEvent(e))));
+}
+
+/**
+ * Replaces `file` with `bytes` atomically: a temp file (its name without `tfevents`, so TensorBoard
+ * never reads a half-written one), fsync, rename, fsync the folder. A failure leaves the old file.
+ */
+export async function writeEventFileAtomic(file: string, bytes: Uint8Array): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.retrace-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    const fh = await fsp.open(tmp, 'wx');
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(path.dirname(file));
+}
+
+/** Appends framed events to a file (creating it), synchronously: used at checkpoints and by
+ * `--follow`, where the writes are a few kilobytes. */
+export function appendEvents(file: string, events: TbEvent[]): void {
+  if (events.length === 0) return;
+  fs.appendFileSync(file, encodeEvents(events));
+}
