@@ -12,7 +12,7 @@ import { readRun } from '../run/inspect.js';
 import { eventAfterCheckpoint } from '../run/resume.js';
 import { appendEvents, eventFileName } from './event-file.js';
 import { RunProjection } from './projection.js';
-import type { TbEvent } from './proto.js';
+import { loadTensorBoardProtos, type TbEvent } from './proto.js';
 
 /** Events buffered before an append even without a checkpoint (bounds memory on long epochs). */
 const MAX_PENDING = 2000;
@@ -32,6 +32,12 @@ export class LiveTensorBoard {
   ) {
     // A second Ctrl-C exits at once: what is buffered still reaches the file.
     process.on('exit', this.onExit);
+    // The .proto files are parsed before training starts, not at its first checkpoint.
+    try {
+      loadTensorBoardProtos();
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   /** A writer for a run this process creates (train, branch): its file is named after run.created. */
