@@ -13,6 +13,8 @@ export { replay, type ReplayOptions, type ReplayResult } from './run/replay.js';
 export { branch, parseBranchTarget, type BranchOptions } from './run/branch.js';
 export { exportRun, type ExportOptions, type ExportResult } from './run/export.js';
 export { listRuns, showState, removeRun, type RunListing, type StateView } from './run/inspect.js';
+export { writeTensorBoard, TensorBoardError, type TensorBoardOptions, type TensorBoardRunResult } from './tensorboard/write.js';
+export { LiveTensorBoard } from './tensorboard/live.js';
 export type { RunSummary } from './run/common.js';
 export { resolveConfig, computeSchedule, DEFAULTS, ConfigError, type Config, type ConfigInput } from './config.js';
 export { datasetFromSource, loadDataset, DatasetError, type DatasetSource, type RandomAccess } from './train/data/index.js';

@@ -18,6 +18,17 @@ export function eventFileName(p: { seconds: number; hostname: string; pid: numbe
   return `events.out.tfevents.${String(Math.floor(p.seconds)).padStart(10, '0')}.${host}.${p.pid}.${p.n}`;
 }
 
+/**
+ * The seconds in a resumed process's file name. TensorBoard reads a run's files in name order, and
+ * this one must come after every file an earlier process of the run wrote (each named at or before
+ * the times of the records it wrote): a later second than the log's last record, even when the
+ * kill and the resume fall in the same second (the pids that follow do not sort as numbers).
+ * `now` in seconds since the epoch, `lastRecordAt` an ISO time.
+ */
+export function resumedFileSeconds(now: number, lastRecordAt: string): number {
+  return Math.max(Math.floor(now), Math.floor(Date.parse(lastRecordAt) / 1000) + 1);
+}
+
 /** The framed bytes of events, in order. */
 export function encodeEvents(events: TbEvent[]): Buffer {
   return Buffer.concat(events.map((e) => frameRecord(encodeEvent(e))));

@@ -10,7 +10,7 @@ import type { StoreOption } from '../run/common.js';
 import { withStore } from '../run/common.js';
 import { readRun } from '../run/inspect.js';
 import { eventAfterCheckpoint } from '../run/resume.js';
-import { appendEvents, eventFileName } from './event-file.js';
+import { appendEvents, eventFileName, resumedFileSeconds } from './event-file.js';
 import { RunProjection } from './projection.js';
 import { loadTensorBoardProtos, type TbEvent } from './proto.js';
 
@@ -65,7 +65,8 @@ export class LiveTensorBoard {
     const now = Date.now() / 1000;
     const header = writer.projection.beginResume(history.records.slice(0, from), now);
     const processes = history.records.filter((r) => r.type === 'process.attached').length;
-    writer.resumeStart = { runId, name: eventFileName({ seconds: now, hostname: hostname(), pid: process.pid, n: processes }), header };
+    const seconds = resumedFileSeconds(now, history.records.at(-1)!.at);
+    writer.resumeStart = { runId, name: eventFileName({ seconds, hostname: hostname(), pid: process.pid, n: processes }), header };
     return writer;
   }
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseRecord, type LogRecord } from '../../src/log/events.js';
+import { eventFileName, resumedFileSeconds } from '../../src/tensorboard/event-file.js';
 import { frameRecord } from '../../src/tensorboard/tfrecord.js';
 import { runEventFile } from '../../src/tensorboard/write.js';
 import { tempDir } from '../run/helpers.js';
@@ -60,6 +61,24 @@ describe('event file framing (TFRecord)', () => {
         expect(() => readTfRecords(framed)).toThrow(/CRC|truncated/);
       }),
     );
+  });
+});
+
+describe('event file names', () => {
+  it("a resumed process's file sorts after the files of the run's earlier processes, also within the same second", () => {
+    const at = '2026-11-29T20:00:05.900Z';
+    const created = Date.parse(at) / 1000;
+    // Killed and resumed within the same second, the resume's pid lower as a string.
+    const first = eventFileName({ seconds: created, hostname: 'h', pid: 9999, n: 0 });
+    const second = eventFileName({ seconds: resumedFileSeconds(created + 0.05, at), hostname: 'h', pid: 10000, n: 1 });
+    expect([second, first].sort()).toEqual([first, second]);
+    // Later resumes keep their own time.
+    expect(resumedFileSeconds(created + 100.5, at)).toBe(Math.floor(created + 100.5));
+  });
+
+  it('are events.out.tfevents.<seconds>.<host>.<pid>.<n>, with the host made safe for a file name', () => {
+    expect(eventFileName({ seconds: 1795983330.9, hostname: 'box.local', pid: 42, n: 3 })).toBe('events.out.tfevents.1795983330.box.local.42.3');
+    expect(eventFileName({ seconds: 1, hostname: 'a/b c', pid: 1, n: 0 })).toBe('events.out.tfevents.0000000001.a_b_c.1.0');
   });
 });
 
@@ -155,6 +174,10 @@ describe('retrace tensorboard', () => {
     expect(resumed[0]!.fileVersion).toBe('brain.Event:2');
     expect(resumed[2]).toMatchObject({ sessionStatus: 1, step: 16 });
     expect(path.basename(liveFiles[1]!)).toMatch(/\.1$/);
+    // The resumed process's file sorts after the killed one's by its seconds alone, even when the
+    // kill and the resume fall in the same second (pids do not sort as numbers).
+    const seconds = liveFiles.map((f) => Number(path.basename(f).split('.')[3]));
+    expect(seconds[1]).toBeGreaterThan(seconds[0]!);
     expect(tensorboardView(decodeFiles(readAll(liveFiles)))).toEqual(expectedScalars(records));
   });
 
@@ -181,6 +204,26 @@ describe('retrace tensorboard', () => {
     const followedFiles = eventFiles(path.join(out, 'f'));
     expect(readAll(followedFiles)).toEqual(readAll(eventFiles(path.join(once, 'f'))));
     checkRunFile(decodeFiles(readAll(followedFiles)), records);
+  });
+
+  it('--follow --keep-following waits past a stopped run and ends on Ctrl-C with exit 0 and the whole run written', async () => {
+    const store = await tempDir();
+    const out = await tempDir();
+    json(retrace(['train', ...IRIS, '--stop-point', '0.5', '--run-id', 'done', '--store', store, '--json']));
+    const follower = retraceChild(['tensorboard', 'done', '--out', out, '--follow', '--keep-following', '--store', store]);
+    // It announces itself once the file is written; then it waits (the run has stopped).
+    await new Promise<void>((resolve) => {
+      let seen = '';
+      follower.child.stdout.on('data', (d) => {
+        seen += d;
+        if (seen.includes('Ctrl-C')) resolve();
+      });
+    });
+    follower.child.kill('SIGINT');
+    const ended = await follower.done;
+    expect(ended.code, ended.stderr).toBe(0);
+    expect(ended.stdout).toMatch(/tensorboard --logdir/);
+    checkRunFile(decodeFiles(readAll(eventFiles(path.join(out, 'done')))), logOf(store, 'done'));
   });
 
   it('a call that fails writes nothing: an unknown run among known ones, a missing store, a missing --out', async () => {
