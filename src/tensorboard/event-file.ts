@@ -56,9 +56,38 @@ export async function writeEventFileAtomic(file: string, bytes: Uint8Array): Pro
   await fsyncDir(path.dirname(file));
 }
 
-/** Appends framed events to a file (creating it), synchronously: used at checkpoints and by
- * `--follow`, where the writes are a few kilobytes. */
-export function appendEvents(file: string, events: TbEvent[]): void {
-  if (events.length === 0) return;
-  fs.appendFileSync(file, encodeEvents(events));
+/**
+ * An event file held open for appending, synchronously (used at checkpoints and by `--follow`,
+ * where the writes are a few kilobytes). Writes go to the file it opened: if `retrace tensorboard`
+ * replaces that file meanwhile (an atomic rename), the replacement stays whole and this writer's
+ * later events go to the replaced file, never into the middle of the new one.
+ */
+export class EventFileAppender {
+  private fd: number | null;
+  private position = 0;
+
+  /** `create`: a new file, refused (EEXIST) if one is there; else an existing file to extend. */
+  constructor(
+    readonly file: string,
+    mode: 'create' | 'extend',
+  ) {
+    this.fd = fs.openSync(file, mode === 'create' ? 'wx' : 'r+');
+    if (mode === 'extend') this.position = fs.fstatSync(this.fd).size;
+  }
+
+  append(events: TbEvent[]): void {
+    if (events.length === 0) return;
+    if (this.fd === null) throw new Error(`${this.file} is closed`);
+    const bytes = encodeEvents(events);
+    let done = 0;
+    while (done < bytes.length) done += fs.writeSync(this.fd, bytes, done, bytes.length - done, this.position + done);
+    this.position += bytes.length;
+  }
+
+  close(): void {
+    if (this.fd === null) return;
+    const fd = this.fd;
+    this.fd = null;
+    fs.closeSync(fd);
+  }
 }

@@ -10,7 +10,7 @@ import type { StoreOption } from '../run/common.js';
 import { withStore } from '../run/common.js';
 import { readRun } from '../run/inspect.js';
 import { eventAfterCheckpoint } from '../run/resume.js';
-import { appendEvents, eventFileName, resumedFileSeconds } from './event-file.js';
+import { EventFileAppender, eventFileName, resumedFileSeconds } from './event-file.js';
 import { RunProjection } from './projection.js';
 import { loadTensorBoardProtos, type TbEvent } from './proto.js';
 
@@ -20,7 +20,7 @@ const MAX_PENDING = 2000;
 export class LiveTensorBoard {
   private readonly projection = new RunProjection();
   private pending: TbEvent[] = [];
-  private file: string | null = null;
+  private file: EventFileAppender | null = null;
   private failed = false;
   private readonly onExit = () => this.flush();
 
@@ -82,15 +82,20 @@ export class LiveTensorBoard {
     }
   }
 
-  /** Appends what is buffered and stops listening for the process's exit. Never throws. */
+  /** Appends what is buffered, closes the file and stops listening for the process's exit. Never throws. */
   close(): void {
     process.off('exit', this.onExit);
     this.flush();
+    try {
+      this.file?.close();
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   /** The event file (null until the run recorded something). */
   get path(): string | null {
-    return this.file;
+    return this.file?.file ?? null;
   }
 
   private open(first: LogRecord): void {
@@ -106,10 +111,12 @@ export class LiveTensorBoard {
     this.file = this.makeFile(first.data.runId, eventFileName({ seconds: at, hostname: hostname(), pid: process.pid, n: 0 }));
   }
 
-  private makeFile(runId: string, name: string): string {
+  /** A new file: one already there under this name is another writer's (a `retrace tensorboard
+   * --follow` of this run into the same folder), which is left alone. */
+  private makeFile(runId: string, name: string): EventFileAppender {
     const dir = path.join(this.out, runId);
     fs.mkdirSync(dir, { recursive: true });
-    return path.join(dir, name);
+    return new EventFileAppender(path.join(dir, name), 'create');
   }
 
   private flush(): void {
@@ -117,7 +124,7 @@ export class LiveTensorBoard {
     const batch = this.pending;
     this.pending = [];
     try {
-      appendEvents(this.file, batch);
+      this.file.append(batch);
     } catch (err) {
       this.fail(err);
     }
@@ -126,6 +133,6 @@ export class LiveTensorBoard {
   private fail(err: unknown): void {
     this.failed = true;
     this.pending = [];
-    this.onWarning(`tensorboard: stopped writing ${this.file ?? this.out} (${(err as Error).message}); training goes on`);
+    this.onWarning(`tensorboard: stopped writing ${this.file?.file ?? this.out} (${(err as Error).message}); training goes on`);
   }
 }

@@ -7,7 +7,7 @@ import type { LogRecord } from '../log/events.js';
 import { Store } from '../log/store.js';
 import { storeDir, type StoreOption } from '../run/common.js';
 import { readLog, readRun } from '../run/inspect.js';
-import { appendEvents, encodeEvents, eventFileName, writeEventFileAtomic } from './event-file.js';
+import { encodeEvents, EventFileAppender, eventFileName, writeEventFileAtomic } from './event-file.js';
 import { RunProjection } from './projection.js';
 import type { TbEvent } from './proto.js';
 
@@ -45,6 +45,7 @@ interface Followed {
   result: TensorBoardRunResult;
   projection: RunProjection;
   done: boolean;
+  appender?: EventFileAppender;
 }
 
 function count(events: TbEvent[]): { events: number; scalars: number } {
@@ -94,7 +95,14 @@ export async function writeTensorBoard(runIds: string[], opts: TensorBoardOption
       done: false,
       result: { runId: f.runId, file: path.join(out, f.runId, f.name), ...count(f.events), lastSeq: f.projection.lastSeq },
     }));
-    if (opts.follow) await follow(store, followed, opts);
+    if (opts.follow) {
+      try {
+        for (const f of followed) f.appender = new EventFileAppender(f.result.file, 'extend');
+        await follow(store, followed, opts);
+      } finally {
+        for (const f of followed) f.appender?.close();
+      }
+    }
     return { out, runs: followed.map((f) => f.result) };
   } finally {
     if (!(opts.store instanceof Store)) await store.close();
@@ -146,7 +154,7 @@ async function follow(store: Store, runs: Followed[], opts: TensorBoardOptions):
           fresh.push(...run.projection.take(record));
           read += 1;
         }
-        appendEvents(run.result.file, fresh);
+        run.appender!.append(fresh);
         const c = count(fresh);
         run.result.events += c.events;
         run.result.scalars += c.scalars;

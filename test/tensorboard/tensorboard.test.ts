@@ -181,11 +181,13 @@ describe('retrace tensorboard', () => {
     expect(tensorboardView(decodeFiles(readAll(liveFiles)))).toEqual(expectedScalars(records));
   });
 
-  it('--follow appends while a trainer writes, stops by itself once the run has stopped, and ends equal to a one-shot export', async () => {
+  it('--follow appends while a trainer writes, stops by itself once the run has stopped, and ends equal to a one-shot export (also when the trainer writes --tensorboard into the same folder)', async () => {
     const store = await tempDir();
     const out = await tempDir();
     const once = await tempDir();
-    const trainer = retraceChild(['train', '--dataset', 'iris', '--batch-size', '8', '--stop-point', '30', '--checkpoints', '6', '--backend', 'wasm', '--run-id', 'f', '--store', store]);
+    // The trainer's own writer uses the same file name; the follower replaces that file, and the
+    // trainer's later appends must not land in the follower's file.
+    const trainer = retraceChild(['train', '--dataset', 'iris', '--batch-size', '8', '--stop-point', '30', '--checkpoints', '6', '--backend', 'wasm', '--run-id', 'f', '--store', store, '--tensorboard', out]);
     // Follow as soon as the run has its first events.
     for (;;) {
       const r = retrace(['log', 'f', '--store', store, '--to', '1']);
