@@ -56,7 +56,8 @@ export class LiveTensorBoard {
     try {
       history = await withStore(opts, (store) => readRun(store, runId));
     } catch (err) {
-      onWarning(`tensorboard: not writing run ${runId}: ${(err as Error).message}`);
+      // An unknown run is resume's error to report; anything else is said here once.
+      if ((err as Error).name !== 'UnknownRunError') onWarning(`tensorboard: not writing run ${runId}: ${(err as Error).message}`);
       return null;
     }
     const checkpoint = history.checkpoints.at(-1);
