@@ -17,6 +17,8 @@ export { listCheckpoints, type CheckpointListing } from './run/checkpoints.js';
 export { parsePoint, formatPoint, PointError, PointSyntaxError, type Point } from './run/points.js';
 export { loadExport, type ExportMetadata } from './run/load-export.js';
 export { ModelIoError } from './train/model-io.js';
+export { writeTensorBoard, TensorBoardError, type TensorBoardOptions, type TensorBoardRunResult } from './tensorboard/write.js';
+export { LiveTensorBoard } from './tensorboard/live.js';
 export type { RunSummary } from './run/common.js';
 export { resolveConfig, computeSchedule, DEFAULTS, ConfigError, type Config, type ConfigInput } from './config.js';
 export { datasetFromSource, loadDataset, DatasetError, type DatasetSource, type RandomAccess } from './train/data/index.js';

@@ -156,8 +156,10 @@ export class Emitter {
   }
 
   private async write(batch: NewRecord[], opts: { sync: boolean }): Promise<LogRecord[]> {
-    const seqs = await this.options.log!.append(batch, { sync: opts.sync });
+    // The time is given to the log, so listeners see the `at` the log stores (a TensorBoard file
+    // written live equals one written later from the log).
     const at = new Date().toISOString();
+    const seqs = await this.options.log!.append(batch.map((r) => ({ ...r, at })), { sync: opts.sync });
     return batch.map((r, i) => {
       const rec = { v: SCHEMA_VERSION, seq: seqs[i]!, at, ...r } as LogRecord;
       if (rec.seq !== this.nextSeq) throw new Error(`internal: run ${this.options.runId} appended event ${rec.seq}, expected ${this.nextSeq}`);

@@ -9,6 +9,7 @@ import { registerFsck } from './fsck.js';
 import { registerInspect } from './inspect.js';
 import { registerMaintenance } from './maintenance.js';
 import { registerReplay } from './replay.js';
+import { registerTensorBoard } from './tensorboard.js';
 import { registerTrain } from './train.js';
 import { registerUi } from './ui.js';
 
@@ -24,6 +25,7 @@ export function registerCommands(program: Command): void {
   registerFsck(program);
   registerChaos(program);
   registerUi(program);
+  registerTensorBoard(program);
 }
 
 /** Flags every command takes. */

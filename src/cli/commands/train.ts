@@ -56,27 +56,47 @@ export async function runSteps(runId: string, store: string | undefined): Promis
 }
 
 export async function runWithProgress(
-  flags: { json?: boolean },
+  flags: { json?: boolean; tensorboard?: string },
   label: string,
   fn: (hooks: { signal: AbortSignal; onRecord: ReturnType<typeof createProgress>['onRecord']; onWarning: (m: string) => void }) => Promise<RunSummary>,
   total: number | null = null,
+  /** For resume: the run whose event file continues (`--tensorboard DIR`). */
+  resumeOf?: { runId: string; store: string | undefined },
 ): Promise<RunSummary> {
   const out = makeOutput(Boolean(flags.json));
+  const warn = (m: string) => out.warn(m);
+  const tensorboard = flags.tensorboard ? await liveTensorBoard(flags.tensorboard, resumeOf, warn) : null;
   const progress = createProgress({ stream: out.json ? process.stderr : process.stdout, label, total });
   const stop = stopSignal(out);
   try {
-    const summary = await fn({ signal: stop.signal, onRecord: (r) => progress.onRecord(r), onWarning: (m) => out.warn(m) });
+    const onRecord: typeof progress.onRecord = (r) => {
+      progress.onRecord(r);
+      tensorboard?.onRecord(r);
+    };
+    const summary = await fn({ signal: stop.signal, onRecord, onWarning: warn });
     progress.stop();
     out.result(summary, () => humanSummary(summary));
     return summary;
   } finally {
     progress.stop();
     stop.dispose();
+    tensorboard?.close();
   }
 }
 
+/** `--tensorboard DIR`: the run's TensorBoard event file, written while it trains. */
+async function liveTensorBoard(dir: string, resumeOf: { runId: string; store: string | undefined } | undefined, warn: (m: string) => void) {
+  const { LiveTensorBoard } = await import('../../tensorboard/live.js');
+  return resumeOf ? LiveTensorBoard.forResume(dir, resumeOf.runId, { store: resumeOf.store }, warn) : LiveTensorBoard.forNewRun(dir, warn);
+}
+
+/** The option train, resume and branch share. */
+export function tensorboardFlag(cmd: Command): Command {
+  return cmd.option('--tensorboard <dir>', 'also write the run as TensorBoard event files under DIR/RUN/ while it trains');
+}
+
 export function registerTrain(program: Command): void {
-  const trainCmd = commonFlags(program.command('train').description('train a new run'));
+  const trainCmd = tensorboardFlag(commonFlags(program.command('train').description('train a new run')));
   addConfigFlags(trainCmd).action(async (flags: Record<string, unknown>) => {
     const config = await configFromFlags(flags);
     await runWithProgress(flags, 'train', async (hooks) =>
@@ -84,7 +104,7 @@ export function registerTrain(program: Command): void {
     );
   });
 
-  addRelocationFlags(commonFlags(program.command('resume').argument('<run>').description('continue an interrupted or crashed run from its last checkpoint')))
+  tensorboardFlag(addRelocationFlags(commonFlags(program.command('resume').argument('<run>').description('continue an interrupted or crashed run from its last checkpoint'))))
     .option('--force', 'resume although the data, model source or tfjs version changed (recorded in the log)')
     .option('--backend <name>', 'run on another backend than the recorded one (exactness not promised)')
     .option('--stop-point <value>', "train longer: the run's new stopPoint (passes over trainingExamples in the whole run)")
@@ -110,6 +130,7 @@ export function registerTrain(program: Command): void {
           command: 'resume',
         }),
         steps?.total ?? null,
+        { runId, store: flags.store as string | undefined },
       );
     });
 }
