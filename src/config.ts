@@ -10,6 +10,21 @@ const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const positiveNumber = z.number().positive().finite();
 
+/**
+ * Upper bounds of the keys that size a run. Chosen so that every schedule they allow, on any data
+ * set of up to MAX_TRAINING_EXAMPLES examples, has step and example counts that are safe integers
+ * (what run.created's and step.finished's schemas demand when the log is read back):
+ * stepsPerEpoch × checkpoints ≤ trainingExamples × stopPoint / batchSize + checkpoints ≤ 2^32 × 10^6 + 10^6,
+ * and the examples seen ≤ trainingExamples × stopPoint + checkpoints × batchSize, both < 2^53.
+ * (`checkRunTotals` still checks the real numbers: a library caller's data set may be larger.)
+ */
+export const LIMITS = {
+  batchSize: 2 ** 24,
+  trainingExamples: 2 ** 32,
+  stopPoint: 1e6,
+  checkpoints: 1e6,
+} as const;
+
 /** Every key a config file or a flag may set. Flags use the kebab-case form (batchSize ↔ --batch-size). */
 export const ConfigSchema = z
   .object({
@@ -21,10 +36,10 @@ export const ConfigSchema = z
     initFrom: z.string().min(1).nullable(),
     seed: z.number().int().min(0).max(2 ** 32 - 1),
     backend: z.enum(BACKENDS),
-    batchSize: positiveInt,
-    trainingExamples: positiveInt.nullable(),
-    stopPoint: positiveNumber,
-    checkpoints: positiveInt,
+    batchSize: positiveInt.max(LIMITS.batchSize),
+    trainingExamples: positiveInt.max(LIMITS.trainingExamples).nullable(),
+    stopPoint: positiveNumber.max(LIMITS.stopPoint),
+    checkpoints: positiveInt.max(LIMITS.checkpoints),
     lr: positiveNumber,
     optimizer: z.enum(OPTIMIZERS),
     momentum: z.number().min(0).lt(1),
@@ -132,9 +147,15 @@ export interface Schedule {
   readonly warmupSteps: number;
 }
 
+/**
+ * The schedule of a config on a data set of `datasetTrainSize` training examples. Throws
+ * ConfigError when its step or example counts are not safe integers (a run's log could not be
+ * read back), naming the keys to lower.
+ */
 export function computeSchedule(config: Config, datasetTrainSize: number): Schedule {
   const trainingExamples = config.trainingExamples ?? datasetTrainSize;
   const stepsPerEpoch = Math.max(1, Math.ceil((trainingExamples * config.stopPoint) / (config.batchSize * config.checkpoints)));
+  checkRunTotals({ stepsPerEpoch, checkpoints: config.checkpoints, batchSize: config.batchSize, trainingExamples });
   return {
     batchSize: config.batchSize,
     trainingExamples,
@@ -144,6 +165,33 @@ export function computeSchedule(config: Config, datasetTrainSize: number): Sched
     totalSteps: stepsPerEpoch * config.checkpoints,
     warmupSteps: config.warmupSteps,
   };
+}
+
+/**
+ * Refuses a schedule whose totals are not exact integers in a double (over 2^53 - 1): the log
+ * stores steps and examples seen as JSON numbers that must read back as the same integers.
+ * `origin` is where a branch's counters start. Throws ConfigError naming the keys.
+ */
+export function checkRunTotals(
+  s: { stepsPerEpoch: number; checkpoints: number; batchSize: number; trainingExamples: number },
+  origin: { step: number; examplesSeen: number } = { step: 0, examplesSeen: 0 },
+): void {
+  const max = Number.MAX_SAFE_INTEGER;
+  const totalSteps = s.stepsPerEpoch * s.checkpoints;
+  const examples = totalSteps * s.batchSize;
+  if (!Number.isSafeInteger(s.trainingExamples)) {
+    throw new ConfigError(`config field "trainingExamples": ${s.trainingExamples} is more than ${max} examples; set trainingExamples lower`);
+  }
+  if (!Number.isSafeInteger(totalSteps) || totalSteps + origin.step > max) {
+    throw new ConfigError(
+      `config fields "stopPoint", "trainingExamples", "batchSize": the run would take ${totalSteps} steps, more than ${max}; lower stopPoint or trainingExamples, or raise batchSize`,
+    );
+  }
+  if (!Number.isSafeInteger(examples) || examples + origin.examplesSeen > max) {
+    throw new ConfigError(
+      `config fields "stopPoint", "trainingExamples", "batchSize": the run would see ${examples} examples, more than ${max}; lower stopPoint or trainingExamples`,
+    );
+  }
 }
 
 /** Config keys as CLI flags: batchSize → batch-size. */

@@ -13,6 +13,7 @@ import { buildEnvironment, CALLER_PREFIX, recordedConfig, RETRACE_VERSION, setti
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
 import type { Store } from '../log/store.js';
+import { checkRecordable } from './recordable.js';
 
 export interface TrainOptions extends StoreOption {
   /** Config values (a file's contents merged with flags by the caller); defaults fill the rest. */
@@ -119,6 +120,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     origin: opts.origin,
   };
 
+  checkRecordable(created);
   const log = await store.createRun(opts.runId);
   try {
     const emitter = new Emitter({ runId: opts.runId, log, expected: [], nextSeq: 0, snapshot: startMachine(settings), onRecord: opts.onRecord });

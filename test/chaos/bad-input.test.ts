@@ -239,6 +239,12 @@ describe('bad configuration and data (nothing is created)', () => {
       [['--lr', 'abc'], /field "lr": .*expected number/i],
       [['--optimizer', 'nesterov'], /field "optimizer": must be one of sgd, momentum, adam, rmsprop/],
       [['--stop-point', '0'], /field "stopPoint"/],
+      // Values that used to be accepted although the run could not be read back (issue #8, 11).
+      [['--stop-point', '1e17'], /^retrace: flags: config field "stopPoint": Too big: expected number to be <=1000000$/],
+      [['--batch-size', '1e8'], /^retrace: flags: config field "batchSize": Too big: expected number to be <=16777216$/],
+      [['--training-examples', '1e10'], /^retrace: flags: config field "trainingExamples": Too big: expected (number|int) to be <=4294967296$/],
+      // Within the schema's bounds, but more than wasm can hold for iris's MLP: refused with the largest batch that fits.
+      [['--batch-size', '16777216', '--backend', 'wasm'], /^retrace: config field "batchSize": 16777216 examples need about .* more than the wasm backend's 1\.0 GiB batch limit; use --batch-size \d+ or less$/],
     ];
     const flagRuns = flags.map(async ([args, re]) => expectOneLine(await cli(['train', '--dataset', 'iris', ...args, '--store', store]), 2, re));
     await Promise.all([...runs, ...flagRuns]);
