@@ -265,6 +265,8 @@ describe('bad configuration and data (nothing is created)', () => {
     expectOneLine(ragged, 1, /^retrace: CSV ragged\.csv: line 3: expected 3 columns \(as in the header\), got 2$/);
     expectOneLine(text, 1, /^retrace: CSV text\.csv: line 3, column 2 \("x2"\): "four" is not a number; every column except the label must be numeric$/);
     expectOneLine(inf, 1, /^retrace: CSV inf\.csv: line 3, column 2 \("x2"\): "Infinity" is not finite/);
+    // A device never ends: refused before a byte is read (it used to grow memory to ~700 MB).
+    expectOneLine(await cli(['train', '--dataset', 'csv:/dev/zero', '--store', store]), 1, /^retrace: CSV path \/dev\/zero is a character device, not a regular file \(dataset "csv:\/dev\/zero"\); give a CSV file$/);
     expect(await fsp.readdir(path.join(store, 'runs')).catch(() => [])).toEqual([]);
   });
 
@@ -281,6 +283,33 @@ describe('bad configuration and data (nothing is created)', () => {
     expectOneLine(number, 1, /^retrace: model module .*number\.mjs must return a tf\.LayersModel \(tf\.sequential or tf\.model\), got a number$/);
     expectOneLine(object, 1, /^retrace: model module .*object\.mjs must return a tf\.LayersModel .*got an object$/);
     expectOneLine(syntax, 1, /^retrace: model module .*syntax\.mjs failed to load: /);
+    expect(await fsp.readdir(path.join(store, 'runs')).catch(() => [])).toEqual([]);
+  });
+
+  it('a module: model that calls process.exit: exit 1 naming the module, not exit 0 with empty --json output', async () => {
+    const store = await tempDir();
+    const dir = await tempDir();
+    await fsp.writeFile(path.join(dir, 'exits.mjs'), 'export default () => process.exit(0);\n');
+    const r = await cli(['train', '--dataset', 'iris', '--model', 'module:exits.mjs', '--store', store, '--json'], { cwd: dir });
+    expectOneLine(r, 1, /^retrace: model module .*exits\.mjs called process\.exit\(0\); a model module must return a model, not end the process$/);
+    expect(r.stdout).toBe('');
+    expect(await fsp.readdir(path.join(store, 'runs')).catch(() => [])).toEqual([]);
+  });
+
+  it('a module: model that spins forever: one Ctrl-C ends the process (no JavaScript handler is installed while module code runs)', async () => {
+    const store = await tempDir();
+    const dir = await tempDir();
+    const spin = path.join(dir, 'spin.mjs');
+    await fsp.writeFile(spin, "export default () => { process.stderr.write('spinning\\n'); for (;;) {} };\n");
+    const t = startCli(['train', '--dataset', 'iris', '--model', `module:${spin}`, '--store', store, '--json']);
+    live.push(t);
+    await t.waitFor(/^spinning$/);
+    t.child.kill('SIGINT');
+    // Before, a graceful-stop listener swallowed it (and a second one) while the loop ran: the
+    // process never ended. The timeout only bounds a failure; the assertion is how it ended.
+    const ended = await Promise.race([t.done, new Promise<null>((r) => setTimeout(() => r(null), 30_000))]);
+    expect(ended, 'the process ignored SIGINT').not.toBeNull();
+    expect(ended!.signal).toBe('SIGINT');
     expect(await fsp.readdir(path.join(store, 'runs')).catch(() => [])).toEqual([]);
   });
 });
