@@ -16,9 +16,8 @@
 // LevelDB rewrites files when it opens a database (and silently drops damaged log records), so the
 // run's LevelDB folder is copied to a temporary folder outside the store first; only the copy is
 // ever opened. The originals are only read.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { stateName, toPlain } from '../../machines/fold.js';
@@ -31,6 +30,7 @@ import { RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
 import { isErrno, pidAlive } from '../log/processes.js';
+import { sweepSystemScratch, systemScratchPath } from '../log/scratch.js';
 
 export type FsckKind =
   | 'store'
@@ -117,21 +117,34 @@ async function checkStore(dir: string): Promise<FsckProblem[]> {
   return [];
 }
 
+/** runs/, blobs/ and tmp/ must be folders where they exist (a file in their place stops every command). */
+async function checkStoreFolders(dir: string): Promise<FsckProblem[]> {
+  const problems: FsckProblem[] = [];
+  for (const sub of ['runs', 'blobs', 'tmp']) {
+    const st = await fsp.stat(path.join(dir, sub)).catch(() => null);
+    if (st && !st.isDirectory()) problems.push({ runId: null, kind: 'store', file: sub, message: `${sub} is a file, not a folder` });
+  }
+  return problems;
+}
+
 /**
  * Copies a LevelDB folder (every file) into `dst`; if a writer changes its manifest or CURRENT
- * during the copy, copies again. Returns the file names copied.
+ * during the copy, copies again. Returns the file names copied, and the entries that are not
+ * regular files (a folder where a LevelDB file should be: reported, not copied).
  */
-async function copyLevelDir(src: string, dst: string): Promise<string[]> {
+async function copyLevelDir(src: string, dst: string): Promise<{ names: string[]; notFiles: string[] }> {
   for (let attempt = 1; ; attempt += 1) {
     await fsp.rm(dst, { recursive: true, force: true });
     await fsp.mkdir(dst, { recursive: true });
     try {
       const current1 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
       const names = (await fsp.readdir(src)).sort();
+      const notFiles: string[] = [];
       const manifests1 = await Promise.all(names.filter((n) => n.startsWith('MANIFEST-')).map(async (n) => (await fsp.stat(path.join(src, n))).size));
       for (const n of names) {
         const st = await fsp.stat(path.join(src, n));
         if (st.isFile()) await fsp.copyFile(path.join(src, n), path.join(dst, n));
+        else notFiles.push(n);
       }
       const current2 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
       const names2 = (await fsp.readdir(src)).sort();
@@ -140,7 +153,7 @@ async function copyLevelDir(src: string, dst: string): Promise<string[]> {
         (current1 === null ? current2 === null : current2 !== null && Buffer.compare(current1, current2) === 0) &&
         names.join('\n') === names2.join('\n') &&
         manifests1.join(',') === manifests2.join(',');
-      if (same || attempt >= 20) return names;
+      if (same || attempt >= 20) return { names: names.filter((n) => !notFiles.includes(n)), notFiles };
     } catch (err) {
       if (!isErrno(err, 'ENOENT') || attempt >= 20) throw err;
     }
@@ -165,19 +178,23 @@ async function checkLevelFiles(
   committedSeq: number | null,
   problems: FsckProblem[],
   notes: string[],
+  notFiles: string[] = [],
 ): Promise<FileScan> {
   const scan: FileScan = { keysSeen: new Set(), files: 0 };
   const add = (file: string, message: string) => problems.push({ runId, kind: 'leveldb-file', file: `${rel}/${file}`, message: `run "${runId}": ${file}: ${message}` });
+  for (const n of notFiles) add(n, `is a folder (or another non-file) where LevelDB keeps a file`);
   const read = (n: string) => fsp.readFile(path.join(copy, n));
 
   let manifestName: string | null = null;
-  if (!names.includes('CURRENT')) {
+  if (notFiles.includes('CURRENT')) {
+    // reported above
+  } else if (!names.includes('CURRENT')) {
     if (names.some((n) => n.startsWith('MANIFEST-') || NUMBERED.test(n))) add('CURRENT', 'is missing');
     else notes.push('the run has no LevelDB files (never written)');
   } else {
     manifestName = parseCurrent(await read('CURRENT'));
     if (!manifestName) add('CURRENT', `is damaged: ${JSON.stringify((await read('CURRENT')).toString('latin1').slice(0, 40))} is not "MANIFEST-NNNNNN\\n"`);
-    else if (!names.includes(manifestName)) add('CURRENT', `names ${manifestName}, which does not exist`);
+    else if (!names.includes(manifestName) && !notFiles.includes(manifestName)) add('CURRENT', `names ${manifestName}, which does not exist`);
   }
 
   let manifest: ManifestState | null = null;
@@ -251,7 +268,7 @@ async function checkLevelFiles(
   if (manifest) {
     for (const [number, size] of manifest.tables) {
       const base = String(number).padStart(6, '0');
-      if (!names.includes(`${base}.ldb`) && !names.includes(`${base}.sst`)) add(`${base}.ldb`, `is missing (the manifest lists it, ${size} bytes)`);
+      if (![`${base}.ldb`, `${base}.sst`].some((n) => names.includes(n) || notFiles.includes(n))) add(`${base}.ldb`, `is missing (the manifest lists it, ${size} bytes)`);
     }
   }
   return scan;
@@ -288,8 +305,10 @@ class BlobChecker {
             ? { ok: true, message: null, bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
             : { ok: false, message: `blob ${hash} is corrupt: its ${bytes.length} bytes hash to ${actual}`, bytes: null };
       } catch (err) {
-        if (!isErrno(err, 'ENOENT')) throw err;
-        result = { ok: false, message: `blob ${hash} is missing from the store`, bytes: null };
+        const file = `blobs/${hash.slice(0, 2)}/${hash}`;
+        if (isErrno(err, 'ENOENT')) result = { ok: false, message: `blob ${hash} is missing from the store`, bytes: null };
+        else if (isErrno(err, 'EISDIR')) result = { ok: false, message: `blob ${hash} cannot be read: ${file} is a folder, not a file`, bytes: null };
+        else result = { ok: false, message: `blob ${hash} cannot be read: ${file}: ${(err as Error).message}`, bytes: null };
       }
     }
     this.cache.set(hash, result);
@@ -434,16 +453,21 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
 
   const copy = path.join(scratch, runId);
   let names: string[];
+  let notFiles: string[];
   try {
-    names = await copyLevelDir(path.join(runDir, 'log'), copy);
+    ({ names, notFiles } = await copyLevelDir(path.join(runDir, 'log'), copy));
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
       problems.push({ runId, kind: 'leveldb-file', file: rel, message: `run "${runId}" has no log folder` });
       return report;
     }
+    if (isErrno(err, 'ENOTDIR')) {
+      problems.push({ runId, kind: 'leveldb-file', file: rel, message: `run "${runId}": ${rel} is a file, not the folder of its LevelDB` });
+      return report;
+    }
     throw err;
   }
-  const scan = await checkLevelFiles(runId, copy, names, rel, committed?.seq ?? null, problems, notes);
+  const scan = await checkLevelFiles(runId, copy, names, rel, committed?.seq ?? null, problems, notes, notFiles);
   report.levelDbFiles = scan.files;
 
   // Records, through LevelDB on the copy.
@@ -456,7 +480,8 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
     await db.open({ createIfMissing: false });
   } catch (err) {
     const cause = (err as { cause?: Error }).cause;
-    problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": LevelDB cannot open the log: ${(cause ?? (err as Error)).message.split('\n')[0]}` });
+    const text = (cause ?? (err as Error)).message.split('\n')[0]!.split(copy).join(path.join(runDir, 'log'));
+    problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": LevelDB cannot open the log: ${text}` });
     return report;
   }
   try {
@@ -498,7 +523,8 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
       }
     } catch (err) {
       const cause = (err as { cause?: Error }).cause;
-      problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": reading the log failed after event ${lastSeq}: ${(cause ?? (err as Error)).message.split('\n')[0]}` });
+      const text = (cause ?? (err as Error)).message.split('\n')[0]!.split(copy).join(path.join(runDir, 'log'));
+      problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": reading the log failed after event ${lastSeq}: ${text}` });
       stopFold ??= lastSeq + 1;
     } finally {
       await it.close();
@@ -549,11 +575,19 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
   const t0 = Date.now();
   const dir = path.resolve(storeDir);
   const problems = await checkStore(dir);
+  problems.push(...(await checkStoreFolders(dir)));
   let runIds: string[];
   try {
-    runIds = (await fsp.readdir(path.join(dir, 'runs'), { withFileTypes: true })).filter((e) => e.isDirectory() && RUN_ID_RE.test(e.name)).map((e) => e.name).sort();
+    const entries = await fsp.readdir(path.join(dir, 'runs'), { withFileTypes: true });
+    runIds = [];
+    for (const e of entries) {
+      if (!RUN_ID_RE.test(e.name)) continue;
+      if (e.isDirectory()) runIds.push(e.name);
+      else if (e.isFile() && opts.runId === undefined) problems.push({ runId: null, kind: 'store', file: `runs/${e.name}`, message: `runs/${e.name} is a file, not a run's folder` });
+    }
+    runIds.sort();
   } catch (err) {
-    if (!isErrno(err, 'ENOENT')) throw err;
+    if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
     runIds = [];
   }
   if (opts.runId !== undefined) {
@@ -561,7 +595,10 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
     runIds = [opts.runId];
   }
   const blobs = new BlobChecker(dir);
-  const scratch = path.join(os.tmpdir(), `retrace-fsck-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // Outside the store (fsck writes nothing into it); a SIGKILLed fsck's copy is swept by the next
+  // retrace command, this one included.
+  await sweepSystemScratch();
+  const scratch = systemScratchPath('fsck');
   const runs: FsckRunReport[] = [];
   try {
     for (const runId of runIds) {
@@ -575,15 +612,16 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
       try {
         shards = (await fsp.readdir(path.join(dir, 'blobs'))).sort();
       } catch (err) {
-        if (!isErrno(err, 'ENOENT')) throw err;
+        if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
       }
       for (const shard of shards) {
         let names: string[];
         try {
           names = (await fsp.readdir(path.join(dir, 'blobs', shard))).sort();
         } catch (err) {
-          if (isErrno(err, 'ENOTDIR')) continue;
-          throw err;
+          if (!isErrno(err, 'ENOTDIR')) throw err;
+          if (/^[0-9a-f]{2}$/.test(shard)) problems.push({ runId: null, kind: 'store', file: `blobs/${shard}`, message: `blobs/${shard} is a file, not a folder of blobs` });
+          continue;
         }
         for (const n of names) {
           if (!/^[0-9a-f]{64}$/.test(n) || !n.startsWith(shard)) continue;

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { CorruptBlobError, MissingBlobError } from './errors.js';
+import { CorruptBlobError, MissingBlobError, UnreadableBlobError } from './errors.js';
 import { isErrno } from './processes.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
@@ -246,6 +246,8 @@ export class BlobStore {
       buf = await fsp.readFile(file);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw new MissingBlobError(hash);
+      if (isErrno(err, 'EISDIR')) throw new UnreadableBlobError(hash, file, 'is a folder, not a file');
+      if (isErrno(err, 'ENOTDIR')) throw new UnreadableBlobError(hash, file, `cannot be reached: ${path.dirname(file)} (or a folder above it) is a file, not a folder`);
       throw err;
     }
     const actual = sha256Hex(buf);

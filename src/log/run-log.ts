@@ -90,8 +90,11 @@ export async function readCommitted(runDir: string, runId: string): Promise<Comm
   try {
     text = await fsp.readFile(path.join(runDir, COMMITTED_FILE), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    // A bare "EISDIR: illegal operation on a directory, read" named neither the run nor the file.
+    const what = code === 'EISDIR' ? 'is a folder, not a file' : `cannot be read (${(err as Error).message})`;
+    throw new CorruptLogError(runId, -1, `${path.join(runDir, COMMITTED_FILE)} ${what}; move it aside and run \`retrace fsck ${runId}\``);
   }
   try {
     const m = JSON.parse(text) as Partial<CommittedMark>;

@@ -43,6 +43,11 @@ function expectOneLine(r: Cli, code: number, re: RegExp): void {
   expect(r.code, r.stderr).toBe(code);
 }
 
+function expectSame(before: Map<string, Buffer>, after: Map<string, Buffer>): void {
+  expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+  for (const [name, bytes] of before) expect(Buffer.compare(after.get(name)!, bytes), `${name} changed`).toBe(0);
+}
+
 async function copyOf(store: string): Promise<string> {
   const d = await tempDir();
   await fsp.cp(store, d, { recursive: true });
@@ -329,6 +334,41 @@ describe('divergence, disk errors, signals', () => {
     expect(existsSync(path.join(out, 'model.json'))).toBe(true);
     const f = await cli(['fsck', '--store', store, '--json']);
     expect(json<{ ok: boolean }>(f).ok).toBe(true);
+  });
+
+  it('a read-only store (a read-only bind mount): every reader works, every writer says so in one line, the store is unchanged', async (ctx) => {
+    const src = await copyOf(base);
+    const ro = await tempDir('retrace-ro-');
+    try {
+      execFileSync('mount', ['--bind', src, ro], { stdio: 'pipe' });
+    } catch (err) {
+      ctx.skip(`cannot bind-mount here (${String((err as Error).message).split('\n')[0]})`);
+      return;
+    }
+    try {
+      execFileSync('mount', ['-o', 'remount,bind,ro', ro], { stdio: 'pipe' });
+      const before = await snapshotFiles(src);
+      const expected = await logOf(src, 'r');
+      // Readers: the private copy goes to the system's temp folder (it used to fail: ENOENT mkdir …/tmp/read-…).
+      expect(await logOf(ro, 'r')).toEqual(expected);
+      for (const args of [['state', 'r'], ['runs'], ['du'], ['fsck'], ['replay', 'r', '--verify']]) {
+        const r = await cli([...args, '--store', ro, '--json']);
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        expect(r.stdout).not.toMatch(/unreadable/);
+      }
+      // Writers: one line naming the store and why.
+      const out = await tempDir();
+      for (const [args, re] of [
+        [['resume', 'r'], /^retrace: cannot open run "r" for writing: the store .* is not writable \(read-only file system\); reading it works, writing needs write access$/],
+        [['export', 'r', '--out', out], /^retrace: cannot open run "r" for writing: the store .* is not writable/],
+        [['train', ...SMALL, '--run-id', 'x'], /^retrace: cannot create run "x": the store .* is not writable \(read-only file system\)/],
+      ] as Array<[string[], RegExp]>) {
+        expectOneLine(await cli([...args, '--store', ro]), 1, re);
+      }
+      expectSame(before, await snapshotFiles(src));
+    } finally {
+      execFileSync('umount', [ro], { stdio: 'pipe' });
+    }
   });
 
   it('ENOSPC on write (a 1 MiB tmpfs): one clear line, reads still work, resumable to the same weights once there is space', async (ctx) => {
