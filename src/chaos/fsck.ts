@@ -93,6 +93,7 @@ async function checkStore(dir: string): Promise<FsckProblem[]> {
   try {
     text = await fsp.readFile(path.join(dir, 'store.json'), 'utf8');
   } catch (err) {
+    if (isErrno(err, 'EISDIR')) return [{ runId: null, kind: 'store', file: 'store.json', message: 'store.json is a folder, not a file' }];
     if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) {
       const exists = await fsp.stat(dir).then(
         () => true,
@@ -182,7 +183,11 @@ async function checkLevelFiles(
 ): Promise<FileScan> {
   const scan: FileScan = { keysSeen: new Set(), files: 0 };
   const add = (file: string, message: string) => problems.push({ runId, kind: 'leveldb-file', file: `${rel}/${file}`, message: `run "${runId}": ${file}: ${message}` });
-  for (const n of notFiles) add(n, `is a folder (or another non-file) where LevelDB keeps a file`);
+  for (const n of notFiles) {
+    // LevelDB writes its text diagnostics to LOG when it can; nothing else depends on them.
+    if (/^LOG(\.old)?$/.test(n)) notes.push(`${n} is a folder (LevelDB's diagnostics file; harmless)`);
+    else add(n, `is a folder (or another non-file) where LevelDB keeps a file`);
+  }
   const read = (n: string) => fsp.readFile(path.join(copy, n));
 
   let manifestName: string | null = null;
@@ -438,7 +443,9 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
   }
 
   for (const n of (await fsp.readdir(runDir).catch(() => [] as string[])).sort()) {
-    if (/^(committed|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
+    if (n === 'owner.json' && !(await fsp.stat(path.join(runDir, n)).then((st) => st.isFile(), () => true))) {
+      problems.push({ runId, kind: 'store', file: `runs/${runId}/owner.json`, message: `run "${runId}": runs/${runId}/owner.json is a folder, not a file (no process can open the run for writing)` });
+    } else if (/^(committed|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
     else if (!['log', 'committed.json', 'owner.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
   }
 

@@ -93,14 +93,16 @@ async function checkWriteAheadLogs(runId: string, dir: string): Promise<void> {
   }
 }
 
+/** The files a reader's copy takes; a writer's LevelDB also needs LOCK (LOG it can do without). */
 const LEVEL_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
+const LEVEL_FILE_WRITE = /^(CURRENT|LOCK|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
 
 /**
  * A run's LevelDB folder must hold its files as files: a folder in place of one (or the log folder
  * a file) made reads fail with a bare `EISDIR`. Throws CorruptLogError naming the run and the real
  * path; a missing folder is left to the caller.
  */
-async function checkLevelShape(runId: string, dir: string): Promise<void> {
+async function checkLevelShape(runId: string, dir: string, names = LEVEL_FILE): Promise<void> {
   let entries;
   try {
     entries = await fsp.readdir(dir, { withFileTypes: true });
@@ -112,7 +114,7 @@ async function checkLevelShape(runId: string, dir: string): Promise<void> {
     throw err;
   }
   for (const e of entries) {
-    if (!LEVEL_FILE.test(e.name) || e.isFile()) continue;
+    if (!names.test(e.name) || e.isFile()) continue;
     const st = await fsp.stat(path.join(dir, e.name)).catch(() => null); // a symlink to a file is a file
     if (st?.isFile()) continue;
     throw new CorruptLogError(
@@ -121,6 +123,10 @@ async function checkLevelShape(runId: string, dir: string): Promise<void> {
       `its LevelDB file ${path.join(dir, e.name)} is ${st?.isDirectory() ? 'a folder' : 'not a regular file'}, so LevelDB cannot open the run; move it aside and run \`retrace fsck ${runId}\``,
     );
   }
+}
+
+function ownerIsFolder(runId: string, runDir: string): CorruptLogError {
+  return new CorruptLogError(runId, -1, `${path.join(runDir, 'owner.json')} is a folder, not a file; move it aside and run \`retrace fsck ${runId}\``);
 }
 
 function isDiskFull(err: unknown): boolean {
@@ -362,6 +368,7 @@ export class Store {
         text = await fsp.readFile(path.join(abs, 'store.json'), 'utf8');
       } catch (err) {
         if (isErrno(err, 'ENOTDIR')) throw new StoreError(`${abs} is not a retrace store (it is a file)`, abs);
+        if (isErrno(err, 'EISDIR')) throw new StoreError(`the store ${abs} is damaged: ${path.join(abs, 'store.json')} is a folder, not a file; move it aside`, abs);
         if (!isErrno(err, 'ENOENT')) throw err;
       }
       if (text !== null) {
@@ -445,7 +452,10 @@ export class Store {
   }
 
   private async assertRun(id: string): Promise<void> {
-    if (!(await this.hasRun(id))) throw new UnknownRunError(id, await this.listRuns());
+    if (await this.hasRun(id)) return;
+    const st = await fsp.lstat(this.runDir(id)).catch(() => null);
+    if (st?.isFile()) throw new StoreError(`run "${id}": ${this.runDir(id)} is a file, not a run's folder; move it aside (retrace fsck reports it)`, this.dir);
+    throw new UnknownRunError(id, await this.listRuns());
   }
 
   /**
@@ -541,7 +551,9 @@ export class Store {
     if (shared?.writer) throw new RunLockedError(id, await this.readOwner(id), true);
     if (!shared) {
       const committed = await readCommitted(runDir, id);
-      await checkLevelShape(id, key);
+      await checkLevelShape(id, key, LEVEL_FILE_WRITE);
+      // Before LevelDB opens (and writes) anything: owner.json must be writable as a file.
+      if ((await fsp.stat(path.join(runDir, 'owner.json')).catch(() => null))?.isDirectory()) throw ownerIsFolder(id, runDir);
       await checkWriteAheadLogs(id, key);
       let db: LevelDb;
       try {
@@ -577,6 +589,7 @@ export class Store {
     } catch (err) {
       s.opening = false;
       await this.release(s).catch(() => {});
+      if (isErrno(err, 'EISDIR')) throw ownerIsFolder(id, runDir);
       throw err;
     }
     const log = new RunLog(s.core, 'write', async (l) => {

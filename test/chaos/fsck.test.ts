@@ -229,7 +229,7 @@ describe('structural surprises', () => {
   };
   const levelFile = async (re: RegExp) => (await fsp.readdir(logDir)).find((n) => re.test(n))!;
 
-  it('a folder where a blob, committed.json or a LevelDB file should be, a file where a folder should be, a truncated table: one line each, all reported by fsck', async () => {
+  it('a folder where a blob, committed.json, owner.json, store.json or a LevelDB file should be, a file where a folder should be, a truncated table: one line each, all reported by fsck', async () => {
     const firstCheckpoint = (await cli(['log', RUN, '--store', store, '--json'])).stdout
       .trim()
       .split('\n')
@@ -278,6 +278,30 @@ describe('structural surprises', () => {
         problem: { kind: 'leveldb-file', file: /^runs\/f\/log\/\d+\.ldb$/, message: /\.ldb: / },
         // It used to name the reader's private copy (…/tmp/read-<pid>-…/000005.ldb).
         reader: { args: ['state', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/\d+\.ldb is damaged or truncated \(.*\); run `retrace fsck f` for every problem, and keep a copy of the run's folder$/ },
+      },
+      {
+        name: 'owner.json that is a folder',
+        apply: (c) => folderFor(path.join(c, 'runs', RUN, 'owner.json')),
+        problem: { kind: 'store', file: /^runs\/f\/owner\.json$/, message: /owner\.json is a folder, not a file/ },
+        reader: { args: ['resume', RUN], line: /^retrace: run "f": .*\/runs\/f\/owner\.json is a folder, not a file; move it aside and run `retrace fsck f`$/ },
+      },
+      {
+        name: "LevelDB's LOCK that is a folder",
+        apply: (c) => folderFor(path.join(c, 'runs', RUN, 'log', 'LOCK')),
+        problem: { kind: 'leveldb-file', file: /^runs\/f\/log\/LOCK$/, message: /LOCK: is a folder/ },
+        reader: { args: ['resume', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/LOCK is a folder, so LevelDB cannot open the run/ },
+      },
+      {
+        name: 'store.json that is a folder',
+        apply: (c) => folderFor(path.join(c, 'store.json')),
+        problem: { kind: 'store', file: /^store\.json$/, message: /^store\.json is a folder, not a file$/ },
+        reader: { args: ['state', RUN], line: /^retrace: the store .* is damaged: .*\/store\.json is a folder, not a file; move it aside$/ },
+      },
+      {
+        name: "a run's folder that is a file",
+        apply: (c) => fileFor(path.join(c, 'runs', RUN)),
+        problem: { kind: 'store', file: /^runs\/f$/, message: /^runs\/f is a file, not a run's folder$/ },
+        reader: { args: ['state', RUN], line: /^retrace: run "f": .*\/runs\/f is a file, not a run's folder; move it aside/ },
       },
       ...(['runs', 'blobs', 'tmp'] as const).map(
         (sub): Shape => ({
