@@ -48,6 +48,8 @@ const configs: fc.Arbitrary<ConfigInput> = fc.record(
     snapshotEvery: count(0),
     seed: fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.constantFrom(2 ** 32 - 1, 2 ** 32, -1)),
     optimizer: fc.constantFrom('sgd', 'momentum', 'adam', 'rmsprop'),
+    // Recorded verbatim in run.created's config: any text, lone surrogates included.
+    label: fc.string({ unit: 'binary', minLength: 1, maxLength: 8 }),
   },
   { requiredKeys: [] },
 ) as fc.Arbitrary<ConfigInput>;
