@@ -3,6 +3,8 @@
 // the store it checks). A process killed while holding one (SIGKILL, a crash) cannot remove it, so
 // every such folder carries its creator's pid, and the next retrace command removes the folders
 // whose process is gone (a SIGKILLed fsck used to leave a full copy of the run behind forever).
+// "Gone" is judged by this machine's process table: a temp folder shared with other machines or
+// PID namespaces would need the host in the name as well.
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
