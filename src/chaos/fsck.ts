@@ -31,6 +31,7 @@ import { RunHistory } from '../run/history.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
 import { isErrno, pidAlive } from '../log/processes.js';
 import { sweepSystemScratch, systemScratchPath } from '../log/scratch.js';
+import { describeNonFile, NotRegularFileError, readRegularFile } from '../log/regular-file.js';
 
 export type FsckKind =
   | 'store'
@@ -91,9 +92,9 @@ function seqRange(a: number, b: number): string {
 async function checkStore(dir: string): Promise<FsckProblem[]> {
   let text: string;
   try {
-    text = await fsp.readFile(path.join(dir, 'store.json'), 'utf8');
+    text = await readRegularFile(path.join(dir, 'store.json'), 'utf8');
   } catch (err) {
-    if (isErrno(err, 'EISDIR')) return [{ runId: null, kind: 'store', file: 'store.json', message: 'store.json is a folder, not a file' }];
+    if (err instanceof NotRegularFileError) return [{ runId: null, kind: 'store', file: 'store.json', message: `store.json is ${err.what}, not a file` }];
     if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) {
       const exists = await fsp.stat(dir).then(
         () => true,
@@ -133,28 +134,28 @@ async function checkStoreFolders(dir: string): Promise<FsckProblem[]> {
  * during the copy, copies again. Returns the file names copied, and the entries that are not
  * regular files (a folder where a LevelDB file should be: reported, not copied).
  */
-async function copyLevelDir(src: string, dst: string): Promise<{ names: string[]; notFiles: string[] }> {
+async function copyLevelDir(src: string, dst: string): Promise<{ names: string[]; notFiles: Map<string, string> }> {
   for (let attempt = 1; ; attempt += 1) {
     await fsp.rm(dst, { recursive: true, force: true });
     await fsp.mkdir(dst, { recursive: true });
     try {
-      const current1 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
+      const current1 = await readRegularFile(path.join(src, 'CURRENT')).catch(() => null);
       const names = (await fsp.readdir(src)).sort();
-      const notFiles: string[] = [];
+      const notFiles = new Map<string, string>();
       const manifests1 = await Promise.all(names.filter((n) => n.startsWith('MANIFEST-')).map(async (n) => (await fsp.stat(path.join(src, n))).size));
       for (const n of names) {
         const st = await fsp.stat(path.join(src, n));
         if (st.isFile()) await fsp.copyFile(path.join(src, n), path.join(dst, n));
-        else notFiles.push(n);
+        else notFiles.set(n, describeNonFile(st));
       }
-      const current2 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
+      const current2 = await readRegularFile(path.join(src, 'CURRENT')).catch(() => null);
       const names2 = (await fsp.readdir(src)).sort();
       const manifests2 = await Promise.all(names2.filter((n) => n.startsWith('MANIFEST-')).map(async (n) => (await fsp.stat(path.join(src, n))).size));
       const same =
         (current1 === null ? current2 === null : current2 !== null && Buffer.compare(current1, current2) === 0) &&
         names.join('\n') === names2.join('\n') &&
         manifests1.join(',') === manifests2.join(',');
-      if (same || attempt >= 20) return { names: names.filter((n) => !notFiles.includes(n)), notFiles };
+      if (same || attempt >= 20) return { names: names.filter((n) => !notFiles.has(n)), notFiles };
     } catch (err) {
       if (!isErrno(err, 'ENOENT') || attempt >= 20) throw err;
     }
@@ -179,19 +180,19 @@ async function checkLevelFiles(
   committedSeq: number | null,
   problems: FsckProblem[],
   notes: string[],
-  notFiles: string[] = [],
+  notFiles: Map<string, string> = new Map(),
 ): Promise<FileScan> {
   const scan: FileScan = { keysSeen: new Set(), files: 0 };
   const add = (file: string, message: string) => problems.push({ runId, kind: 'leveldb-file', file: `${rel}/${file}`, message: `run "${runId}": ${file}: ${message}` });
-  for (const n of notFiles) {
+  for (const [n, what] of notFiles) {
     // LevelDB writes its text diagnostics to LOG when it can; nothing else depends on them.
-    if (/^LOG(\.old)?$/.test(n)) notes.push(`${n} is a folder (LevelDB's diagnostics file; harmless)`);
-    else add(n, `is a folder (or another non-file) where LevelDB keeps a file`);
+    if (/^LOG(\.old)?$/.test(n)) notes.push(`${n} is ${what} (LevelDB's diagnostics file; harmless)`);
+    else add(n, `is ${what} where LevelDB keeps a file`);
   }
   const read = (n: string) => fsp.readFile(path.join(copy, n));
 
   let manifestName: string | null = null;
-  if (notFiles.includes('CURRENT')) {
+  if (notFiles.has('CURRENT')) {
     // reported above
   } else if (!names.includes('CURRENT')) {
     if (names.some((n) => n.startsWith('MANIFEST-') || NUMBERED.test(n))) add('CURRENT', 'is missing');
@@ -199,7 +200,7 @@ async function checkLevelFiles(
   } else {
     manifestName = parseCurrent(await read('CURRENT'));
     if (!manifestName) add('CURRENT', `is damaged: ${JSON.stringify((await read('CURRENT')).toString('latin1').slice(0, 40))} is not "MANIFEST-NNNNNN\\n"`);
-    else if (!names.includes(manifestName) && !notFiles.includes(manifestName)) add('CURRENT', `names ${manifestName}, which does not exist`);
+    else if (!names.includes(manifestName) && !notFiles.has(manifestName)) add('CURRENT', `names ${manifestName}, which does not exist`);
   }
 
   let manifest: ManifestState | null = null;
@@ -273,7 +274,7 @@ async function checkLevelFiles(
   if (manifest) {
     for (const [number, size] of manifest.tables) {
       const base = String(number).padStart(6, '0');
-      if (![`${base}.ldb`, `${base}.sst`].some((n) => names.includes(n) || notFiles.includes(n))) add(`${base}.ldb`, `is missing (the manifest lists it, ${size} bytes)`);
+      if (![`${base}.ldb`, `${base}.sst`].some((n) => names.includes(n) || notFiles.has(n))) add(`${base}.ldb`, `is missing (the manifest lists it, ${size} bytes)`);
     }
   }
   return scan;
@@ -302,7 +303,7 @@ class BlobChecker {
       result = { ok: false, message: `${JSON.stringify(hash)} is not a blob hash`, bytes: null };
     } else {
       try {
-        const bytes = await fsp.readFile(this.pathOf(hash));
+        const bytes = await readRegularFile(this.pathOf(hash));
         this.checked += 1;
         const actual = createHash('sha256').update(bytes).digest('hex');
         result =
@@ -312,7 +313,7 @@ class BlobChecker {
       } catch (err) {
         const file = `blobs/${hash.slice(0, 2)}/${hash}`;
         if (isErrno(err, 'ENOENT')) result = { ok: false, message: `blob ${hash} is missing from the store`, bytes: null };
-        else if (isErrno(err, 'EISDIR')) result = { ok: false, message: `blob ${hash} cannot be read: ${file} is a folder, not a file`, bytes: null };
+        else if (err instanceof NotRegularFileError) result = { ok: false, message: `blob ${hash} cannot be read: ${file} is ${err.what}, not a file`, bytes: null };
         else result = { ok: false, message: `blob ${hash} cannot be read: ${file}: ${(err as Error).message}`, bytes: null };
       }
     }
@@ -419,7 +420,7 @@ async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobChecke
 
 async function readOwner(runDir: string): Promise<{ pid: number; command?: string } | null> {
   try {
-    const o = JSON.parse(await fsp.readFile(path.join(runDir, 'owner.json'), 'utf8')) as { pid?: unknown; command?: string };
+    const o = JSON.parse(await readRegularFile(path.join(runDir, 'owner.json'), 'utf8')) as { pid?: unknown; command?: string };
     return typeof o.pid === 'number' ? { pid: o.pid, command: o.command } : null;
   } catch {
     return null;
@@ -443,8 +444,9 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
   }
 
   for (const n of (await fsp.readdir(runDir).catch(() => [] as string[])).sort()) {
-    if (n === 'owner.json' && !(await fsp.stat(path.join(runDir, n)).then((st) => st.isFile(), () => true))) {
-      problems.push({ runId, kind: 'store', file: `runs/${runId}/owner.json`, message: `run "${runId}": runs/${runId}/owner.json is a folder, not a file (no process can open the run for writing)` });
+    const st = n === 'owner.json' ? await fsp.stat(path.join(runDir, n)).catch(() => null) : null;
+    if (st && !st.isFile()) {
+      problems.push({ runId, kind: 'store', file: `runs/${runId}/owner.json`, message: `run "${runId}": runs/${runId}/owner.json is ${describeNonFile(st)}, not a file (no process can open the run for writing)` });
     } else if (/^(committed|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
     else if (!['log', 'committed.json', 'owner.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
   }
@@ -460,7 +462,7 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
 
   const copy = path.join(scratch, runId);
   let names: string[];
-  let notFiles: string[];
+  let notFiles: Map<string, string>;
   try {
     ({ names, notFiles } = await copyLevelDir(path.join(runDir, 'log'), copy));
   } catch (err) {

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CorruptBlobError, MissingBlobError, UnreadableBlobError } from './errors.js';
+import { NotRegularFileError, readRegularFile } from './regular-file.js';
 import { isErrno } from './processes.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
@@ -243,10 +244,10 @@ export class BlobStore {
     const file = this.pathOf(hash);
     let buf: Buffer;
     try {
-      buf = await fsp.readFile(file);
+      buf = await readRegularFile(file);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw new MissingBlobError(hash);
-      if (isErrno(err, 'EISDIR')) throw new UnreadableBlobError(hash, file, 'is a folder, not a file');
+      if (err instanceof NotRegularFileError) throw new UnreadableBlobError(hash, file, `is ${err.what}, not a file`);
       if (isErrno(err, 'ENOTDIR')) throw new UnreadableBlobError(hash, file, `cannot be reached: ${path.dirname(file)} (or a folder above it) is a file, not a folder`);
       throw err;
     }

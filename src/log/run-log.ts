@@ -28,6 +28,7 @@ import type { ClassicLevel } from 'classic-level';
 import { writeFileAtomic } from './blobs.js';
 import { decodeKey, decodeValue, encodeKey, encodeValue, MAX_SEQ, type StoredRecord } from './codec.js';
 import { CorruptLogError } from './errors.js';
+import { NotRegularFileError, readRegularFile } from './regular-file.js';
 
 export type { StoredRecord } from './codec.js';
 
@@ -88,12 +89,13 @@ interface Pending {
 export async function readCommitted(runDir: string, runId: string): Promise<CommittedMark | null> {
   let text: string;
   try {
-    text = await fsp.readFile(path.join(runDir, COMMITTED_FILE), 'utf8');
+    text = await readRegularFile(path.join(runDir, COMMITTED_FILE), 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
-    // A bare "EISDIR: illegal operation on a directory, read" named neither the run nor the file.
-    const what = code === 'EISDIR' ? 'is a folder, not a file' : `cannot be read (${(err as Error).message})`;
+    // A bare "EISDIR: illegal operation on a directory, read" named neither the run nor the file
+    // (and a FIFO in its place blocked the read forever).
+    const what = err instanceof NotRegularFileError ? `is ${err.what}, not a file` : `cannot be read (${(err as Error).message})`;
     throw new CorruptLogError(runId, -1, `${path.join(runDir, COMMITTED_FILE)} ${what}; move it aside and run \`retrace fsck ${runId}\``);
   }
   try {

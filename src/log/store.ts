@@ -36,6 +36,7 @@ import { decodeManifest } from './leveldb-files.js';
 import { readCommitted, RunCore, RunLog, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
 import { isErrno, pidAlive } from './processes.js';
 import { sweepSystemScratch, systemScratchPath } from './scratch.js';
+import { describeNonFile, NotRegularFileError, readRegularFile } from './regular-file.js';
 
 export const STORE_FORMAT = 'retrace-store';
 export const STORE_VERSION = 1;
@@ -120,13 +121,13 @@ async function checkLevelShape(runId: string, dir: string, names = LEVEL_FILE): 
     throw new CorruptLogError(
       runId,
       -1,
-      `its LevelDB file ${path.join(dir, e.name)} is ${st?.isDirectory() ? 'a folder' : 'not a regular file'}, so LevelDB cannot open the run; move it aside and run \`retrace fsck ${runId}\``,
+      `its LevelDB file ${path.join(dir, e.name)} is ${st ? describeNonFile(st) : 'a broken link'}, so LevelDB cannot open the run; move it aside and run \`retrace fsck ${runId}\``,
     );
   }
 }
 
-function ownerIsFolder(runId: string, runDir: string): CorruptLogError {
-  return new CorruptLogError(runId, -1, `${path.join(runDir, 'owner.json')} is a folder, not a file; move it aside and run \`retrace fsck ${runId}\``);
+function ownerIsFolder(runId: string, runDir: string, what: string): CorruptLogError {
+  return new CorruptLogError(runId, -1, `${path.join(runDir, 'owner.json')} is ${what}, not a file; move it aside and run \`retrace fsck ${runId}\``);
 }
 
 function isDiskFull(err: unknown): boolean {
@@ -365,10 +366,10 @@ export class Store {
     for (let attempt = 0; ; attempt++) {
       let text: string | null = null;
       try {
-        text = await fsp.readFile(path.join(abs, 'store.json'), 'utf8');
+        text = await readRegularFile(path.join(abs, 'store.json'), 'utf8');
       } catch (err) {
         if (isErrno(err, 'ENOTDIR')) throw new StoreError(`${abs} is not a retrace store (it is a file)`, abs);
-        if (isErrno(err, 'EISDIR')) throw new StoreError(`the store ${abs} is damaged: ${path.join(abs, 'store.json')} is a folder, not a file; move it aside`, abs);
+        if (err instanceof NotRegularFileError) throw new StoreError(`the store ${abs} is damaged: ${err.message}; move it aside`, abs);
         if (!isErrno(err, 'ENOENT')) throw err;
       }
       if (text !== null) {
@@ -537,7 +538,7 @@ export class Store {
 
   private async readOwner(id: string): Promise<RunOwner | null> {
     try {
-      const o = JSON.parse(await fsp.readFile(path.join(this.runDir(id), 'owner.json'), 'utf8')) as RunOwner;
+      const o = JSON.parse(await readRegularFile(path.join(this.runDir(id), 'owner.json'), 'utf8')) as RunOwner;
       return typeof o?.pid === 'number' ? o : null;
     } catch {
       return null;
@@ -553,7 +554,8 @@ export class Store {
       const committed = await readCommitted(runDir, id);
       await checkLevelShape(id, key, LEVEL_FILE_WRITE);
       // Before LevelDB opens (and writes) anything: owner.json must be writable as a file.
-      if ((await fsp.stat(path.join(runDir, 'owner.json')).catch(() => null))?.isDirectory()) throw ownerIsFolder(id, runDir);
+      const ownerFile = await fsp.stat(path.join(runDir, 'owner.json')).catch(() => null);
+      if (ownerFile && !ownerFile.isFile()) throw ownerIsFolder(id, runDir, describeNonFile(ownerFile));
       await checkWriteAheadLogs(id, key);
       let db: LevelDb;
       try {
@@ -589,7 +591,7 @@ export class Store {
     } catch (err) {
       s.opening = false;
       await this.release(s).catch(() => {});
-      if (isErrno(err, 'EISDIR')) throw ownerIsFolder(id, runDir);
+      if (isErrno(err, 'EISDIR')) throw ownerIsFolder(id, runDir, 'a folder');
       throw err;
     }
     const log = new RunLog(s.core, 'write', async (l) => {

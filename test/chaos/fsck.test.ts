@@ -2,7 +2,7 @@
 // table, a write-ahead log, a manifest, CURRENT) is damaged one byte at a time in every kind of
 // file the store has, and fsck must REPORT each damage (not absorb it the way LevelDB's own open
 // would), report every problem rather than the first, and leave every file byte-identical.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -229,7 +229,7 @@ describe('structural surprises', () => {
   };
   const levelFile = async (re: RegExp) => (await fsp.readdir(logDir)).find((n) => re.test(n))!;
 
-  it('a folder where a blob, committed.json, owner.json, store.json or a LevelDB file should be, a file where a folder should be, a truncated table: one line each, all reported by fsck', async () => {
+  it('a folder or a named pipe where a blob, committed.json, owner.json, store.json or a LevelDB file should be, a file where a folder should be, a truncated table: one line each, all reported by fsck', async () => {
     const firstCheckpoint = (await cli(['log', RUN, '--store', store, '--json'])).stdout
       .trim()
       .split('\n')
@@ -259,7 +259,7 @@ describe('structural surprises', () => {
         (kind): Shape => ({
           name: `a LevelDB ${kind} file that is a folder`,
           apply: async (c) => folderFor(path.join(c, 'runs', RUN, 'log', await levelFile(kind === 'ldb' ? /\.ldb$/ : kind === 'log' ? /^\d+\.log$/ : new RegExp(`^${kind}`)))),
-          problem: { kind: 'leveldb-file', file: kind === 'ldb' ? /^runs\/f\/log\/\d+\.ldb$/ : kind === 'log' ? /^runs\/f\/log\/\d+\.log$/ : new RegExp(`^runs/f/log/${kind}`), message: /is a folder \(or another non-file\) where LevelDB keeps a file/ },
+          problem: { kind: 'leveldb-file', file: kind === 'ldb' ? /^runs\/f\/log\/\d+\.ldb$/ : kind === 'log' ? /^runs\/f\/log\/\d+\.log$/ : new RegExp(`^runs/f/log/${kind}`), message: /is a folder where LevelDB keeps a file/ },
           reader: { args: ['state', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/\S+ is a folder, so LevelDB cannot open the run; move it aside and run `retrace fsck f`$/ },
         }),
       ),
@@ -303,6 +303,26 @@ describe('structural surprises', () => {
         problem: { kind: 'store', file: /^runs\/f$/, message: /^runs\/f is a file, not a run's folder$/ },
         reader: { args: ['state', RUN], line: /^retrace: run "f": .*\/runs\/f is a file, not a run's folder; move it aside/ },
       },
+      // A named pipe in place of a file: a plain read would wait for a writer forever.
+      ...(
+        [
+          ['committed.json', () => `runs/${RUN}/committed.json`, 'committed', /^runs\/f\/committed\.json$/, /committed\.json is a named pipe \(FIFO\), not a file/, ['state', RUN], /^retrace: run "f": .*\/runs\/f\/committed\.json is a named pipe \(FIFO\), not a file/],
+          ['owner.json', () => `runs/${RUN}/owner.json`, 'store', /^runs\/f\/owner\.json$/, /owner\.json is a named pipe \(FIFO\), not a file/, ['resume', RUN], /^retrace: run "f": .*\/runs\/f\/owner\.json is a named pipe \(FIFO\), not a file/],
+          ['store.json', () => 'store.json', 'store', /^store\.json$/, /^store\.json is a named pipe \(FIFO\), not a file$/, ['state', RUN], /^retrace: the store .* is damaged: .*\/store\.json is a named pipe \(FIFO\), not a file; move it aside$/],
+          ['a blob', () => `blobs/${hash.slice(0, 2)}/${hash}`, 'blob', undefined, /is a named pipe \(FIFO\), not a file/, ['replay', RUN, '--verify'], new RegExp(`^retrace: blob ${hash} cannot be read: .* is a named pipe \\(FIFO\\), not a file`)],
+          ['CURRENT', () => `runs/${RUN}/log/CURRENT`, 'leveldb-file', /^runs\/f\/log\/CURRENT$/, /CURRENT: is a named pipe \(FIFO\) where LevelDB keeps a file/, ['state', RUN], /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/CURRENT is a named pipe \(FIFO\), so LevelDB cannot open the run/],
+        ] as Array<[string, () => string, string, RegExp | undefined, RegExp, string[], RegExp]>
+      ).map(
+        ([what, rel, kind, file, message, args, line]): Shape => ({
+          name: `${what} that is a named pipe`,
+          apply: async (c) => {
+            await fsp.rm(path.join(c, rel()), { recursive: true, force: true });
+            execFileSync('mkfifo', [path.join(c, rel())]);
+          },
+          problem: { kind, file, message },
+          reader: { args, line },
+        }),
+      ),
       ...(['runs', 'blobs', 'tmp'] as const).map(
         (sub): Shape => ({
           name: `${sub}/ that is a file`,
@@ -323,7 +343,7 @@ describe('structural surprises', () => {
         expect.objectContaining({ kind: shape.problem.kind, message: expect.stringMatching(shape.problem.message), ...(shape.problem.file ? { file: expect.stringMatching(shape.problem.file) } : {}) }),
       );
       expectSame(before, await snapshotFiles(copy), `fsck of ${shape.name}`);
-      const r = await cli([...shape.reader.args, '--store', copy]);
+      const r = await cli([...shape.reader.args, '--store', copy], { timeoutMs: 60_000 });
       expect(r.code, `${shape.name}: ${r.stderr}`).toBe(1);
       expect(errorLines(r), shape.name).toEqual([expect.stringMatching(shape.reader.line)]);
       expect(r.stderr, shape.name).not.toMatch(/tmp\/read-|retrace-read-|EISDIR|EEXIST|ENOTDIR/);
