@@ -252,7 +252,22 @@ describe('bad configuration and data (nothing is created)', () => {
       [['--batch-size', '16777216', '--backend', 'wasm'], /^retrace: config field "batchSize": 16777216 examples need about .* more than the wasm backend's 1\.0 GiB batch limit; use --batch-size \d+ or less$/],
     ];
     const flagRuns = flags.map(async ([args, re]) => expectOneLine(await cli(['train', '--dataset', 'iris', ...args, '--store', store]), 2, re));
-    await Promise.all([...runs, ...flagRuns]);
+    // Files that are not files: /dev/zero grew memory until it failed, a named pipe waited forever.
+    execFileSync('mkfifo', [path.join(dir, 'pipe.json')]);
+    const notFiles: Array<[string, RegExp]> = [
+      ['/dev/zero', /^retrace: config file \/dev\/zero is a device, not a file$/],
+      [path.join(dir, 'pipe.json'), /^retrace: config file .*pipe\.json is a named pipe \(FIFO\), not a file$/],
+      [dir, /^retrace: config file .* is a folder, not a file$/],
+    ];
+    const fileRuns = notFiles.map(async ([file, re]) => expectOneLine(await cli(['train', '--config', file, '--store', store], { timeoutMs: 60_000 }), 2, re));
+    // initFrom a folder whose model.json is a named pipe.
+    const init = path.join(dir, 'init');
+    await fsp.mkdir(init);
+    execFileSync('mkfifo', [path.join(init, 'model.json')]);
+    const initRun = cli(['train', '--dataset', 'iris', '--init-from', init, '--store', store], { timeoutMs: 60_000 }).then((r) =>
+      expectOneLine(r, 1, /^retrace: initFrom: cannot read .*init\/model\.json: .*model\.json is a named pipe \(FIFO\), not a file$/),
+    );
+    await Promise.all([...runs, ...flagRuns, ...fileRuns, initRun]);
     expect(await fsp.readdir(path.join(store, 'runs')).catch(() => [])).toEqual([]);
   });
 
