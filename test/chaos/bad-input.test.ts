@@ -286,7 +286,7 @@ describe('bad configuration and data (nothing is created)', () => {
     expectOneLine(text, 1, /^retrace: CSV text\.csv: line 3, column 2 \("x2"\): "four" is not a number; every column except the label must be numeric$/);
     expectOneLine(inf, 1, /^retrace: CSV inf\.csv: line 3, column 2 \("x2"\): "Infinity" is not finite/);
     // A device never ends: refused before a byte is read (it used to grow memory to ~700 MB).
-    expectOneLine(await cli(['train', '--dataset', 'csv:/dev/zero', '--store', store]), 1, /^retrace: CSV path \/dev\/zero is a character device, not a regular file \(dataset "csv:\/dev\/zero"\); give a CSV file$/);
+    expectOneLine(await cli(['train', '--dataset', 'csv:/dev/zero', '--store', store]), 1, /^retrace: CSV path \/dev\/zero is a device, not a regular file \(dataset "csv:\/dev\/zero"\); give a CSV file$/);
     expect(await fsp.readdir(path.join(store, 'runs')).catch(() => [])).toEqual([]);
   });
 

@@ -138,7 +138,7 @@ describe('csv: errors name the problem', () => {
   });
 
   it('a device, a FIFO and a directory are refused before a byte is read (csv:/dev/zero used to grow memory to ~700 MB)', async () => {
-    await expectError('/dev/zero', [/^CSV path \/dev\/zero is a character device, not a regular file \(dataset "csv:\/dev\/zero"\); give a CSV file$/]);
+    await expectError('/dev/zero', [/^CSV path \/dev\/zero is a device, not a regular file \(dataset "csv:\/dev\/zero"\); give a CSV file$/]);
     mkdirSync(join(dir, 'bdir'), { recursive: true });
     await expectError('bdir', [/^CSV path .*bdir is a directory, not a regular file/]);
     // A FIFO with no writer: opening it for reading would block forever without O_NONBLOCK.

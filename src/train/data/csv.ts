@@ -1,10 +1,9 @@
 // `csv:PATH` data sets: a header row naming the columns, one label column (default "label"), every
 // other column a numeric feature. Every problem is a one-line DatasetError naming the file and,
 // where there is one, the line and column: a user should be able to fix the file from the message.
-import { constants, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parse } from 'csv-parse/sync';
+import { NotRegularFileError, readRegularFile } from '../../log/regular-file.js';
 import type { Dataset } from '../types.js';
 import { makeDataset } from './fingerprint.js';
 import { compareCodePoints, DatasetError, gatherSplit, splitIndices } from './split.js';
@@ -38,41 +37,21 @@ interface Row {
   readonly line: number;
 }
 
-/** What a path is, for a message: "a directory", "a character device (like /dev/zero)", … */
-function kindOf(st: Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isFIFO()) return 'a named pipe (FIFO)';
-  if (st.isSocket()) return 'a socket';
-  return 'not a regular file';
-}
-
 /**
  * Reads a CSV file, refusing anything but a regular file before reading a byte: a device such as
- * /dev/zero never ends (it grew memory to ~700 MB before failing), a FIFO blocks. The type is taken
- * from the open descriptor (fstat), so a swap between a check and the open is no hole; O_NONBLOCK
- * keeps the open of a FIFO from waiting for a writer (it changes nothing for regular files).
+ * /dev/zero never ends (it grew memory to ~700 MB before failing), a FIFO blocks.
  */
 async function readText(path: string, abs: string): Promise<string> {
-  let fh: FileHandle;
   try {
-    fh = await open(abs, constants.O_RDONLY | constants.O_NONBLOCK);
+    return await readRegularFile(abs, 'utf8');
   } catch (err) {
+    if (err instanceof NotRegularFileError) {
+      const what = err.code === 'EISDIR' ? 'a directory' : err.what;
+      throw new DatasetError(`CSV path ${abs} is ${what}, not a regular file (dataset "csv:${path}"); give a CSV file`);
+    }
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new DatasetError(`CSV file not found: ${abs} (dataset "csv:${path}")`);
-    if (code === 'EISDIR') throw new DatasetError(`CSV path is a directory, not a file: ${abs}`);
     throw new DatasetError(`cannot read CSV file ${abs}: ${(err as Error).message}`);
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new DatasetError(`CSV path ${abs} is ${kindOf(st)}, not a regular file (dataset "csv:${path}"); give a CSV file`);
-    return await fh.readFile('utf8');
-  } catch (err) {
-    if (err instanceof DatasetError) throw err;
-    throw new DatasetError(`cannot read CSV file ${abs}: ${(err as Error).message}`);
-  } finally {
-    await fh.close().catch(() => {});
   }
 }
 
