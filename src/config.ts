@@ -121,7 +121,28 @@ export function resolveConfig(...layers: Array<Record<string, unknown> | undefin
   }
   const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(describeIssue(parsed.error.issues[0]!));
+  checkRates(parsed.data);
   return parsed.data;
+}
+
+/**
+ * Every learning rate the machine computes must be a positive finite number, or the run stops at
+ * a step after it was created (`lr: 5e-324` with 2 warmup steps gave a first rate of 0; `lr:
+ * 1.7e308` with 2 warmup steps overflowed). Warmup's rate is `base × (step + 1) / warmupSteps`
+ * (machines/training.machine.ts), with `base` between min(lr, minLr) and max(lr, minLr); the
+ * formula itself stays as it is, so recorded runs replay bit for bit.
+ */
+function checkRates(config: Config): void {
+  const n = config.warmupSteps;
+  if (n === 0) return;
+  const low = Math.min(config.lr, config.minLr);
+  const high = Math.max(config.lr, config.minLr);
+  if (!((low * 1) / n > 0)) {
+    throw new ConfigError(`config fields "lr", "minLr", "warmupSteps": the first warmup rate ${low} / ${n} is 0 in floating point; raise lr (and minLr) or lower warmupSteps`);
+  }
+  if (!Number.isFinite(high * n)) {
+    throw new ConfigError(`config fields "lr", "minLr", "warmupSteps": the warmup rate ${high} × ${n} overflows; lower lr (and minLr) or warmupSteps`);
+  }
 }
 
 /** Checks a partial config (a file, or a branch's overrides) without filling defaults. */

@@ -14,7 +14,7 @@ import { tempDir } from './helpers.js';
 const xor = (i: number) => ({ x: [i & 1, (i >> 1) & 1], y: (i & 1) ^ ((i >> 1) & 1) });
 const dataset = retrace.datasetFromSource({ name: 'xor', inputShape: [2], numClasses: 2, train: { size: 4, get: xor }, val: { size: 4, get: xor } });
 const model: retrace.ModelFactory = ({ tf, inputShape, numClasses }) =>
-  tf.sequential({ layers: [tf.layers.dense({ inputShape, units: 4, activation: 'relu' }), tf.layers.dense({ units: numClasses, activation: 'softmax' })] });
+  tf.sequential({ layers: [tf.layers.dense({ inputShape, units: 4, activation: 'relu', name: 'h' }), tf.layers.dense({ units: numClasses, activation: 'softmax', name: 'o' })] });
 
 /** Per key: ordinary values most of the time, and the extremes around every bound that matters
  * (the schema's own, safe integers, float extremes). Batch sizes near LIMITS.batchSize are left to
@@ -58,20 +58,20 @@ let counter = 0;
 
 /** Creates the run through train() (stopped by its AbortSignal after the first step) and reads back
  * every event, the state at each one, and the summary; or checks the refusal left no run. */
-async function createAndReadBack(store: string, config: ConfigInput): Promise<'readable' | 'refused'> {
+async function createAndReadBack(store: string, config: ConfigInput, branchFrom?: string): Promise<'readable' | 'refused'> {
   const runId = `r${counter++}`;
   const controller = new AbortController();
+  const hooks = {
+    dataset,
+    model,
+    signal: controller.signal,
+    onRecord: (e: retrace.LogRecord) => {
+      if (e.type === 'step.finished') controller.abort();
+    },
+  };
   try {
-    await retrace.train({
-      store,
-      config: { ...config, runId, backend: 'cpu' },
-      dataset,
-      model,
-      signal: controller.signal,
-      onRecord: (e) => {
-        if (e.type === 'step.finished') controller.abort();
-      },
-    });
+    if (branchFrom) await retrace.branch(branchFrom, { store, overrides: { ...config, runId, backend: 'cpu' }, ...hooks });
+    else await retrace.train({ store, config: { ...config, runId, backend: 'cpu' }, ...hooks });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     expect(err.message).not.toContain('\n');
@@ -112,7 +112,7 @@ describe('every accepted config is readable', () => {
         }
         outcomes[await createAndReadBack(store, config)] += 1;
       }),
-      { numRuns: 80 },
+      { numRuns: 150 },
     );
     // The generator must reach both sides, or the property proves nothing.
     expect(outcomes.readable).toBeGreaterThan(0);
@@ -134,7 +134,26 @@ describe('every accepted config is readable', () => {
         }
         if ((await createAndReadBack(store, accepted)) === 'readable') readable += 1;
       }),
-      { numRuns: 80 },
+      { numRuns: 150 },
+    );
+    expect(readable).toBeGreaterThan(0);
+  });
+
+  it('branch overrides: accepted → the branch reads back, or is refused before it exists', async () => {
+    const store = path.join(await tempDir(), 'store');
+    await retrace.train({ store, config: { runId: 'parent', backend: 'cpu', batchSize: 2, stopPoint: 4, checkpoints: 2 }, dataset, model });
+    let readable = 0;
+    await fc.assert(
+      fc.asyncProperty(configs, async (config) => {
+        try {
+          resolveConfig(config as Record<string, unknown>);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          return;
+        }
+        if ((await createAndReadBack(store, config, 'parent@last')) === 'readable') readable += 1;
+      }),
+      { numRuns: 60 },
     );
     expect(readable).toBeGreaterThan(0);
   });
@@ -143,6 +162,11 @@ describe('every accepted config is readable', () => {
     expect(() => resolveConfig({ stopPoint: 1e17 })).toThrow(/^config field "stopPoint": Too big: expected number to be <=1000000$/);
     expect(() => resolveConfig({ batchSize: 1e8 })).toThrow(/^config field "batchSize": Too big: expected number to be <=16777216$/);
     expect(() => configParam({ stopPoint: 1e17 }, 'config', { allowPaths: false })).toThrow(/config field "stopPoint": Too big/);
+    // Found by this property: rates the machine's warmup would compute as 0 or Infinity after the run existed.
+    expect(() => resolveConfig({ lr: 5e-324, warmupSteps: 2 })).toThrow(/^config fields "lr", "minLr", "warmupSteps": the first warmup rate 5e-324 \/ 2 is 0 in floating point;/);
+    expect(() => resolveConfig({ lr: Number.MAX_VALUE, warmupSteps: 2 })).toThrow(/^config fields "lr", "minLr", "warmupSteps": the warmup rate 1\.7976931348623157e\+308 × 2 overflows;/);
+    expect(() => resolveConfig({ lr: 1e-3, minLr: 5e-324, warmupSteps: 3 })).toThrow(/first warmup rate 5e-324 \/ 3 is 0/);
+    expect(resolveConfig({ lr: 5e-324 }).lr).toBe(5e-324); // no warmup: the rate is lr itself
     // A library data set larger than any file: the totals themselves are checked.
     const config = resolveConfig({ stopPoint: 1e6, checkpoints: 1 });
     expect(() => retrace.computeSchedule(config, 2 ** 40)).toThrow(/^config fields "stopPoint", "trainingExamples", "batchSize": the run would take \d+ steps, more than 9007199254740991;/);
