@@ -153,7 +153,11 @@ function commandLine(): string {
  * Other errors (and a held lock) are returned as they are.
  */
 export function levelFailure(runId: string, err: unknown, openedDir: string, realDir: string): unknown {
-  const e = err as { code?: unknown; message?: unknown; cause?: { message?: unknown } } | null;
+  const e = err as { code?: unknown; message?: unknown; path?: unknown; cause?: { message?: unknown } } | null;
+  // A file the copy needed and could not find (CURRENT naming a manifest that is not there).
+  if (isErrno(err, 'ENOENT') && typeof e?.path === 'string' && e.path.startsWith(realDir + path.sep)) {
+    return new CorruptLogError(runId, -1, `its LevelDB file ${e.path} is missing; run \`retrace fsck ${runId}\` for every problem, and keep a copy of the run's folder`);
+  }
   if (typeof e?.code !== 'string' || !e.code.startsWith('LEVEL_') || isLevelLocked(err) || isDiskFull(err)) return err;
   const text = String(e.cause?.message ?? e.message ?? '')
     .split('\n')[0]!

@@ -270,6 +270,12 @@ describe('structural surprises', () => {
         reader: { args: ['state', RUN], line: /^retrace: run "f": .*\/runs\/f\/log is a file, not the folder of its LevelDB; move it aside and run `retrace fsck f`$/ },
       },
       {
+        name: 'CURRENT naming a manifest that is not there',
+        apply: (c) => fsp.writeFile(path.join(c, 'runs', RUN, 'log', 'CURRENT'), 'MANIFEST-000099\n'),
+        problem: { kind: 'leveldb-file', file: /^runs\/f\/log\/CURRENT$/, message: /CURRENT: names MANIFEST-000099, which does not exist/ },
+        reader: { args: ['state', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/MANIFEST-000099 is missing; run `retrace fsck f` for every problem/ },
+      },
+      {
         name: 'a truncated table',
         apply: async (c) => {
           const t = path.join(c, 'runs', RUN, 'log', await levelFile(/\.ldb$/));
