@@ -459,7 +459,10 @@ export class Store {
   private async assertRun(id: string): Promise<void> {
     if (await this.hasRun(id)) return;
     const st = await fsp.lstat(this.runDir(id)).catch(() => null);
-    if (st?.isFile()) throw new StoreError(`run "${id}": ${this.runDir(id)} is a file, not a run's folder; move it aside (retrace fsck reports it)`, this.dir);
+    if (st && !st.isDirectory()) {
+      const what = st.isSymbolicLink() ? 'a link to nothing' : st.isFile() ? 'a file' : 'not a folder';
+      throw new StoreError(`run "${id}": ${this.runDir(id)} is ${what}, not a run's folder; move it aside (retrace fsck reports it)`, this.dir);
+    }
     throw new UnknownRunError(id, await this.listRuns());
   }
 
@@ -475,6 +478,7 @@ export class Store {
     } catch (err) {
       if (isNotWritable(err)) throw readOnly(this.dir, `cannot create run "${id}"`, err);
       if (!isErrno(err, 'EEXIST')) throw err;
+      if (!(await this.hasRun(id))) await this.assertRun(id); // a file in its place: says so
       // A creator killed before its first event was durable leaves an empty run: claim it again.
       if (await this.isEmptyRun(id)) {
         let log: RunLog | null = null;
