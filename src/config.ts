@@ -10,6 +10,21 @@ const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const positiveNumber = z.number().positive().finite();
 
+/**
+ * Upper bounds of the keys that size a run. Chosen so that every schedule they allow, on any data
+ * set of up to MAX_TRAINING_EXAMPLES examples, has step and example counts that are safe integers
+ * (what run.created's and step.finished's schemas demand when the log is read back):
+ * stepsPerEpoch × checkpoints ≤ trainingExamples × stopPoint / batchSize + checkpoints ≤ 2^32 × 10^6 + 10^6,
+ * and the examples seen ≤ trainingExamples × stopPoint + checkpoints × batchSize, both < 2^53.
+ * (`checkRunTotals` still checks the real numbers: a library caller's data set may be larger.)
+ */
+export const LIMITS = {
+  batchSize: 2 ** 24,
+  trainingExamples: 2 ** 32,
+  stopPoint: 1e6,
+  checkpoints: 1e6,
+} as const;
+
 /** Every key a config file or a flag may set. Flags use the kebab-case form (batchSize ↔ --batch-size). */
 export const ConfigSchema = z
   .object({
@@ -21,10 +36,10 @@ export const ConfigSchema = z
     initFrom: z.string().min(1).nullable(),
     seed: z.number().int().min(0).max(2 ** 32 - 1),
     backend: z.enum(BACKENDS),
-    batchSize: positiveInt,
-    trainingExamples: positiveInt.nullable(),
-    stopPoint: positiveNumber,
-    checkpoints: positiveInt,
+    batchSize: positiveInt.max(LIMITS.batchSize),
+    trainingExamples: positiveInt.max(LIMITS.trainingExamples).nullable(),
+    stopPoint: positiveNumber.max(LIMITS.stopPoint),
+    checkpoints: positiveInt.max(LIMITS.checkpoints),
     lr: positiveNumber,
     optimizer: z.enum(OPTIMIZERS),
     momentum: z.number().min(0).lt(1),
@@ -108,7 +123,28 @@ export function resolveConfig(...layers: Array<Record<string, unknown> | undefin
   }
   const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(describeIssue(parsed.error.issues[0]!));
+  checkRates(parsed.data);
   return parsed.data;
+}
+
+/**
+ * Every learning rate the machine computes must be a positive finite number, or the run stops at
+ * a step after it was created (`lr: 5e-324` with 2 warmup steps gave a first rate of 0; `lr:
+ * 1.7e308` with 2 warmup steps overflowed). Warmup's rate is `base × (step + 1) / warmupSteps`
+ * (machines/training.machine.ts), with `base` between min(lr, minLr) and max(lr, minLr); the
+ * formula itself stays as it is, so recorded runs replay bit for bit.
+ */
+function checkRates(config: Config): void {
+  const n = config.warmupSteps;
+  if (n === 0) return;
+  const low = Math.min(config.lr, config.minLr);
+  const high = Math.max(config.lr, config.minLr);
+  if (!((low * 1) / n > 0)) {
+    throw new ConfigError(`config fields "lr", "minLr", "warmupSteps": the first warmup rate ${low} / ${n} is 0 in floating point; raise lr (and minLr) or lower warmupSteps`);
+  }
+  if (!Number.isFinite(high * n)) {
+    throw new ConfigError(`config fields "lr", "minLr", "warmupSteps": the warmup rate ${high} × ${n} overflows; lower lr (and minLr) or warmupSteps`);
+  }
 }
 
 /** Checks a partial config (a file, or a branch's overrides) without filling defaults. */
@@ -147,11 +183,13 @@ export function scheduleSteps(trainingExamples: number, stopPoint: number, batch
  * The schedule of a new run (rules 2): `totalSteps` from scheduleSteps, and `checkpoints` epoch
  * checkpoints spread over it as evenly as integers allow (checkpoint k after floor(k × totalSteps /
  * checkpoints) steps; the last one ends the budget). `trainingExamples` defaults to the training
- * split's size. Throws ConfigError when there are more checkpoints than steps.
+ * split's size. Throws ConfigError when there are more checkpoints than steps, or when its step or
+ * example counts are not safe integers (a run's log could not be read back), naming the keys.
  */
 export function computeSchedule(config: Config, datasetTrainSize: number): Schedule {
   const trainingExamples = config.trainingExamples ?? datasetTrainSize;
   const totalSteps = scheduleSteps(trainingExamples, config.stopPoint, config.batchSize);
+  checkRunTotals({ totalSteps, batchSize: config.batchSize, trainingExamples });
   if (config.checkpoints > totalSteps) {
     throw new ConfigError(
       `config field "checkpoints": ${config.checkpoints} checkpoints do not fit in this run's ${totalSteps} step(s) ` +
@@ -169,6 +207,33 @@ export function computeSchedule(config: Config, datasetTrainSize: number): Sched
     warmupSteps: config.warmupSteps,
     examplesPerEpoch: (trainingExamples * config.stopPoint) / config.checkpoints,
   };
+}
+
+/**
+ * Refuses a schedule whose totals are not exact integers in a double (over 2^53 - 1): the log
+ * stores steps and examples seen as JSON numbers that must read back as the same integers.
+ * `origin` is where a branch's counters start. Throws ConfigError naming the keys.
+ */
+export function checkRunTotals(
+  s: { totalSteps: number; batchSize: number; trainingExamples: number },
+  origin: { step: number; examplesSeen: number } = { step: 0, examplesSeen: 0 },
+): void {
+  const max = Number.MAX_SAFE_INTEGER;
+  const totalSteps = s.totalSteps;
+  const examples = totalSteps * s.batchSize;
+  if (!Number.isSafeInteger(s.trainingExamples)) {
+    throw new ConfigError(`config field "trainingExamples": ${s.trainingExamples} is more than ${max} examples; set trainingExamples lower`);
+  }
+  if (!Number.isSafeInteger(totalSteps) || totalSteps + origin.step > max) {
+    throw new ConfigError(
+      `config fields "stopPoint", "trainingExamples", "batchSize": the run would take ${totalSteps} steps, more than ${max}; lower stopPoint or trainingExamples, or raise batchSize`,
+    );
+  }
+  if (!Number.isSafeInteger(examples) || examples + origin.examplesSeen > max) {
+    throw new ConfigError(
+      `config fields "stopPoint", "trainingExamples", "batchSize": the run would see ${examples} examples, more than ${max}; lower stopPoint or trainingExamples`,
+    );
+  }
 }
 
 /** Config keys as CLI flags: batchSize → batch-size. */

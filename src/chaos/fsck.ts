@@ -16,9 +16,8 @@
 // LevelDB rewrites files when it opens a database (and silently drops damaged log records), so the
 // run's LevelDB folder is copied to a temporary folder outside the store first; only the copy is
 // ever opened. The originals are only read.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { stateName, toPlain } from '../../machines/fold.js';
@@ -32,6 +31,8 @@ import { listRunIds, RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store
 import { RunHistory } from '../run/history.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
 import { isErrno, pidAlive } from '../log/processes.js';
+import { sweepSystemScratch, systemScratchPath } from '../log/scratch.js';
+import { describeNonFile, NotRegularFileError, readRegularFile } from '../log/regular-file.js';
 
 export type FsckKind =
   | 'store'
@@ -93,8 +94,9 @@ function seqRange(a: number, b: number): string {
 async function checkStore(dir: string): Promise<FsckProblem[]> {
   let text: string;
   try {
-    text = await fsp.readFile(path.join(dir, 'store.json'), 'utf8');
+    text = await readRegularFile(path.join(dir, 'store.json'), 'utf8');
   } catch (err) {
+    if (err instanceof NotRegularFileError) return [{ runId: null, kind: 'store', file: 'store.json', message: `store.json is ${err.what}, not a file` }];
     if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) {
       const exists = await fsp.stat(dir).then(
         () => true,
@@ -119,30 +121,43 @@ async function checkStore(dir: string): Promise<FsckProblem[]> {
   return [];
 }
 
+/** runs/, blobs/ and tmp/ must be folders where they exist (a file in their place stops every command). */
+async function checkStoreFolders(dir: string): Promise<FsckProblem[]> {
+  const problems: FsckProblem[] = [];
+  for (const sub of ['runs', 'blobs', 'tmp']) {
+    const st = await fsp.stat(path.join(dir, sub)).catch(() => null);
+    if (st && !st.isDirectory()) problems.push({ runId: null, kind: 'store', file: sub, message: `${sub} is a file, not a folder` });
+  }
+  return problems;
+}
+
 /**
  * Copies a LevelDB folder (every file) into `dst`; if a writer changes its manifest or CURRENT
- * during the copy, copies again. Returns the file names copied.
+ * during the copy, copies again. Returns the file names copied, and the entries that are not
+ * regular files (a folder where a LevelDB file should be: reported, not copied).
  */
-async function copyLevelDir(src: string, dst: string): Promise<string[]> {
+async function copyLevelDir(src: string, dst: string): Promise<{ names: string[]; notFiles: Map<string, string> }> {
   for (let attempt = 1; ; attempt += 1) {
     await fsp.rm(dst, { recursive: true, force: true });
     await fsp.mkdir(dst, { recursive: true });
     try {
-      const current1 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
+      const current1 = await readRegularFile(path.join(src, 'CURRENT')).catch(() => null);
       const names = (await fsp.readdir(src)).sort();
+      const notFiles = new Map<string, string>();
       const manifests1 = await Promise.all(names.filter((n) => n.startsWith('MANIFEST-')).map(async (n) => (await fsp.stat(path.join(src, n))).size));
       for (const n of names) {
         const st = await fsp.stat(path.join(src, n));
         if (st.isFile()) await fsp.copyFile(path.join(src, n), path.join(dst, n));
+        else notFiles.set(n, describeNonFile(st));
       }
-      const current2 = await fsp.readFile(path.join(src, 'CURRENT')).catch(() => null);
+      const current2 = await readRegularFile(path.join(src, 'CURRENT')).catch(() => null);
       const names2 = (await fsp.readdir(src)).sort();
       const manifests2 = await Promise.all(names2.filter((n) => n.startsWith('MANIFEST-')).map(async (n) => (await fsp.stat(path.join(src, n))).size));
       const same =
         (current1 === null ? current2 === null : current2 !== null && Buffer.compare(current1, current2) === 0) &&
         names.join('\n') === names2.join('\n') &&
         manifests1.join(',') === manifests2.join(',');
-      if (same || attempt >= 20) return names;
+      if (same || attempt >= 20) return { names: names.filter((n) => !notFiles.has(n)), notFiles };
     } catch (err) {
       if (!isErrno(err, 'ENOENT') || attempt >= 20) throw err;
     }
@@ -167,19 +182,27 @@ async function checkLevelFiles(
   committedSeq: number | null,
   problems: FsckProblem[],
   notes: string[],
+  notFiles: Map<string, string> = new Map(),
 ): Promise<FileScan> {
   const scan: FileScan = { keysSeen: new Set(), files: 0 };
   const add = (file: string, message: string) => problems.push({ runId, kind: 'leveldb-file', file: `${rel}/${file}`, message: `run "${runId}": ${file}: ${message}` });
+  for (const [n, what] of notFiles) {
+    // LevelDB writes its text diagnostics to LOG when it can; nothing else depends on them.
+    if (/^LOG(\.old)?$/.test(n)) notes.push(`${n} is ${what} (LevelDB's diagnostics file; harmless)`);
+    else add(n, `is ${what} where LevelDB keeps a file`);
+  }
   const read = (n: string) => fsp.readFile(path.join(copy, n));
 
   let manifestName: string | null = null;
-  if (!names.includes('CURRENT')) {
+  if (notFiles.has('CURRENT')) {
+    // reported above
+  } else if (!names.includes('CURRENT')) {
     if (names.some((n) => n.startsWith('MANIFEST-') || NUMBERED.test(n))) add('CURRENT', 'is missing');
     else notes.push('the run has no LevelDB files (never written)');
   } else {
     manifestName = parseCurrent(await read('CURRENT'));
     if (!manifestName) add('CURRENT', `is damaged: ${JSON.stringify((await read('CURRENT')).toString('latin1').slice(0, 40))} is not "MANIFEST-NNNNNN\\n"`);
-    else if (!names.includes(manifestName)) add('CURRENT', `names ${manifestName}, which does not exist`);
+    else if (!names.includes(manifestName) && !notFiles.has(manifestName)) add('CURRENT', `names ${manifestName}, which does not exist`);
   }
 
   let manifest: ManifestState | null = null;
@@ -253,7 +276,7 @@ async function checkLevelFiles(
   if (manifest) {
     for (const [number, size] of manifest.tables) {
       const base = String(number).padStart(6, '0');
-      if (!names.includes(`${base}.ldb`) && !names.includes(`${base}.sst`)) add(`${base}.ldb`, `is missing (the manifest lists it, ${size} bytes)`);
+      if (![`${base}.ldb`, `${base}.sst`].some((n) => names.includes(n) || notFiles.has(n))) add(`${base}.ldb`, `is missing (the manifest lists it, ${size} bytes)`);
     }
   }
   return scan;
@@ -284,7 +307,7 @@ class BlobChecker {
       try {
         // A killed gc may have left the blob aside under a condemned name: readers still find it
         // there and the next gc puts it back, so it is not missing.
-        const bytes = await fsp.readFile(this.pathOf(hash)).catch(async (err: unknown) => {
+        const bytes = await readRegularFile(this.pathOf(hash)).catch(async (err: unknown) => {
           if (!isErrno(err, 'ENOENT')) throw err;
           const dir = path.dirname(this.pathOf(hash));
           const aside = (await fsp.readdir(dir).catch(() => [] as string[])).find((n) => n.startsWith(`${hash}.gc-`));
@@ -298,8 +321,10 @@ class BlobChecker {
             ? { ok: true, message: null, bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) }
             : { ok: false, message: `blob ${hash} is corrupt: its ${bytes.length} bytes hash to ${actual}`, bytes: null };
       } catch (err) {
-        if (!isErrno(err, 'ENOENT')) throw err;
-        result = { ok: false, message: `blob ${hash} is missing from the store`, bytes: null };
+        const file = `blobs/${hash.slice(0, 2)}/${hash}`;
+        if (isErrno(err, 'ENOENT')) result = { ok: false, message: `blob ${hash} is missing from the store`, bytes: null };
+        else if (err instanceof NotRegularFileError) result = { ok: false, message: `blob ${hash} cannot be read: ${file} is ${err.what}, not a file`, bytes: null };
+        else result = { ok: false, message: `blob ${hash} cannot be read: ${file}: ${(err as Error).message}`, bytes: null };
       }
     }
     this.cache.set(hash, result);
@@ -415,7 +440,7 @@ async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobChecke
 
 async function readOwner(runDir: string): Promise<{ pid: number; command?: string } | null> {
   try {
-    const o = JSON.parse(await fsp.readFile(path.join(runDir, 'owner.json'), 'utf8')) as { pid?: unknown; command?: string };
+    const o = JSON.parse(await readRegularFile(path.join(runDir, 'owner.json'), 'utf8')) as { pid?: unknown; command?: string };
     return typeof o.pid === 'number' ? { pid: o.pid, command: o.command } : null;
   } catch {
     return null;
@@ -470,8 +495,10 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
   }
 
   for (const n of (await fsp.readdir(runDir).catch(() => [] as string[])).sort()) {
-    if (/^(committed|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
-    else if (/^committed\.copy\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
+    const st = n === 'owner.json' ? await fsp.stat(path.join(runDir, n)).catch(() => null) : null;
+    if (st && !st.isFile()) {
+      problems.push({ runId, kind: 'store', file: `runs/${runId}/owner.json`, message: `run "${runId}": runs/${runId}/owner.json is ${describeNonFile(st)}, not a file (no process can open the run for writing)` });
+    } else if (/^(committed|committed\.copy|owner)\.json\.tmp-/.test(n)) notes.push(`leftover temp file ${n} (a write cut short by a crash; removed when the run is next opened for writing)`);
     else if (!['log', 'committed.json', COMMITTED_COPY_FILE, 'owner.json', 'parent.json'].includes(n)) notes.push(`unexpected file ${n} in the run folder`);
   }
 
@@ -491,16 +518,21 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
 
   const copy = path.join(scratch, runId);
   let names: string[];
+  let notFiles: Map<string, string>;
   try {
-    names = await copyLevelDir(path.join(runDir, 'log'), copy);
+    ({ names, notFiles } = await copyLevelDir(path.join(runDir, 'log'), copy));
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
       problems.push({ runId, kind: 'leveldb-file', file: rel, message: `run "${runId}" has no log folder` });
       return report;
     }
+    if (isErrno(err, 'ENOTDIR')) {
+      problems.push({ runId, kind: 'leveldb-file', file: rel, message: `run "${runId}": ${rel} is a file, not the folder of its LevelDB` });
+      return report;
+    }
     throw err;
   }
-  const scan = await checkLevelFiles(runId, copy, names, rel, committed?.seq ?? null, problems, notes);
+  const scan = await checkLevelFiles(runId, copy, names, rel, committed?.seq ?? null, problems, notes, notFiles);
   report.levelDbFiles = scan.files;
 
   // Records, through LevelDB on the copy.
@@ -513,7 +545,8 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
     await db.open({ createIfMissing: false });
   } catch (err) {
     const cause = (err as { cause?: Error }).cause;
-    problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": LevelDB cannot open the log: ${(cause ?? (err as Error)).message.split('\n')[0]}` });
+    const text = (cause ?? (err as Error)).message.split('\n')[0]!.split(copy).join(path.join(runDir, 'log'));
+    problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": LevelDB cannot open the log: ${text}` });
     return report;
   }
   try {
@@ -555,7 +588,8 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
       }
     } catch (err) {
       const cause = (err as { cause?: Error }).cause;
-      problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": reading the log failed after event ${lastSeq}: ${(cause ?? (err as Error)).message.split('\n')[0]}` });
+      const text = (cause ?? (err as Error)).message.split('\n')[0]!.split(copy).join(path.join(runDir, 'log'));
+      problems.push({ runId, kind: 'leveldb-open', file: rel, message: `run "${runId}": reading the log failed after event ${lastSeq}: ${text}` });
       stopFold ??= lastSeq + 1;
     } finally {
       await it.close();
@@ -618,11 +652,17 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
   const t0 = Date.now();
   const dir = path.resolve(storeDir);
   const problems = await checkStore(dir);
+  problems.push(...(await checkStoreFolders(dir)));
   let runIds: string[];
   try {
     runIds = await listRunIds(dir);
+    if (opts.runId === undefined) {
+      for (const e of await fsp.readdir(path.join(dir, 'runs'), { withFileTypes: true })) {
+        if (RUN_ID_RE.test(e.name) && e.isFile()) problems.push({ runId: null, kind: 'store', file: `runs/${e.name}`, message: `runs/${e.name} is a file, not a run's folder` });
+      }
+    }
   } catch (err) {
-    if (!isErrno(err, 'ENOENT')) throw err;
+    if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
     runIds = [];
   }
   if (opts.runId !== undefined) {
@@ -630,7 +670,10 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
     runIds = [opts.runId];
   }
   const blobs = new BlobChecker(dir);
-  const scratch = path.join(os.tmpdir(), `retrace-fsck-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // Outside the store (fsck writes nothing into it); a SIGKILLed fsck's copy is swept by the next
+  // retrace command, this one included.
+  await sweepSystemScratch();
+  const scratch = systemScratchPath('fsck');
   const runs: FsckRunReport[] = [];
   try {
     const lineage = new Map<string, LineageFacts>();
@@ -651,15 +694,16 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
       try {
         shards = (await fsp.readdir(path.join(dir, 'blobs'))).sort();
       } catch (err) {
-        if (!isErrno(err, 'ENOENT')) throw err;
+        if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
       }
       for (const shard of shards) {
         let names: string[];
         try {
           names = (await fsp.readdir(path.join(dir, 'blobs', shard))).sort();
         } catch (err) {
-          if (isErrno(err, 'ENOTDIR')) continue;
-          throw err;
+          if (!isErrno(err, 'ENOTDIR')) throw err;
+          if (/^[0-9a-f]{2}$/.test(shard)) problems.push({ runId: null, kind: 'store', file: `blobs/${shard}`, message: `blobs/${shard} is a file, not a folder of blobs` });
+          continue;
         }
         for (const n of names) {
           if (!/^[0-9a-f]{64}$/.test(n) || !n.startsWith(shard)) continue;

@@ -1,7 +1,7 @@
 // Every config key is also a flag (batchSize ↔ --batch-size), generated from the schema so the two
 // never drift apart. Values are parsed here only as far as the shell needs (numbers, lists);
 // the schema then validates them and names the field in its error.
-import { readFile } from 'node:fs/promises';
+import { NotRegularFileError, readRegularFile } from '../log/regular-file.js';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, ConfigSchema, flagName, validatePartialConfig, type ConfigInput } from '../config.js';
@@ -86,8 +86,10 @@ export async function configFromFlags(flags: Record<string, unknown>, cwd = proc
     const file = path.resolve(cwd, flags.config);
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
-    } catch {
+      // Only a regular file: /dev/zero grew memory until it failed, a named pipe waited forever.
+      text = await readRegularFile(file, 'utf8');
+    } catch (err) {
+      if (err instanceof NotRegularFileError) throw new ConfigError(`config file ${flags.config} is ${err.what}, not a file`);
       throw new ConfigError(`config file ${flags.config} cannot be read`);
     }
     let json: unknown;

@@ -12,7 +12,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { BlobIntent } from './blob-intents.js';
-import { CorruptBlobError, MissingBlobError } from './errors.js';
+import { CorruptBlobError, MissingBlobError, UnreadableBlobError } from './errors.js';
+import { NotRegularFileError, readRegularFile } from './regular-file.js';
 import { isErrno } from './processes.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
@@ -294,8 +295,10 @@ export class BlobStore {
     const file = this.pathOf(hash);
     let buf: Buffer | null = null;
     try {
-      buf = await fsp.readFile(file);
+      buf = await readRegularFile(file);
     } catch (err) {
+      if (err instanceof NotRegularFileError) throw new UnreadableBlobError(hash, file, `is ${err.what}, not a file`);
+      if (isErrno(err, 'ENOTDIR')) throw new UnreadableBlobError(hash, file, `cannot be reached: ${path.dirname(file)} (or a folder above it) is a file, not a folder`);
       if (!isErrno(err, 'ENOENT')) throw err;
     }
     // A gc may hold it aside this moment (it puts back what is named), or one was killed doing so.

@@ -101,6 +101,19 @@ export class MissingBlobError extends RetraceStoreError {
   }
 }
 
+/** A blob's file cannot be read at all (a folder in its place, no permission). */
+export class UnreadableBlobError extends RetraceStoreError {
+  readonly code = 'RETRACE_UNREADABLE_BLOB';
+  constructor(
+    readonly hash: string,
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`blob ${hash} cannot be read: ${file} ${reason}; move it aside and run \`retrace fsck\``);
+    this.name = 'UnreadableBlobError';
+  }
+}
+
 /** A blob's bytes do not hash to its name. */
 export class CorruptBlobError extends RetraceStoreError {
   readonly code = 'RETRACE_CORRUPT_BLOB';

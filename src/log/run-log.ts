@@ -28,6 +28,7 @@ import type { ClassicLevel } from 'classic-level';
 import { writeFileAtomic } from './blobs.js';
 import { decodeKey, decodeValue, encodeKey, encodeValue, MAX_SEQ, type StoredRecord } from './codec.js';
 import { CorruptLogError } from './errors.js';
+import { NotRegularFileError, readRegularFile } from './regular-file.js';
 
 export type { StoredRecord } from './codec.js';
 
@@ -116,12 +117,13 @@ function parseMark(text: string): CommittedCopy | null {
 async function readMarkFile(runDir: string, runId: string, name: string): Promise<CommittedCopy | null> {
   let text: string;
   try {
-    text = await fsp.readFile(path.join(runDir, name), 'utf8');
+    text = await readRegularFile(path.join(runDir, name), 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return null;
-    if (code === 'EISDIR') throw new CorruptLogError(runId, -1, `${name} is a directory, not the run's committed mark (runs/${runId}/${name})`);
-    throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    // A bare "EISDIR: illegal operation on a directory, read" named neither the run nor the file
+    // (and a FIFO in its place blocked the read forever).
+    const what = err instanceof NotRegularFileError ? `is ${err.what}, not a file` : `cannot be read (${(err as Error).message})`;
+    throw new CorruptLogError(runId, -1, `${path.join(runDir, name)} ${what}; move it aside and run \`retrace fsck ${runId}\``);
   }
   const mark = parseMark(text);
   if (!mark) throw new CorruptLogError(runId, -1, `${name} is unreadable: ${JSON.stringify(text.slice(0, 80))}`);

@@ -39,6 +39,8 @@ import { decodeManifest } from './leveldb-files.js';
 import { readCommitted, readCommittedMarks, RunCore, RunLog, writeCommittedCopy, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
 import { isErrno, pidAlive } from './processes.js';
 import { finishRemovals, removeRunFolders, type HeldLock, type RemovalTarget } from './removal.js';
+import { sweepSystemScratch, systemScratchPath } from './scratch.js';
+import { describeNonFile, NotRegularFileError, readRegularFile } from './regular-file.js';
 
 export const STORE_FORMAT = 'retrace-store';
 export const STORE_VERSION = 1;
@@ -62,6 +64,42 @@ interface Shared {
 /** Per process: run log folder → its open LevelDB. */
 const openCores = new Map<string, Shared>();
 
+/** The files a reader's copy takes; a writer's LevelDB also needs LOCK (LOG it can do without). */
+const LEVEL_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
+const LEVEL_FILE_WRITE = /^(CURRENT|LOCK|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
+
+/**
+ * A run's LevelDB folder must hold its files as files: a folder in place of one (or the log folder
+ * a file) made reads fail with a bare `EISDIR`. Throws CorruptLogError naming the run and the real
+ * path; a missing folder is left to the caller.
+ */
+async function checkLevelShape(runId: string, dir: string, names = LEVEL_FILE): Promise<void> {
+  let entries;
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isErrno(err, 'ENOTDIR')) {
+      throw new CorruptLogError(runId, -1, `${dir} is a file, not the folder of its LevelDB; move it aside and run \`retrace fsck ${runId}\``);
+    }
+    if (isErrno(err, 'ENOENT')) return;
+    throw err;
+  }
+  for (const e of entries) {
+    if (!names.test(e.name) || e.isFile()) continue;
+    const st = await fsp.stat(path.join(dir, e.name)).catch(() => null); // a symlink to a file is a file
+    if (st?.isFile()) continue;
+    throw new CorruptLogError(
+      runId,
+      -1,
+      `its LevelDB file ${path.join(dir, e.name)} is ${st ? describeNonFile(st) : 'a broken link'}, so LevelDB cannot open the run; move it aside and run \`retrace fsck ${runId}\``,
+    );
+  }
+}
+
+function ownerIsFolder(runId: string, runDir: string, what: string): CorruptLogError {
+  return new CorruptLogError(runId, -1, `${path.join(runDir, 'owner.json')} is ${what}, not a file; move it aside and run \`retrace fsck ${runId}\``);
+}
+
 function isDiskFull(err: unknown): boolean {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } } | null;
   return e?.code === 'ENOSPC' || e?.cause?.code === 'ENOSPC' || /No space left on device/.test(`${e?.message} ${e?.cause?.message}`);
@@ -76,6 +114,41 @@ function commandLine(): string {
   const argv = [path.basename(process.argv[0] ?? 'node'), ...process.argv.slice(1)];
   const s = argv.join(' ');
   return s.length > 200 ? `${s.slice(0, 197)}...` : s;
+}
+
+/**
+ * A LevelDB error met while opening or scanning a run's log, as one line naming the run and the
+ * run's own file. A reader works on a private copy, so LevelDB's message names a temp folder the
+ * user has never heard of (`…/tmp/read-123-…/000005.ldb`); it is replaced by the run's log folder.
+ * Other errors (and a held lock) are returned as they are.
+ */
+export function levelFailure(runId: string, err: unknown, openedDir: string, realDir: string): unknown {
+  const e = err as { code?: unknown; message?: unknown; path?: unknown; cause?: { message?: unknown } } | null;
+  // A file the copy needed and could not find (CURRENT naming a manifest that is not there).
+  if (isErrno(err, 'ENOENT') && typeof e?.path === 'string' && e.path.startsWith(realDir + path.sep)) {
+    return new CorruptLogError(runId, -1, `its LevelDB file ${e.path} is missing; run \`retrace fsck ${runId}\` for every problem, and keep a copy of the run's folder`);
+  }
+  if (typeof e?.code !== 'string' || !e.code.startsWith('LEVEL_') || isLevelLocked(err) || isDiskFull(err)) return err;
+  const text = String(e.cause?.message ?? e.message ?? '')
+    .split('\n')[0]!
+    .split(openedDir)
+    .join(realDir);
+  const file = new RegExp(`${realDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^:\\s]+)`).exec(text)?.[1];
+  const detail = file
+    ? `its LevelDB file ${path.join(realDir, file)} is damaged or truncated (${text.replace(`${path.join(realDir, file)}: `, '').replace(`: ${path.join(realDir, file)}`, '')})`
+    : `LevelDB cannot read its log in ${realDir} (${text})`;
+  return new CorruptLogError(runId, -1, `${detail}; run \`retrace fsck ${runId}\` for every problem, and keep a copy of the run's folder`);
+}
+
+/** Whether the folder `dir` can be created (it is, and left empty for the caller). */
+async function canCreate(dir: string): Promise<boolean> {
+  try {
+    await fsp.mkdir(dir);
+    return true;
+  } catch (err) {
+    if (isNotWritable(err) || isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR') || isDiskFull(err)) return false;
+    throw err;
+  }
 }
 
 async function openLevel(location: string, createIfMissing: boolean): Promise<LevelDb> {
@@ -184,6 +257,48 @@ async function copyLevelDb(src: string, dst: string, check: { runId: string; sho
   }
 }
 
+/** Errors that say a folder cannot be written (a read-only store, or one owned by someone else);
+ * LevelDB's own say it only in words ("IO error: …/LOCK: Read-only file system"). */
+function isNotWritable(err: unknown): boolean {
+  const e = err as { cause?: unknown; message?: unknown } | null;
+  if (['EROFS', 'EACCES', 'EPERM'].some((code) => isErrno(err, code) || isErrno(e?.cause, code))) return true;
+  return /(Read-only file system|Permission denied)/.test(`${String(e?.message)} ${String((e?.cause as { message?: unknown } | undefined)?.message)}`);
+}
+
+/** A write refused by a read-only store, as one line; reading it works (private copies go elsewhere). */
+function readOnly(dir: string, what: string, err: unknown): StoreError {
+  const e = err as { code?: unknown; message?: unknown; cause?: { message?: unknown } } | null;
+  const text = `${String(e?.code)} ${String(e?.message)} ${String(e?.cause?.message)}`;
+  const why = /EACCES|EPERM|Permission denied/.test(text) ? 'permission denied' : 'read-only file system';
+  return new StoreError(`${what}: the store ${dir} is not writable (${why}); reading it works, writing needs write access`, dir);
+}
+
+/**
+ * Makes sure `<store>/<sub>` is a folder. Something else in its place is a StoreError naming it
+ * (it used to be a bare `EEXIST: file already exists, mkdir`). A read-only store that lacks the
+ * folder is left as it is: readers need none of them, and a writer fails naming the store.
+ */
+async function ensureStoreFolder(abs: string, sub: string): Promise<void> {
+  const p = path.join(abs, sub);
+  let st;
+  try {
+    st = await fsp.stat(p);
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+  }
+  if (st && !st.isDirectory()) {
+    throw new StoreError(`the store ${abs} is damaged: ${p} should be a folder but is a file; move it aside (retrace fsck reports what else is wrong)`, abs);
+  }
+  if (st) return;
+  try {
+    await fsp.mkdir(p, { recursive: true });
+  } catch (err) {
+    if (isNotWritable(err)) return;
+    if (isErrno(err, 'EEXIST')) return ensureStoreFolder(abs, sub); // created meanwhile: check what it is
+    throw err;
+  }
+}
+
 function checkStoreJson(abs: string, text: string): void {
   let meta: { format?: unknown; version?: unknown } | null;
   try {
@@ -266,9 +381,10 @@ export class Store {
     for (let attempt = 0; ; attempt++) {
       let text: string | null = null;
       try {
-        text = await fsp.readFile(path.join(abs, 'store.json'), 'utf8');
+        text = await readRegularFile(path.join(abs, 'store.json'), 'utf8');
       } catch (err) {
         if (isErrno(err, 'ENOTDIR')) throw new StoreError(`${abs} is not a retrace store (it is a file)`, abs);
+        if (err instanceof NotRegularFileError) throw new StoreError(`the store ${abs} is damaged: ${err.message}; move it aside`, abs);
         if (!isErrno(err, 'ENOENT')) throw err;
       }
       if (text !== null) {
@@ -289,9 +405,10 @@ export class Store {
       await writeFileAtomic(path.join(abs, 'store.json'), JSON.stringify({ format: STORE_FORMAT, version: STORE_VERSION }) + '\n');
       break;
     }
-    for (const sub of ['runs', 'blobs', 'tmp']) await fsp.mkdir(path.join(abs, sub), { recursive: true });
+    for (const sub of ['runs', 'blobs', 'tmp']) await ensureStoreFolder(abs, sub);
     const store = new Store(abs, opts);
     await store.cleanTmp();
+    await sweepSystemScratch();
     return store;
   }
 
@@ -342,7 +459,13 @@ export class Store {
   }
 
   private async assertRun(id: string): Promise<void> {
-    if (!(await this.hasRun(id))) throw new UnknownRunError(id, await this.listRuns());
+    if (await this.hasRun(id)) return;
+    const st = await fsp.lstat(this.runDir(id)).catch(() => null);
+    if (st && !st.isDirectory()) {
+      const what = st.isSymbolicLink() ? 'a link to nothing' : st.isFile() ? 'a file' : 'not a folder';
+      throw new StoreError(`run "${id}": ${this.runDir(id)} is ${what}, not a run's folder; move it aside (retrace fsck reports it)`, this.dir);
+    }
+    throw new UnknownRunError(id, await this.listRuns());
   }
 
   /**
@@ -355,7 +478,9 @@ export class Store {
     try {
       await fsp.mkdir(dir);
     } catch (err) {
+      if (isNotWritable(err)) throw readOnly(this.dir, `cannot create run "${id}"`, err);
       if (!isErrno(err, 'EEXIST')) throw err;
+      if (!(await this.hasRun(id))) await this.assertRun(id); // a file in its place: says so
       // A creator killed before its first event was durable leaves an empty run: claim it again.
       if (await this.isEmptyRun(id)) {
         let log: RunLog | null = null;
@@ -444,7 +569,7 @@ export class Store {
 
   private async readOwner(id: string): Promise<RunOwner | null> {
     try {
-      const o = JSON.parse(await fsp.readFile(path.join(this.runDir(id), 'owner.json'), 'utf8')) as RunOwner;
+      const o = JSON.parse(await readRegularFile(path.join(this.runDir(id), 'owner.json'), 'utf8')) as RunOwner;
       return typeof o?.pid === 'number' ? o : null;
     } catch {
       return null;
@@ -460,6 +585,10 @@ export class Store {
       const marks = await readCommittedMarks(runDir, id);
       if (marks.problem) throw marks.problem;
       const committed = marks.committed;
+      await checkLevelShape(id, key, LEVEL_FILE_WRITE);
+      // Before LevelDB opens (and writes) anything: owner.json must be writable as a file.
+      const ownerFile = await fsp.stat(path.join(runDir, 'owner.json')).catch(() => null);
+      if (ownerFile && !ownerFile.isFile()) throw ownerIsFolder(id, runDir, describeNonFile(ownerFile));
       // Before LevelDB touches anything: its recovery would rewrite a damaged database.
       let found;
       try {
@@ -480,6 +609,7 @@ export class Store {
         db = await openLevel(key, found.kind !== 'whole');
       } catch (err) {
         if (isLevelLocked(err)) throw new RunLockedError(id, await this.readOwner(id));
+        if (isNotWritable(err)) throw readOnly(this.dir, `cannot open run "${id}" for writing`, err);
         throw err;
       }
       let core: RunCore;
@@ -488,7 +618,7 @@ export class Store {
         core = await RunCore.open({ runId: id, runDir, db, writable: true, options: this.runOptions(opts), committed });
       } catch (err) {
         await db.close().catch(() => {});
-        throw err;
+        throw levelFailure(id, err, key, key);
       }
       // Temp files of committed.json or owner.json that a holder killed mid-write left: only the
       // lock holder writes those files, so every such file is a dead process's.
@@ -518,6 +648,7 @@ export class Store {
     } catch (err) {
       s.opening = false;
       await this.release(s).catch(() => {});
+      if (isErrno(err, 'EISDIR')) throw ownerIsFolder(id, runDir, 'a folder');
       throw err;
     }
     const log = new RunLog(s.core, 'write', async (l) => {
@@ -555,9 +686,13 @@ export class Store {
     }
     // committed.json first: whatever it names was in the log before it was written.
     const committed = await readCommitted(runDir, id);
-    const name = `read-${process.pid}-${randomBytes(6).toString('hex')}`;
-    // The copy goes to the store's tmp/ (hard links work there); on a full disk, to the system's.
-    for (const copy of [path.join(this.dir, 'tmp', name), path.join(os.tmpdir(), `retrace-${name}`)]) {
+    await checkLevelShape(id, key);
+    // The copy goes to the store's tmp/ (hard links work there); to the system's temp folder when
+    // the store cannot take it (read-only, or a full disk), named so a later command sweeps it
+    // if this process dies holding it (scratch.ts).
+    const inStore = path.join(this.dir, 'tmp', `read-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const places = (await canCreate(inStore)) ? [inStore, systemScratchPath('read')] : [systemScratchPath('read')];
+    for (const copy of places) {
       let db: LevelDb | null = null;
       try {
         const shownAs = `runs/${id}/log`;
@@ -579,7 +714,7 @@ export class Store {
       } catch (err) {
         if (db) await db.close().catch(() => {});
         await fsp.rm(copy, { recursive: true, force: true }).catch(() => {});
-        if (!isDiskFull(err) || !copy.startsWith(this.dir)) throw err;
+        if (!isDiskFull(err) || copy !== inStore) throw levelFailure(id, err, copy, key);
       }
     }
     throw new Error('unreachable');

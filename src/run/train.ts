@@ -16,6 +16,7 @@ import { canonicalVariables } from '../train/weights.js';
 import { persistStartState } from './start-state.js';
 import type { Store } from '../log/store.js';
 import type { BranchPlan } from './inherit.js';
+import { checkRecordable } from './recordable.js';
 
 export interface TrainOptions extends StoreOption {
   /** Config values (a file's contents merged with flags by the caller); defaults fill the rest. */
@@ -141,6 +142,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     ...(opts.branchPlan ? { inheritance: opts.branchPlan.inheritance } : {}),
   };
 
+  checkRecordable(created);
   let log;
   try {
     log = await store.createRun(opts.runId, { parent: opts.parent?.runId ?? null });

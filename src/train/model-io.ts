@@ -2,7 +2,8 @@
 // next to one binary shard, so stock tf.loadLayersModel loads our exports (via tfjs-node's
 // file:// handler, tf.io.fromMemory, or any IOHandler), and we load stock exports (any number of
 // shards). tfjs-node is optional, so files are read and written with node:fs here.
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { NotRegularFileError, readRegularFile } from '../log/regular-file.js';
 import { join, resolve, sep } from 'node:path';
 import type * as tfTypes from '@tensorflow/tfjs';
 import type { Tf } from './types.js';
@@ -74,7 +75,8 @@ export async function readModelArtifacts(tf: Tf, dir: string): Promise<tfTypes.i
   const modelJsonPath = join(dir, MODEL_JSON);
   let text: string;
   try {
-    text = await readFile(modelJsonPath, 'utf8');
+    // Only a regular file: a named pipe would wait forever, a device never end.
+    text = await readRegularFile(modelJsonPath, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ModelIoError(code === 'ENOENT' ? `no ${MODEL_JSON} in ${dir}` : `cannot read ${modelJsonPath}: ${(error as Error).message}`);
@@ -98,8 +100,9 @@ export async function readModelArtifacts(tf: Tf, dir: string): Promise<tfTypes.i
         if (file !== root && !file.startsWith(root + sep)) throw new ModelIoError(`${modelJsonPath}: weight path "${path}" leaves the model folder`);
         let bytes: Buffer;
         try {
-          bytes = await readFile(file);
+          bytes = await readRegularFile(file);
         } catch (error) {
+          if (error instanceof NotRegularFileError) throw new ModelIoError(`cannot read weight shard ${error.message}`);
           throw new ModelIoError(`cannot read weight shard ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
         }
         buffers.push(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);

@@ -45,6 +45,34 @@ export interface BuiltModel {
   readonly deterministicInit: boolean;
 }
 
+/** Thrown, in place of ending the process, when a model module calls process.exit. */
+class ModuleExitError extends ModelError {}
+
+/**
+ * Runs a model module's code (its evaluation and its factory) as retrace's guest:
+ * - `process.exit` throws a ModelError instead of ending the process (which gave exit 0 and an
+ *   empty --json output);
+ * - no SIGINT/SIGTERM listener is installed meanwhile, so Ctrl-C ends the process at once even if
+ *   the module spins forever: while JavaScript loops, no JavaScript handler can run, and a listener
+ *   would turn the signal into nothing. Nothing is lost: no run exists yet, or (resume, replay) the
+ *   run is as a SIGKILL would leave it. The listeners (the CLI's graceful stop) come back after.
+ */
+async function asGuest<T>(origin: string, fn: () => Promise<T>): Promise<T> {
+  const exit = process.exit;
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const saved = signals.map((name) => [name, process.listeners(name)] as const);
+  for (const name of signals) process.removeAllListeners(name);
+  process.exit = ((code?: number | string | null) => {
+    throw new ModuleExitError(`${origin} called process.exit(${code ?? ''}); a model module must return a model, not end the process`);
+  }) as typeof process.exit;
+  try {
+    return await fn();
+  } finally {
+    process.exit = exit;
+    for (const [name, listeners] of saved) for (const l of listeners) process.on(name, l as NodeJS.SignalsListener);
+  }
+}
+
 function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return (text.split('\n').find((l) => l.trim() !== '') ?? text).trim();
@@ -142,6 +170,7 @@ export async function buildFromFactory(factory: ModelFactory, options: BuildMode
   try {
     result = factory({ tf, inputShape: inputShape.slice(), numClasses });
   } catch (error) {
+    if (error instanceof ModuleExitError) throw error;
     throw new ModelError(`${origin} threw: ${oneLine(error)}`);
   } finally {
     restore();
@@ -153,6 +182,7 @@ export async function buildFromFactory(factory: ModelFactory, options: BuildMode
     try {
       result = await result;
     } catch (error) {
+      if (error instanceof ModuleExitError) throw error;
       throw new ModelError(`${origin} threw: ${oneLine(error)}`);
     }
   }
@@ -190,6 +220,10 @@ async function buildModuleModel(path: string, spec: string, options: BuildModelO
     throw new ModelError(`model module not found: ${absolute} (from "${spec}")`);
   }
   const sourceHash = createHash('sha256').update(bytes).digest('hex');
+  return asGuest(`model module ${absolute}`, () => evaluateModuleModel(absolute, sourceHash, options));
+}
+
+async function evaluateModuleModel(absolute: string, sourceHash: string, options: BuildModelOptions): Promise<BuiltModel> {
   let mod: Record<string, unknown>;
   try {
     mod = await importModule(absolute, sourceHash);

@@ -5,6 +5,7 @@
 import type * as tfTypes from '@tensorflow/tfjs';
 import type { Config } from '../config.js';
 import { buildFromFactory, buildModel, loadInitModel, ModelError, type ModelFactory } from './models.js';
+import { checkBatchFits, floatsPerExample } from './limits.js';
 import {
   captureOptimizerState,
   createOptimizer,
@@ -99,6 +100,8 @@ export async function createSession(options: CreateSessionOptions): Promise<Trai
       if (!layer) throw new ModelError(`freeze: no layer named "${name}"; the model's layers are ${layerNames.map((n) => `"${n}"`).join(', ')}`);
       layer.trainable = false;
     }
+    // Before the batch buffers are allocated, and before any run exists.
+    checkBatchFits(config.batchSize, floatsPerExample(model, features, numClasses), backend.name);
     const all = canonicalVariables(model);
     const trainableIds = new Set(model.trainableWeights.map((w) => w.id));
     const trainable = all.filter((v) => trainableIds.has(v.layerVariable.id));

@@ -2,14 +2,16 @@
 // table, a write-ahead log, a manifest, CURRENT) is damaged one byte at a time in every kind of
 // file the store has, and fsck must REPORT each damage (not absorb it the way LevelDB's own open
 // would), report every problem rather than the first, and leave every file byte-identical.
-import { promises as fsp } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fsck } from '../../src/chaos/fsck.js';
 import { killAllChildren, Rng, runCli } from '../../src/chaos/harness.js';
 import { encodeKey, encodeValue } from '../../src/log/codec.js';
-import { cleanupTempDirs, cli, errorLines, flipByte, json, ROOT, snapshotFiles, tempDir } from './helpers.js';
+import { cleanupTempDirs, cli, errorLines, flipByte, json, ROOT, snapshotFiles, startCli, tempDir } from './helpers.js';
 
 let store: string;
 const RUN = 'f';
@@ -203,3 +205,214 @@ describe('fsck', () => {
     expect(await fsp.readdir(notStore)).toEqual(['notes.txt']);
   });
 });
+
+// Issue #8, 12: structural surprises. Each shape used to give a bare EISDIR / EEXIST (and fsck
+// aborted on it); now every reader says one line naming the run (or the store) and the real file,
+// and fsck reports each without aborting, changing nothing.
+describe('structural surprises', () => {
+  interface Shape {
+    name: string;
+    apply: (copy: string) => Promise<void>;
+    /** A problem fsck must report. */
+    problem: { kind: string; file?: RegExp; message: RegExp };
+    /** The command that meets it, and its one line. */
+    reader: { args: string[]; line: RegExp };
+  }
+  const folderFor = async (file: string) => {
+    await fsp.rm(file, { recursive: true, force: true });
+    await fsp.mkdir(file);
+    await fsp.writeFile(path.join(file, 'x'), 'not a LevelDB file');
+  };
+  const fileFor = async (dir: string) => {
+    await fsp.rm(dir, { recursive: true, force: true });
+    await fsp.writeFile(dir, 'not a folder');
+  };
+  const levelFile = async (re: RegExp) => (await fsp.readdir(logDir)).find((n) => re.test(n))!;
+
+  it('a folder or a named pipe where a blob, committed.json, owner.json, store.json or a LevelDB file should be, a file where a folder should be, a truncated table: one line each, all reported by fsck', async () => {
+    const firstCheckpoint = (await cli(['log', RUN, '--store', store, '--json'])).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; data: { weights?: Array<{ hash: string }> } })
+      .find((e) => e.type === 'checkpoint.committed')!;
+    const hash = firstCheckpoint.data.weights![0]!.hash;
+    const shapes: Shape[] = [
+      {
+        name: 'a blob that is a folder',
+        apply: (c) => folderFor(path.join(c, 'blobs', hash.slice(0, 2), hash)),
+        problem: { kind: 'blob', message: new RegExp(`blob ${hash} cannot be read: blobs/${hash.slice(0, 2)}/${hash} is a folder, not a file`) },
+        reader: { args: ['replay', RUN, '--verify'], line: new RegExp(`^retrace: blob ${hash} cannot be read: .*/blobs/${hash.slice(0, 2)}/${hash} is a folder, not a file`) },
+      },
+      {
+        name: 'a blob shard that is a file',
+        apply: (c) => fileFor(path.join(c, 'blobs', hash.slice(0, 2))),
+        problem: { kind: 'store', file: new RegExp(`^blobs/${hash.slice(0, 2)}$`), message: /is a file, not a folder of blobs/ },
+        reader: { args: ['replay', RUN, '--verify'], line: new RegExp(`^retrace: blob ${hash} cannot be read: .*/blobs/${hash.slice(0, 2)}/${hash} cannot be reached: .*/blobs/${hash.slice(0, 2)} \\(or a folder above it\\) is a file`) },
+      },
+      {
+        name: 'committed.json that is a folder',
+        apply: (c) => folderFor(path.join(c, 'runs', RUN, 'committed.json')),
+        problem: { kind: 'committed', file: /^runs\/f\/committed\.json$/, message: /runs\/f\/committed\.json is a folder, not a file/ },
+        reader: { args: ['state', RUN], line: /^retrace: run "f": .*\/runs\/f\/committed\.json is a folder, not a file; move it aside and run `retrace fsck f`$/ },
+      },
+      ...(['ldb', 'log', 'MANIFEST', 'CURRENT'] as const).map(
+        (kind): Shape => ({
+          name: `a LevelDB ${kind} file that is a folder`,
+          apply: async (c) => folderFor(path.join(c, 'runs', RUN, 'log', await levelFile(kind === 'ldb' ? /\.ldb$/ : kind === 'log' ? /^\d+\.log$/ : new RegExp(`^${kind}`)))),
+          problem: { kind: 'leveldb-file', file: kind === 'ldb' ? /^runs\/f\/log\/\d+\.ldb$/ : kind === 'log' ? /^runs\/f\/log\/\d+\.log$/ : new RegExp(`^runs/f/log/${kind}`), message: /is a folder where LevelDB keeps a file/ },
+          reader: { args: ['state', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/\S+ is a folder, so LevelDB cannot open the run; move it aside and run `retrace fsck f`$/ },
+        }),
+      ),
+      {
+        name: "the run's log folder that is a file",
+        apply: (c) => fileFor(path.join(c, 'runs', RUN, 'log')),
+        problem: { kind: 'leveldb-file', file: /^runs\/f\/log$/, message: /runs\/f\/log is a file, not the folder of its LevelDB/ },
+        reader: { args: ['state', RUN], line: /^retrace: run "f": .*\/runs\/f\/log is a file, not the folder of its LevelDB; move it aside and run `retrace fsck f`$/ },
+      },
+      {
+        name: 'CURRENT naming a manifest that is not there',
+        apply: (c) => fsp.writeFile(path.join(c, 'runs', RUN, 'log', 'CURRENT'), 'MANIFEST-000099\n'),
+        problem: { kind: 'leveldb-file', file: /^runs\/f\/log\/CURRENT$/, message: /CURRENT: names MANIFEST-000099, which does not exist/ },
+        reader: { args: ['state', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/MANIFEST-000099 is missing; run `retrace fsck f` for every problem/ },
+      },
+      {
+        name: 'a truncated table',
+        apply: async (c) => {
+          const t = path.join(c, 'runs', RUN, 'log', await levelFile(/\.ldb$/));
+          await fsp.truncate(t, Math.floor((await fsp.stat(t)).size / 2));
+        },
+        problem: { kind: 'leveldb-file', file: /^runs\/f\/log\/\d+\.ldb$/, message: /\.ldb: / },
+        // It used to name the reader's private copy (…/tmp/read-<pid>-…/000005.ldb).
+        reader: { args: ['state', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/\d+\.ldb is damaged or truncated \(.*\); run `retrace fsck f` for every problem, and keep a copy of the run's folder$/ },
+      },
+      {
+        name: 'owner.json that is a folder',
+        apply: (c) => folderFor(path.join(c, 'runs', RUN, 'owner.json')),
+        problem: { kind: 'store', file: /^runs\/f\/owner\.json$/, message: /owner\.json is a folder, not a file/ },
+        reader: { args: ['resume', RUN], line: /^retrace: run "f": .*\/runs\/f\/owner\.json is a folder, not a file; move it aside and run `retrace fsck f`$/ },
+      },
+      {
+        name: "LevelDB's LOCK that is a folder",
+        apply: (c) => folderFor(path.join(c, 'runs', RUN, 'log', 'LOCK')),
+        problem: { kind: 'leveldb-file', file: /^runs\/f\/log\/LOCK$/, message: /LOCK: is a folder/ },
+        reader: { args: ['resume', RUN], line: /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/LOCK is a folder, so LevelDB cannot open the run/ },
+      },
+      {
+        name: 'store.json that is a folder',
+        apply: (c) => folderFor(path.join(c, 'store.json')),
+        problem: { kind: 'store', file: /^store\.json$/, message: /^store\.json is a folder, not a file$/ },
+        reader: { args: ['state', RUN], line: /^retrace: the store .* is damaged: .*\/store\.json is a folder, not a file; move it aside$/ },
+      },
+      {
+        name: "a run's folder that is a file",
+        apply: (c) => fileFor(path.join(c, 'runs', RUN)),
+        problem: { kind: 'store', file: /^runs\/f$/, message: /^runs\/f is a file, not a run's folder$/ },
+        reader: { args: ['state', RUN], line: /^retrace: run "f": .*\/runs\/f is a file, not a run's folder; move it aside/ },
+      },
+      // A named pipe in place of a file: a plain read would wait for a writer forever.
+      ...(
+        [
+          ['committed.json', () => `runs/${RUN}/committed.json`, 'committed', /^runs\/f\/committed\.json$/, /committed\.json is a named pipe \(FIFO\), not a file/, ['state', RUN], /^retrace: run "f": .*\/runs\/f\/committed\.json is a named pipe \(FIFO\), not a file/],
+          ['owner.json', () => `runs/${RUN}/owner.json`, 'store', /^runs\/f\/owner\.json$/, /owner\.json is a named pipe \(FIFO\), not a file/, ['resume', RUN], /^retrace: run "f": .*\/runs\/f\/owner\.json is a named pipe \(FIFO\), not a file/],
+          ['store.json', () => 'store.json', 'store', /^store\.json$/, /^store\.json is a named pipe \(FIFO\), not a file$/, ['state', RUN], /^retrace: the store .* is damaged: .*\/store\.json is a named pipe \(FIFO\), not a file; move it aside$/],
+          ['a blob', () => `blobs/${hash.slice(0, 2)}/${hash}`, 'blob', undefined, /is a named pipe \(FIFO\), not a file/, ['replay', RUN, '--verify'], new RegExp(`^retrace: blob ${hash} cannot be read: .* is a named pipe \\(FIFO\\), not a file`)],
+          ['CURRENT', () => `runs/${RUN}/log/CURRENT`, 'leveldb-file', /^runs\/f\/log\/CURRENT$/, /CURRENT: is a named pipe \(FIFO\) where LevelDB keeps a file/, ['state', RUN], /^retrace: run "f": its LevelDB file .*\/runs\/f\/log\/CURRENT is a named pipe \(FIFO\), so LevelDB cannot open the run/],
+        ] as Array<[string, () => string, string, RegExp | undefined, RegExp, string[], RegExp]>
+      ).map(
+        ([what, rel, kind, file, message, args, line]): Shape => ({
+          name: `${what} that is a named pipe`,
+          apply: async (c) => {
+            await fsp.rm(path.join(c, rel()), { recursive: true, force: true });
+            execFileSync('mkfifo', [path.join(c, rel())]);
+          },
+          problem: { kind, file, message },
+          reader: { args, line },
+        }),
+      ),
+      ...(['runs', 'blobs', 'tmp'] as const).map(
+        (sub): Shape => ({
+          name: `${sub}/ that is a file`,
+          apply: (c) => fileFor(path.join(c, sub)),
+          problem: { kind: 'store', file: new RegExp(`^${sub}$`), message: new RegExp(`^${sub} is a file, not a folder$`) },
+          reader: { args: ['state', RUN], line: new RegExp(`^retrace: the store .* is damaged: .*/${sub} should be a folder but is a file; move it aside`) },
+        }),
+      ),
+    ];
+    for (const shape of shapes) {
+      const copy = await tempDir();
+      await fsp.cp(store, copy, { recursive: true });
+      await shape.apply(copy);
+      const before = await snapshotFiles(copy);
+      const report = await fsck(copy);
+      expect(report.ok, shape.name).toBe(false);
+      expect(report.problems, shape.name).toContainEqual(
+        expect.objectContaining({ kind: shape.problem.kind, message: expect.stringMatching(shape.problem.message), ...(shape.problem.file ? { file: expect.stringMatching(shape.problem.file) } : {}) }),
+      );
+      expectSame(before, await snapshotFiles(copy), `fsck of ${shape.name}`);
+      const r = await cli([...shape.reader.args, '--store', copy], { timeoutMs: 60_000 });
+      expect(r.code, `${shape.name}: ${r.stderr}`).toBe(1);
+      expect(errorLines(r), shape.name).toEqual([expect.stringMatching(shape.reader.line)]);
+      expect(r.stderr, shape.name).not.toMatch(/tmp\/read-|retrace-read-|EISDIR|EEXIST|ENOTDIR/);
+      expectSame(before, await snapshotFiles(copy), `${shape.reader.args[0]} of ${shape.name}`);
+    }
+  });
+});
+
+// Issue #8, 13: a SIGKILLed fsck left a full copy of the run in the system's temp folder forever.
+describe('temporary copies outside the store', () => {
+  const scratchOf = async (pid: number) => (await fsp.readdir(os.tmpdir())).filter((n) => n.startsWith(`retrace-fsck-${pid}-`) || n.startsWith(`retrace-read-${pid}-`));
+
+  it("a SIGKILLed fsck's copy is removed by the next command; a live process's copy is kept", async () => {
+    // Several runs, so fsck holds its copy long enough to be caught with it.
+    const copy = await tempDir();
+    await fsp.cp(store, copy, { recursive: true });
+    for (let i = 2; i <= 8; i += 1) await fsp.cp(path.join(copy, 'runs', RUN), path.join(copy, 'runs', `${RUN}${i}`), { recursive: true });
+    let leftover: string[] = [];
+    for (let attempt = 0; attempt < 5 && leftover.length === 0; attempt += 1) {
+      const child = startCli(['fsck', '--store', copy]);
+      const pid = child.child.pid!;
+      // Poll for its copy, and SIGKILL it the moment the copy exists.
+      for (let i = 0; i < 20_000; i += 1) {
+        if ((await scratchOf(pid)).length > 0) {
+          child.child.kill('SIGKILL');
+          break;
+        }
+        if (child.child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      const done = await child.done;
+      if (done.signal === 'SIGKILL') leftover = await scratchOf(pid);
+    }
+    expect(leftover.length, 'fsck was never caught holding its copy').toBeGreaterThan(0);
+    // A live process's copy (this test's own pid) must survive the sweep.
+    const mine = path.join(os.tmpdir(), `retrace-read-${process.pid}-${'ab'.repeat(6)}`);
+    await fsp.mkdir(mine, { recursive: true });
+    try {
+      const r = await cli(['runs', '--store', copy]);
+      expect(r.code, r.stderr).toBe(0);
+      for (const n of leftover) expect(existsSync(path.join(os.tmpdir(), n)), `${n} is still there`).toBe(false);
+      expect(existsSync(mine)).toBe(true);
+    } finally {
+      await fsp.rm(mine, { recursive: true, force: true });
+    }
+  });
+
+  it('fsck itself sweeps copies of dead processes, reader and fsck copies alike', async () => {
+    // A pid that certainly ran and is gone: a child that has exited.
+    const dead = await deadPid();
+    const names = [`retrace-fsck-${dead}-0123abcd`, `retrace-read-${dead}-0123456789ab`];
+    for (const n of names) {
+      await fsp.mkdir(path.join(os.tmpdir(), n, 'f'), { recursive: true });
+      await fsp.writeFile(path.join(os.tmpdir(), n, 'f', 'CURRENT'), 'MANIFEST-000001\n');
+    }
+    const r = await cli(['fsck', RUN, '--store', store]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const n of names) expect(existsSync(path.join(os.tmpdir(), n)), n).toBe(false);
+  });
+});
+
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  await new Promise((r) => child.once('close', r));
+  return child.pid!;
+}

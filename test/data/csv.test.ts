@@ -1,4 +1,5 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -134,6 +135,18 @@ describe('csv: errors name the problem', () => {
   it('a directory', async () => {
     mkdirSync(join(dir, 'adir'), { recursive: true });
     await expectError('adir', [/directory/]);
+  });
+
+  it('a device, a FIFO and a directory are refused before a byte is read (csv:/dev/zero used to grow memory to ~700 MB)', async () => {
+    await expectError('/dev/zero', [/^CSV path \/dev\/zero is a device, not a regular file \(dataset "csv:\/dev\/zero"\); give a CSV file$/]);
+    mkdirSync(join(dir, 'bdir'), { recursive: true });
+    await expectError('bdir', [/^CSV path .*bdir is a directory, not a regular file/]);
+    // A FIFO with no writer: opening it for reading would block forever without O_NONBLOCK.
+    execFileSync('mkfifo', [join(dir, 'pipe.csv')]);
+    await expectError('pipe.csv', [/^CSV path .*pipe\.csv is a named pipe \(FIFO\), not a regular file/]);
+    // A symlink to a regular file is a regular file.
+    symlinkSync(join(dir, csv('x,label\n1,0\n2,1\n3,0\n4,1\n5,0\n')), join(dir, 'link.csv'));
+    expect((await load('link.csv')).train.size + (await load('link.csv')).val.size).toBe(5);
   });
 
   it('empty file', async () => {

@@ -35,6 +35,9 @@ const modules: Record<string, string> = {
   'wrong-output.mjs': `export default ({ tf, inputShape }) => tf.sequential({ layers: [tf.layers.dense({ units: 5, activation: 'softmax', inputShape })] });`,
   'wrong-input.mjs': `export default ({ tf, numClasses }) => tf.sequential({ layers: [tf.layers.dense({ units: numClasses, activation: 'softmax', inputShape: [7] })] });`,
   'syntax.mjs': `export default ({ tf ) => tf;`,
+  'exits.mjs': `export default () => { process.exit(0); };`,
+  'exits-async.mjs': `export default async () => { await new Promise((r) => setTimeout(r, 1)); process.exit(3); };`,
+  'exits-on-load.mjs': `process.exit(7);\nexport default () => 1;`,
 };
 
 beforeAll(async () => {
@@ -110,6 +113,10 @@ describe('module:PATH', () => {
       ['module:wrong-input.mjs', `model module ${p('wrong-input.mjs')}: model input shape [null,7] does not match the data's [null,8]`],
       ['module:syntax.mjs', new RegExp(`^model module ${p('syntax.mjs').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} failed to load: `)],
       ['module:', 'model "module:" needs a path, e.g. module:./my-model.js'],
+      // process.exit used to end the process with exit 0 and an empty --json output.
+      ['module:exits.mjs', `model module ${p('exits.mjs')} called process.exit(0); a model module must return a model, not end the process`],
+      ['module:exits-async.mjs', `model module ${p('exits-async.mjs')} called process.exit(3); a model module must return a model, not end the process`],
+      ['module:exits-on-load.mjs', `model module ${p('exits-on-load.mjs')} called process.exit(7); a model module must return a model, not end the process`],
     ];
     const before = tf.memory().numTensors;
     for (const [spec, message] of cases) {
@@ -124,5 +131,27 @@ describe('module:PATH', () => {
       else expect(text, spec).toMatch(message);
     }
     expect(tf.memory().numTensors).toBe(before); // rejected models are disposed
+  });
+
+  it("a module runs with no SIGINT/SIGTERM listener and process.exit intercepted; both are back afterwards", async () => {
+    const exit = process.exit;
+    const listener = () => {};
+    process.on('SIGINT', listener);
+    try {
+      await writeFile(join(dir, 'probe.mjs'), `export default ({ tf, inputShape, numClasses }) => {
+        globalThis.__probe = { sigint: process.listenerCount('SIGINT'), sigterm: process.listenerCount('SIGTERM'), exitPatched: process.exit !== globalThis.__exit };
+        return tf.sequential({ layers: [tf.layers.dense({ units: numClasses, activation: 'softmax', inputShape })] }); };`);
+      (globalThis as Record<string, unknown>).__exit = exit;
+      const built = await buildModel('module:probe.mjs', options());
+      built.model.dispose();
+      expect((globalThis as Record<string, unknown>).__probe).toEqual({ sigint: 0, sigterm: 0, exitPatched: true });
+      expect(process.listeners('SIGINT')).toContain(listener);
+      expect(process.exit).toBe(exit);
+      await buildModel('module:exits.mjs', options()).catch(() => {});
+      expect(process.listeners('SIGINT')).toContain(listener);
+      expect(process.exit).toBe(exit);
+    } finally {
+      process.off('SIGINT', listener);
+    }
   });
 });

@@ -1,9 +1,9 @@
 // `csv:PATH` data sets: a header row naming the columns, one label column (default "label"), every
 // other column a numeric feature. Every problem is a one-line DatasetError naming the file and,
 // where there is one, the line and column: a user should be able to fix the file from the message.
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parse } from 'csv-parse/sync';
+import { NotRegularFileError, readRegularFile } from '../../log/regular-file.js';
 import type { Dataset } from '../types.js';
 import { makeDataset } from './fingerprint.js';
 import { compareCodePoints, DatasetError, gatherSplit, splitIndices } from './split.js';
@@ -37,13 +37,20 @@ interface Row {
   readonly line: number;
 }
 
+/**
+ * Reads a CSV file, refusing anything but a regular file before reading a byte: a device such as
+ * /dev/zero never ends (it grew memory to ~700 MB before failing), a FIFO blocks.
+ */
 async function readText(path: string, abs: string): Promise<string> {
   try {
-    return await readFile(abs, 'utf8');
+    return await readRegularFile(abs, 'utf8');
   } catch (err) {
+    if (err instanceof NotRegularFileError) {
+      const what = err.code === 'EISDIR' ? 'a directory' : err.what;
+      throw new DatasetError(`CSV path ${abs} is ${what}, not a regular file (dataset "csv:${path}"); give a CSV file`);
+    }
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new DatasetError(`CSV file not found: ${abs} (dataset "csv:${path}")`);
-    if (code === 'EISDIR') throw new DatasetError(`CSV path is a directory, not a file: ${abs}`);
     throw new DatasetError(`cannot read CSV file ${abs}: ${(err as Error).message}`);
   }
 }
