@@ -30,6 +30,7 @@ import { Store } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { fsck } from './fsck.js';
 import { KILL_POINTS, type KillPoint } from './kill-points.js';
+import { chaosOperations } from './ops-round.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded generator
@@ -350,7 +351,23 @@ export interface KillRecord {
 
 export interface ChaosProblem {
   runId: string;
-  kind: 'divergence' | 'hash-mismatch' | 'lost-committed' | 'changed-uncommitted' | 'gap' | 'unreadable' | 'not-interrupted' | 'replay' | 'fsck' | 'process';
+  kind:
+    | 'divergence'
+    | 'hash-mismatch'
+    | 'lost-committed'
+    | 'changed-uncommitted'
+    | 'gap'
+    | 'unreadable'
+    | 'not-interrupted'
+    | 'replay'
+    | 'fsck'
+    | 'process'
+    /** the operations round (ops-round.ts): an export folder that is neither the old nor the new export */
+    | 'mixed-export'
+    /** the operations round: part of an rm's subtree left after the next command */
+    | 'partial-rm'
+    /** the operations round: a temporary folder or trash left after the next command */
+    | 'leftover';
   message: string;
 }
 
@@ -378,6 +395,9 @@ export interface ChaosSummary {
   lostUncommittedEvents: number;
   gaps: number;
   fsckProblems: number;
+  /** SIGKILLs inside `rm` and `export` in the operations round (ops-round.ts), by point. */
+  operationKills: number;
+  operationKillsByPoint: Record<string, number>;
   problems: ChaosProblem[];
   seconds: number;
   ok: boolean;
@@ -405,6 +425,8 @@ export interface ChaosOptions {
   prefix?: string;
   /** Check after every kill that earlier kills' committed events are still there and fsck is clean (default true). */
   checkEveryKill?: boolean;
+  /** After the training kills, kill `export` and `rm` at each of their points (default true). */
+  operations?: boolean;
 }
 
 const MARKER = /^train: \d+ steps/;
@@ -720,6 +742,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     lostUncommittedEvents: 0,
     gaps: 0,
     fsckProblems: 0,
+    operationKills: 0,
+    operationKillsByPoint: {},
     problems: [],
     seconds: 0,
     ok: false,
@@ -761,6 +785,27 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
         break;
       }
     }
+    if (opts.operations ?? true) {
+      log(`chaos: operations round: export and rm killed at each of their points, on a copy of ${ref.runId}'s store`);
+      try {
+        const ops = await chaosOperations({
+          refStore: path.join(opts.storeDir, ref.runId),
+          refRunId: ref.runId,
+          dir: path.join(opts.storeDir, `${prefix}-ops`),
+          rng,
+          cli: opts.cli,
+          cwd: opts.cwd,
+          timeoutMs: opts.timeoutMs,
+          log,
+        });
+        summary.operationKills = ops.kills;
+        summary.operationKillsByPoint = ops.killsByPoint;
+        summary.missedPlans += ops.missed;
+        summary.problems.push(...ops.problems);
+      } catch (err) {
+        summary.problems.push({ runId: ref.runId, kind: 'process', message: (err as Error).message });
+      }
+    }
   } finally {
     await cleanup();
     summary.seconds = (Date.now() - t0) / 1000;
@@ -782,6 +827,7 @@ export function formatSummary(s: ChaosSummary): string {
     `chaos seed ${s.seed}: ${s.ok ? 'OK' : 'FAILED'} in ${s.seconds.toFixed(1)} s`,
     `reference ${s.reference.runId}: ${s.reference.state} (${s.reference.stopReason}) at step ${s.reference.step}, weightsHash ${s.reference.weightsHash}`,
     `runs ${s.runs}, kills ${s.kills} (${byPoint || 'none'}), resumes ${s.resumes}, late kills ${s.lateKills}, plans not reached ${s.missedPlans}, restarted before creation ${s.restartedEmpty}`,
+    `operations round: ${s.operationKills} kills inside export and rm (${Object.entries(s.operationKillsByPoint).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`,
     `divergences ${s.divergences}, weightsHash mismatches ${s.hashMismatches}, replay failures ${s.replayFailures}, lost committed events ${s.lostCommittedEvents}, lost uncommitted events ${s.lostUncommittedEvents}, gaps ${s.gaps}, fsck problems ${s.fsckProblems}`,
   ];
   for (const p of s.problems.slice(0, 20)) lines.push(`  ${p.runId}: ${p.kind}: ${p.message}`);
