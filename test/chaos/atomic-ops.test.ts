@@ -150,6 +150,22 @@ describe('a failed rm or export changed nothing', () => {
         error: () => /is not a model folder \(a model\.json and files only\), so --force does not replace it; choose another --out$/,
       },
       {
+        name: 'export --force to a file',
+        setup: async (_s, out) => fsp.writeFile(out, 'not a folder'),
+        args: (out) => ['export', 'root', '--out', out, '--force'],
+        error: () => /: it is a file, not a folder; choose another --out$/,
+      },
+      {
+        name: 'export --force to a symbolic link to an export',
+        setup: async (s, out) => {
+          const real = `${out}-real`;
+          expect((await cli(['export', 'root', '--out', real, '--store', s])).code).toBe(0);
+          await fsp.symlink(real, out);
+        },
+        args: (out) => ['export', 'root', '--out', out, '--force'],
+        error: () => /: it is a symbolic link; give the folder it points to as --out$/,
+      },
+      {
         name: 'export of an unknown checkpoint',
         setup: async () => {},
         args: (out) => ['export', 'root', '--checkpoint', '99', '--out', out],
