@@ -82,16 +82,18 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     const force = opts.force ?? false;
     await recoverExportTarget(out);
     await checkExportTarget(out, force);
-    // Opening a run for writing rewrites LevelDB's files: check on a read first.
+    // A live writer is named before LevelDB is asked (even a refused open of a locked LevelDB
+    // rotates its LOG file); the rest is checked on a read, since opening a run for writing
+    // rewrites LevelDB's files.
+    if (!(await store.hasRun(runId))) await store.openRun(runId, 'read'); // throws UnknownRunError
+    const writer = await store.liveWriter(runId);
+    if (writer) throw new RunLockedError(runId, writer);
     const preview = await store.openRun(runId, 'read');
     try {
       exportable(runId, await loadHistory(preview, runId), opts.checkpoint ?? 'best');
     } finally {
       await preview.close();
     }
-    // Before LevelDB is asked: even a refused open of a locked LevelDB rotates its LOG file.
-    const writer = await store.liveWriter(runId);
-    if (writer) throw new RunLockedError(runId, writer);
     const log = await store.openRun(runId, 'write');
     try {
       const history = await loadHistory(log, runId);

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hookEnv } from '../../src/chaos/harness.js';
-import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, tempDir, type Cli } from './helpers.js';
+import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, startCli, tempDir, type Cli } from './helpers.js';
 
 const TRAIN = ['--dataset', 'iris', '--backend', 'wasm', '--batch-size', '8', '--checkpoints', '2', '--json'];
 let base = '';
@@ -194,6 +194,30 @@ describe('a failed rm or export changed nothing', () => {
       expectSameFiles(await filesOf([store, path.dirname(out)]), before, c.name);
     }
   }, 180_000);
+});
+
+describe('rm --recursive while the run trains (issue #8, item 8, as reported)', () => {
+  it('exits 1 naming the trainer and removes nothing: the branch is still there, the trainer finishes cleanly', async () => {
+    const store = await tempDir();
+    const trainer = startCli(['train', '--dataset', 'iris', '--batch-size', '8', '--stop-point', '400', '--checkpoints', '40', '--run-id', 'P', '--store', store]);
+    try {
+      await trainer.waitFor(/checkpoint 1 \(epoch\)/);
+      const b = await cli(['branch', 'P@ckpt:1', ...TRAIN, '--stop-point', '1', '--run-id', 'K', '--store', store]);
+      expect(b.code, b.stderr).toBe(0);
+      const kid = await cli(['log', 'K', '--store', store, '--json']);
+      const r = await cli(['rm', 'P', '--recursive', '--store', store]);
+      expectOneLine(r, 1, new RegExp(`^retrace: run "P" is being written by another process \\(pid ${trainer.child.pid} `));
+      expect((await fsp.readdir(path.join(store, 'runs'))).sort()).toEqual(['K', 'P']);
+      expect((await cli(['log', 'K', '--store', store, '--json'])).stdout).toBe(kid.stdout);
+    } finally {
+      trainer.child.kill('SIGINT');
+    }
+    const done = await trainer.done;
+    expect(done.code, done.stderr).toBe(0);
+    const after = await cli(['rm', 'P', '--recursive', '--store', store, '--json']);
+    expect(after.code, after.stderr).toBe(0);
+    expect(json(after)).toEqual({ removed: ['K', 'P'] });
+  }, 120_000);
 });
 
 describe('rm: an unreadable child is still a child', () => {
