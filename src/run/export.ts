@@ -3,7 +3,6 @@
 // user-defined metadata; the run moves to `exported`.
 import path from 'node:path';
 import { stateName } from '../../machines/fold.js';
-import { RunLockedError } from '../log/errors.js';
 import type { LogRecord } from '../log/events.js';
 import type { Store } from '../log/store.js';
 import { initBackend } from '../train/backend.js';
@@ -82,12 +81,11 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     const force = opts.force ?? false;
     await recoverExportTarget(out);
     await checkExportTarget(out, force);
-    // A live writer is named before LevelDB is asked (even a refused open of a locked LevelDB
-    // rotates its LOG file); the rest is checked on a read, since opening a run for writing
-    // rewrites LevelDB's files.
+    // A run whose owner.json names a live process: its lock is tried first, so a writer is named
+    // (RunLockedError) before anything else is said or touched; a stale owner.json is cleared.
+    // The rest is checked on a read, since opening a run for writing rewrites LevelDB's files.
     if (!(await store.hasRun(runId))) await store.openRun(runId, 'read'); // throws UnknownRunError
-    const writer = await store.liveWriter(runId);
-    if (writer) throw new RunLockedError(runId, writer);
+    if (await store.liveWriter(runId)) await (await store.openRun(runId, 'write')).close();
     const preview = await store.openRun(runId, 'read');
     try {
       exportable(runId, await loadHistory(preview, runId), opts.checkpoint ?? 'best');

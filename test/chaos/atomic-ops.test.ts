@@ -75,7 +75,11 @@ function expectOneLine(r: Cli, code: number, re: RegExp): void {
   expect(r.code, r.stderr).toBe(code);
 }
 
-/** Every file under the folders, as path → bytes (a missing folder is an empty map). */
+/**
+ * Every file under the folders, as path → bytes (a missing folder is an empty map), except
+ * LevelDB's diagnostic `LOG`/`LOG.old`: LevelDB rotates them on every open attempt, even one
+ * refused because another process holds the lock (they hold no data; fsck ignores them).
+ */
 async function filesOf(dirs: string[]): Promise<Map<string, Buffer>> {
   const all = new Map<string, Buffer>();
   for (const d of dirs) {
@@ -85,7 +89,7 @@ async function filesOf(dirs: string[]): Promise<Map<string, Buffer>> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    for (const [p, b] of snap) all.set(path.join(d, p), b);
+    for (const [p, b] of snap) if (!/(^|[\\/])log[\\/]LOG(\.old)?$/.test(p)) all.set(path.join(d, p), b);
   }
   return all;
 }
@@ -218,6 +222,24 @@ describe('rm --recursive while the run trains (issue #8, item 8, as reported)', 
     expect(after.code, after.stderr).toBe(0);
     expect(json(after)).toEqual({ removed: ['K', 'P'] });
   }, 120_000);
+});
+
+describe('a stale owner.json', () => {
+  it('naming a live process that holds no lock (a dead writer\'s pid reused) blocks neither export nor rm', async () => {
+    const store = await copyOf(base);
+    const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+    holders.push(sleeper);
+    for (const run of ['root', 'gk']) {
+      const owner = { pid: sleeper.pid, hostname: 'here', command: 'retrace train (killed long ago)', startedAt: '2026-01-01T00:00:00.000Z' };
+      await fsp.writeFile(path.join(store, 'runs', run, 'owner.json'), JSON.stringify(owner));
+    }
+    const out = path.join(await tempDir(), 'model');
+    const e = await cli(['export', 'root', '--out', out, '--store', store]);
+    expect(e.code, e.stderr).toBe(0);
+    const r = await cli(['rm', 'root', '--recursive', '--store', store, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(json(r)).toEqual({ removed: ['gk', 'kid', 'root'] });
+  }, 60_000);
 });
 
 describe('rm: an unreadable child is still a child', () => {
