@@ -48,8 +48,9 @@ export interface RemovalTarget {
 
 /**
  * Moves the folders of `ids` (whose locks the caller holds) out of runs/ through a trash folder
- * with a removal plan, then deletes it. Throws on an I/O error; whatever was moved by then is
- * finished by the next `finishRemovals` (the plan is durable before the first move).
+ * with a removal plan, then deletes it. On an I/O error it puts back what it moved and rethrows
+ * (should putting back fail too, the plan, durable before the first move, is finished by a later
+ * `finishRemovals`). A SIGKILL anywhere leaves the plan for `finishRemovals`.
  */
 export async function removeRunFolders(target: RemovalTarget, ids: readonly string[]): Promise<void> {
   const runs: RemovalPlan['runs'] = [];
