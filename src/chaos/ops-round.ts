@@ -8,7 +8,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fsck } from './fsck.js';
-import { errorLine, runCli, type ChaosProblem, type CliPaths, type Rng } from './harness.js';
+import { errorLine, runCli, type ChaosProblem, type CliPaths, type CliResult, type Rng } from './harness.js';
 import { EXPORT_KILL_POINTS, RM_KILL_POINTS } from './kill-points.js';
 
 export interface OpsRoundOptions {
@@ -31,6 +31,8 @@ export interface OpsRoundResult {
   /** Planned points the process never reached. */
   missed: number;
   problems: ChaosProblem[];
+  /** Why (part of) the round could not run: a setup command (export, branch) failed; else null. */
+  skipped: string | null;
 }
 
 type Files = Map<string, Buffer>;
@@ -58,9 +60,9 @@ function same(a: Files | null, b: Files | null): boolean {
   return a.size === b.size && [...a].every(([p, bytes]) => b.get(p)?.equals(bytes) === true);
 }
 
-/** Runs the round; never throws for what a kill left (those are problems), only for setup failures. */
+/** Runs the round. What a kill left is a problem; a setup command that fails skips its half of the round (`skipped`). */
 export async function chaosOperations(opts: OpsRoundOptions): Promise<OpsRoundResult> {
-  const result: OpsRoundResult = { kills: 0, killsByPoint: {}, missed: 0, problems: [] };
+  const result: OpsRoundResult = { kills: 0, killsByPoint: {}, missed: 0, problems: [], skipped: null };
   const run = (args: string[], kill?: { point: (typeof EXPORT_KILL_POINTS)[number] | (typeof RM_KILL_POINTS)[number]; n: number }) =>
     runCli(args, { cli: opts.cli, cwd: opts.cwd, timeoutMs: opts.timeoutMs, kill: kill ? { kind: 'hook', ...kill } : null });
   const must = async (args: string[]): Promise<void> => {
@@ -83,7 +85,25 @@ export async function chaosOperations(opts: OpsRoundOptions): Promise<OpsRoundRe
     return false;
   };
 
-  // export: the old export is checkpoint 0, the new one the last checkpoint.
+  try {
+    await exportRound(opts, base, run, must, problem, hit);
+  } catch (err) {
+    result.skipped = (err as Error).message;
+  }
+  try {
+    await rmRound(opts, base, run, must, problem, hit);
+  } catch (err) {
+    result.skipped ??= (err as Error).message;
+  }
+  return result;
+}
+
+type Run = (args: string[], kill?: { point: (typeof EXPORT_KILL_POINTS)[number] | (typeof RM_KILL_POINTS)[number]; n: number }) => Promise<CliResult>;
+type Problem = (kind: ChaosProblem['kind'], what: string, message: string) => void;
+
+/** export: the old export is checkpoint 0, the new one the last checkpoint. */
+async function exportRound(opts: OpsRoundOptions, base: string, run: Run, must: (args: string[]) => Promise<void>, problem: Problem, hit: (point: string, r: CliResult) => boolean): Promise<void> {
+  const ref = opts.refRunId;
   const exportsDir = path.join(opts.dir, 'exports');
   await must(['export', ref, '--checkpoint', '0', '--out', path.join(exportsDir, 'old'), '--store', base, '--json']);
   await must(['export', ref, '--checkpoint', 'last', '--out', path.join(exportsDir, 'new'), '--store', base, '--json']);
@@ -92,7 +112,12 @@ export async function chaosOperations(opts: OpsRoundOptions): Promise<OpsRoundRe
   for (const point of EXPORT_KILL_POINTS) {
     const out = path.join(exportsDir, `killed-${point}`);
     const what = `export --force killed at ${point}:1`;
-    await must(['export', ref, '--checkpoint', '0', '--out', out, '--store', base, '--json']);
+    // After the first kill this is no longer setup: a failure here is a problem, not a skip.
+    const first = await run(['export', ref, '--checkpoint', '0', '--out', out, '--store', base, '--json']);
+    if (first.code !== 0) {
+      problem('process', what, `the export before it exited ${first.code ?? first.signal}: ${errorLine(first)}`);
+      continue;
+    }
     const r = await run(['export', ref, '--checkpoint', 'last', '--out', out, '--force', '--store', base, '--json'], { point, n: 1 });
     if (!hit(point, r)) continue;
     const seen = await filesIn(out);
@@ -106,7 +131,11 @@ export async function chaosOperations(opts: OpsRoundOptions): Promise<OpsRoundRe
     if (beside.length > 0) problem('leftover', what, `left ${beside.join(', ')} beside ${out} after the next export`);
   }
 
-  // rm: a subtree of three runs (the reference and two short branches), removed children first.
+}
+
+/** rm: a subtree of three runs (the reference and two short branches), removed children first. */
+async function rmRound(opts: OpsRoundOptions, base: string, run: Run, must: (args: string[]) => Promise<void>, problem: Problem, hit: (point: string, r: CliResult) => boolean): Promise<void> {
+  const ref = opts.refRunId;
   await must(['branch', `${ref}@last`, '--run-id', `${ref}-b1`, '--stop-point', '0.1', '--checkpoints', '1', '--store', base, '--json']);
   await must(['branch', `${ref}-b1@last`, '--run-id', `${ref}-b2`, '--stop-point', '0.1', '--checkpoints', '1', '--store', base, '--json']);
   const subtree = [ref, `${ref}-b1`, `${ref}-b2`].sort();
@@ -134,5 +163,4 @@ export async function chaosOperations(opts: OpsRoundOptions): Promise<OpsRoundRe
     for (const p of report.problems) problem('fsck', what, p.message);
     opts.log(`  ${what}: ${listed?.length === 0 ? 'removed' : 'kept'} (${listed?.join(', ') ?? '?'})`);
   }
-  return result;
 }
