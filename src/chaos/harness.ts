@@ -38,6 +38,7 @@ import { Store } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { fsck } from './fsck.js';
 import { KILL_POINTS, type KillPoint } from './kill-points.js';
+import { chaosOperations } from './ops-round.js';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded generator
@@ -358,7 +359,24 @@ export interface KillRecord {
 
 export interface ChaosProblem {
   runId: string;
-  kind: 'divergence' | 'hash-mismatch' | 'lost-committed' | 'changed-uncommitted' | 'gap' | 'unreadable' | 'not-interrupted' | 'replay' | 'fsck' | 'process' | 'gc';
+  kind:
+    | 'divergence'
+    | 'hash-mismatch'
+    | 'lost-committed'
+    | 'changed-uncommitted'
+    | 'gap'
+    | 'unreadable'
+    | 'not-interrupted'
+    | 'replay'
+    | 'fsck'
+    | 'process'
+    | 'gc'
+    /** the operations round (ops-round.ts): an export folder that is neither the old nor the new export */
+    | 'mixed-export'
+    /** the operations round: part of an rm's subtree left after the next command */
+    | 'partial-rm'
+    /** the operations round: a temporary folder or trash left after the next command */
+    | 'leftover';
   message: string;
 }
 
@@ -389,6 +407,11 @@ export interface ChaosSummary {
   /** `retrace gc` runs alongside a trainer that completed, and those SIGKILLed at a gc kill point. */
   gcRuns: number;
   gcKills: number;
+  /** SIGKILLs inside `rm` and `export` in the operations round (ops-round.ts), by point. */
+  operationKills: number;
+  operationKillsByPoint: Record<string, number>;
+  /** Why the operations round did not run (its setup failed), or null. */
+  operationsSkipped: string | null;
   problems: ChaosProblem[];
   seconds: number;
   ok: boolean;
@@ -421,6 +444,8 @@ export interface ChaosOptions {
   branchEvery?: number;
   /** Run `retrace gc --grace 0` alongside some trainers, sometimes killed inside gc (default true). */
   concurrentGc?: boolean;
+  /** After the training kills, kill `export` and `rm` at each of their points (default true). */
+  operations?: boolean;
 }
 
 /**
@@ -803,6 +828,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     fsckProblems: 0,
     gcRuns: 0,
     gcKills: 0,
+    operationKills: 0,
+    operationKillsByPoint: {},
+    operationsSkipped: null,
     problems: [],
     seconds: 0,
     ok: false,
@@ -862,6 +890,32 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
         break;
       }
     }
+    if (opts.operations ?? true) {
+      log(`chaos: operations round: export and rm killed at each of their points, on a copy of ${ref.runId}'s store`);
+      try {
+        const ops = await chaosOperations({
+          refStore: path.join(opts.storeDir, ref.runId),
+          refRunId: ref.runId,
+          dir: path.join(opts.storeDir, `${prefix}-ops`),
+          rng,
+          cli: opts.cli,
+          cwd: opts.cwd,
+          timeoutMs: opts.timeoutMs,
+          log,
+        });
+        summary.operationKills = ops.kills;
+        summary.operationKillsByPoint = ops.killsByPoint;
+        summary.missedPlans += ops.missed;
+        summary.problems.push(...ops.problems);
+        summary.operationsSkipped = ops.skipped;
+        if (ops.skipped) log(`chaos: part of the operations round skipped: ${ops.skipped}`);
+      } catch (err) {
+        // The round could not be set up (an export or branch of this config failed): said, not
+        // counted as a crash-safety problem of the training runs.
+        summary.operationsSkipped = (err as Error).message;
+        log(`chaos: operations round skipped: ${summary.operationsSkipped}`);
+      }
+    }
   } finally {
     await cleanup();
     summary.seconds = (Date.now() - t0) / 1000;
@@ -883,6 +937,9 @@ export function formatSummary(s: ChaosSummary): string {
     `chaos seed ${s.seed}: ${s.ok ? 'OK' : 'FAILED'} in ${s.seconds.toFixed(1)} s`,
     `reference ${s.reference.runId}: ${s.reference.state} (${s.reference.stopReason}) at step ${s.reference.step}, weightsHash ${s.reference.weightsHash}`,
     `runs ${s.runs}, kills ${s.kills} (${byPoint || 'none'}), resumes ${s.resumes}, late kills ${s.lateKills}, plans not reached ${s.missedPlans}, restarted before creation ${s.restartedEmpty}`,
+    s.operationsSkipped
+      ? `operations round skipped: ${s.operationsSkipped}`
+      : `operations round: ${s.operationKills} kills inside export and rm (${Object.entries(s.operationKillsByPoint).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`,
     `divergences ${s.divergences}, weightsHash mismatches ${s.hashMismatches}, replay failures ${s.replayFailures}, lost committed events ${s.lostCommittedEvents}, lost uncommitted events ${s.lostUncommittedEvents}, gaps ${s.gaps}, fsck problems ${s.fsckProblems}`,
     `concurrent gc: ${s.gcRuns} completed, ${s.gcKills} killed inside gc`,
   ];

@@ -9,7 +9,8 @@
 // then deletes the trash. A process killed anywhere in between leaves a trash folder with its
 // removal.json: the next Store.open of any command sees that its process is gone and finishes the
 // removal (moves the runs still in runs/, deletes the trash), so a half-done `rm` is completed,
-// never left half. The inode check keeps a run created later under the same id from being taken:
+// never left half. The finisher first renames the trash to a name of its own (the claim: two
+// processes opening the store at once never both work on one plan). The inode check keeps a run created later under the same id from being taken:
 // only the very folder the remover planned to move is moved.
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -22,6 +23,9 @@ export const REMOVAL_FILE = 'removal.json';
 /** Trash folders in tmp/: `remove-<pid>-<hex>` (older retrace: the run folder itself, no removal.json). */
 export const REMOVAL_DIR_RE = /^remove-(\d+)-[0-9a-f]+$/;
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** Trash folders this process is working on right now (its own leftovers are finished like a dead process's). */
+const active = new Set<string>();
 
 const RemovalPlan = z.object({
   format: z.literal('retrace-removal'),
@@ -44,8 +48,9 @@ export interface RemovalTarget {
 
 /**
  * Moves the folders of `ids` (whose locks the caller holds) out of runs/ through a trash folder
- * with a removal plan, then deletes it. Throws on an I/O error; whatever was moved by then is
- * finished by the next `finishRemovals` (the plan is durable before the first move).
+ * with a removal plan, then deletes it. On an I/O error it puts back what it moved and rethrows
+ * (should putting back fail too, the plan, durable before the first move, is finished by a later
+ * `finishRemovals`). A SIGKILL anywhere leaves the plan for `finishRemovals`.
  */
 export async function removeRunFolders(target: RemovalTarget, ids: readonly string[]): Promise<void> {
   const runs: RemovalPlan['runs'] = [];
@@ -54,6 +59,15 @@ export async function removeRunFolders(target: RemovalTarget, ids: readonly stri
     runs.push({ runId, dev: st.dev, ino: st.ino });
   }
   const trash = path.join(target.tmpDir, `remove-${process.pid}-${randomBytes(6).toString('hex')}`);
+  active.add(path.basename(trash));
+  try {
+    await moveToTrash(target, trash, ids, runs);
+  } finally {
+    active.delete(path.basename(trash));
+  }
+}
+
+async function moveToTrash(target: RemovalTarget, trash: string, ids: readonly string[], runs: RemovalPlan['runs']): Promise<void> {
   await fsp.mkdir(trash);
   try {
     const plan: RemovalPlan = { format: 'retrace-removal', version: 1, runs };
@@ -113,12 +127,31 @@ export async function finishRemovals(target: RemovalTarget, lock: (runId: string
     const m = REMOVAL_DIR_RE.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
-    if (pid === process.pid || pidAlive(pid)) continue;
+    if (active.has(name) || (pid !== process.pid && pidAlive(pid))) continue;
     await finishOne(target, path.join(target.tmpDir, name), lock).catch(() => {});
   }
 }
 
-async function finishOne(target: RemovalTarget, trash: string, lock: (runId: string) => Promise<HeldLock>): Promise<void> {
+async function finishOne(target: RemovalTarget, dead: string, lock: (runId: string) => Promise<HeldLock>): Promise<void> {
+  // Claim it first (one rename; another process finishing the same plan gets ENOENT): the trash
+  // then carries this process's id, so no one else touches it while this process lives.
+  const name = `remove-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const trash = path.join(target.tmpDir, name);
+  active.add(name);
+  try {
+    try {
+      await fsp.rename(dead, trash);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw err;
+    }
+    await finishClaimed(target, trash, lock);
+  } finally {
+    active.delete(name);
+  }
+}
+
+async function finishClaimed(target: RemovalTarget, trash: string, lock: (runId: string) => Promise<HeldLock>): Promise<void> {
   let text: string | null = null;
   try {
     text = await fsp.readFile(path.join(trash, REMOVAL_FILE), 'utf8');

@@ -730,24 +730,24 @@ export class Store {
 
   /**
    * Deletes the folders of `ids` as one step (removal.ts): all of them or, if any fails a
-   * precondition, none. First every run must exist (UnknownRunError) and no live process may be
-   * named as its writer; then every run's writer lock is taken and held (RunLockedError naming
-   * the holder, after releasing the others, if one is held); only then are the folders moved to a
-   * trash folder and deleted. A process killed mid-way leaves a removal plan that the next
-   * Store.open finishes.
+   * precondition, none. First every run must exist (UnknownRunError); then every run's writer lock
+   * is taken and held (RunLockedError naming the holder, after releasing the others, if one is
+   * held); only then are the folders moved to a trash folder and deleted. A process killed mid-way
+   * leaves a removal plan that the next Store.open finishes.
    */
   async removeRuns(ids: readonly string[]): Promise<void> {
     this.assertOpen();
     for (const id of ids) await this.assertRun(id);
-    // Changes nothing: a run held by a live writer is refused before any lock is tried (taking a
-    // lock opens the LevelDB, which rewrites its files).
-    for (const id of ids) {
-      const owner = await this.liveWriter(id);
-      if (owner) throw new RunLockedError(id, owner);
-    }
+    // Taking a lock opens the run's LevelDB, which rewrites its files. Runs whose owner.json names
+    // a live process are tried first: if one is held, the command fails having opened nothing else
+    // (LevelDB only rotates that run's diagnostic LOG file, as on any open attempt); if not, its
+    // owner.json was stale (a dead writer's pid now used by another process).
+    const suspects: string[] = [];
+    for (const id of ids) if (await this.liveWriter(id)) suspects.push(id);
+    const order = [...suspects, ...ids.filter((id) => !suspects.includes(id))];
     const held: HeldLock[] = [];
     try {
-      for (const id of ids) held.push(await this.lockRun(id));
+      for (const id of order) held.push(await this.lockRun(id));
       await removeRunFolders(this.target(), ids);
     } finally {
       for (const h of held) await h.release().catch(() => {});

@@ -16,9 +16,17 @@ import { fsyncDir } from '../log/blobs.js';
 import { isErrno, pidAlive } from '../log/processes.js';
 import { MODEL_JSON } from '../train/model-io.js';
 
-/** An export that cannot be made (the run is not stopped, --out is taken). One line. */
+/** An export that cannot be made. One line; `code` says why, for programs. */
 export class ExportError extends Error {
   override name = 'ExportError';
+  constructor(
+    message: string,
+    /** NOT_STOPPED: the run is not stopped; OUT_TAKEN: --out is not empty (and no --force), or not a
+     * model folder (--force), or was filled meanwhile; OUT_INVALID: --out is a file or a link. */
+    readonly code: 'NOT_STOPPED' | 'OUT_TAKEN' | 'OUT_INVALID' = 'NOT_STOPPED',
+  ) {
+    super(message);
+  }
 }
 
 const PARTIAL_RE = /^(.*)\.export-(tmp|old)-(\d+)-([0-9a-f]+)$/;
@@ -35,17 +43,17 @@ export async function checkExportTarget(out: string, force: boolean): Promise<vo
     st = await fsp.lstat(out);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return;
-    if (isErrno(err, 'ENOTDIR')) throw new ExportError(`cannot export to ${out}: a part of its path is a file`);
+    if (isErrno(err, 'ENOTDIR')) throw new ExportError(`cannot export to ${out}: a part of its path is a file`, 'OUT_INVALID');
     throw err;
   }
-  if (st.isSymbolicLink()) throw new ExportError(`cannot export to ${out}: it is a symbolic link; give the folder it points to as --out`);
-  if (!st.isDirectory()) throw new ExportError(`cannot export to ${out}: it is a file, not a folder; choose another --out`);
+  if (st.isSymbolicLink()) throw new ExportError(`cannot export to ${out}: it is a symbolic link; give the folder it points to as --out`, 'OUT_INVALID');
+  if (!st.isDirectory()) throw new ExportError(`cannot export to ${out}: it is a file, not a folder; choose another --out`, 'OUT_INVALID');
   const entries = await fsp.readdir(out, { withFileTypes: true });
   if (entries.length === 0) return;
-  if (!force) throw new ExportError(`${out} is not empty (it holds ${describe(entries.map((e) => e.name))}); pass --force to replace it, or choose another --out`);
+  if (!force) throw new ExportError(`${out} is not empty (it holds ${describe(entries.map((e) => e.name))}); pass --force to replace it, or choose another --out`, 'OUT_TAKEN');
   const isModel = entries.some((e) => e.name === MODEL_JSON && e.isFile()) && entries.every((e) => e.isFile());
   if (!isModel) {
-    throw new ExportError(`${out} is not a model folder (a model.json and files only), so --force does not replace it; choose another --out`);
+    throw new ExportError(`${out} is not a model folder (a model.json and files only), so --force does not replace it; choose another --out`, 'OUT_TAKEN');
   }
 }
 
@@ -84,7 +92,7 @@ export async function installExport(out: string, force: boolean, write: (dir: st
     try {
       await fsp.rename(tmp, out);
     } catch (err) {
-      if (isErrno(err, 'ENOTEMPTY') || isErrno(err, 'EEXIST')) throw new ExportError(`${out} was filled by something else during the export; nothing was replaced`);
+      if (isErrno(err, 'ENOTEMPTY') || isErrno(err, 'EEXIST')) throw new ExportError(`${out} was filled by something else during the export; nothing was replaced`, 'OUT_TAKEN');
       throw err;
     }
     await fsyncDir(parent);

@@ -4,7 +4,6 @@
 // run stays resumable) and records the export; rules 1 (retrace 0.1.0) moved it to `exported`.
 import path from 'node:path';
 import { stateName } from '../../machines/fold.js';
-import { RunLockedError } from '../log/errors.js';
 import type { LogRecord } from '../log/events.js';
 import type { Store } from '../log/store.js';
 import { initBackend } from '../train/backend.js';
@@ -103,16 +102,17 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     const force = opts.force ?? false;
     await recoverExportTarget(out);
     await checkExportTarget(out, force);
-    // Opening a run for writing rewrites LevelDB's files: check on a read first.
+    // A run whose owner.json names a live process: its lock is tried first, so a writer is named
+    // (RunLockedError) before anything else is said or touched; a stale owner.json is cleared.
+    // The rest is checked on a read, since opening a run for writing rewrites LevelDB's files.
+    if (!(await store.hasRun(runId))) await store.openRun(runId, 'read'); // throws UnknownRunError
+    if (await store.liveWriter(runId)) await (await store.openRun(runId, 'write')).close();
     const preview = await store.openRun(runId, 'read');
     try {
       exportable(runId, await loadHistory(preview, runId), point);
     } finally {
       await preview.close();
     }
-    // Before LevelDB is asked: even a refused open of a locked LevelDB rotates its LOG file.
-    const writer = await store.liveWriter(runId);
-    if (writer) throw new RunLockedError(runId, writer);
     const log = await store.openRun(runId, 'write');
     try {
       const history = await loadHistory(log, runId);

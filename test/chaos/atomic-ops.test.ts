@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hookEnv } from '../../src/chaos/harness.js';
-import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, tempDir, type Cli } from './helpers.js';
+import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, startCli, tempDir, type Cli } from './helpers.js';
 
 const TRAIN = ['--dataset', 'iris', '--backend', 'wasm', '--batch-size', '8', '--checkpoints', '2', '--json'];
 let base = '';
@@ -75,7 +75,11 @@ function expectOneLine(r: Cli, code: number, re: RegExp): void {
   expect(r.code, r.stderr).toBe(code);
 }
 
-/** Every file under the folders, as path → bytes (a missing folder is an empty map). */
+/**
+ * Every file under the folders, as path → bytes (a missing folder is an empty map), except
+ * LevelDB's diagnostic `LOG`/`LOG.old`: LevelDB rotates them on every open attempt, even one
+ * refused because another process holds the lock (they hold no data; fsck ignores them).
+ */
 async function filesOf(dirs: string[]): Promise<Map<string, Buffer>> {
   const all = new Map<string, Buffer>();
   for (const d of dirs) {
@@ -85,7 +89,7 @@ async function filesOf(dirs: string[]): Promise<Map<string, Buffer>> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    for (const [p, b] of snap) all.set(path.join(d, p), b);
+    for (const [p, b] of snap) if (!/(^|[\\/])log[\\/]LOG(\.old)?$/.test(p)) all.set(path.join(d, p), b);
   }
   return all;
 }
@@ -150,6 +154,22 @@ describe('a failed rm or export changed nothing', () => {
         error: () => /is not a model folder \(a model\.json and files only\), so --force does not replace it; choose another --out$/,
       },
       {
+        name: 'export --force to a file',
+        setup: async (_s, out) => fsp.writeFile(out, 'not a folder'),
+        args: (out) => ['export', 'root', '--out', out, '--force'],
+        error: () => /: it is a file, not a folder; choose another --out$/,
+      },
+      {
+        name: 'export --force to a symbolic link to an export',
+        setup: async (s, out) => {
+          const real = `${out}-real`;
+          expect((await cli(['export', 'root', '--out', real, '--store', s])).code).toBe(0);
+          await fsp.symlink(real, out);
+        },
+        args: (out) => ['export', 'root', '--out', out, '--force'],
+        error: () => /: it is a symbolic link; give the folder it points to as --out$/,
+      },
+      {
         name: 'export of an unknown checkpoint',
         setup: async () => {},
         args: (out) => ['export', 'root', '--checkpoint', '99', '--out', out],
@@ -178,6 +198,48 @@ describe('a failed rm or export changed nothing', () => {
       expectSameFiles(await filesOf([store, path.dirname(out)]), before, c.name);
     }
   }, 180_000);
+});
+
+describe('rm --recursive while the run trains (issue #8, item 8, as reported)', () => {
+  it('exits 1 naming the trainer and removes nothing: the branch is still there, the trainer finishes cleanly', async () => {
+    const store = await tempDir();
+    const trainer = startCli(['train', '--dataset', 'iris', '--batch-size', '8', '--stop-point', '400', '--checkpoints', '40', '--run-id', 'P', '--store', store]);
+    try {
+      await trainer.waitFor(/checkpoint 1 \(epoch\)/);
+      const b = await cli(['branch', 'P@ckpt:1', ...TRAIN, '--stop-point', '1', '--run-id', 'K', '--store', store]);
+      expect(b.code, b.stderr).toBe(0);
+      const kid = await cli(['log', 'K', '--store', store, '--json']);
+      const r = await cli(['rm', 'P', '--recursive', '--store', store]);
+      expectOneLine(r, 1, new RegExp(`^retrace: run "P" is being written by another process \\(pid ${trainer.child.pid} `));
+      expect((await fsp.readdir(path.join(store, 'runs'))).sort()).toEqual(['K', 'P']);
+      expect((await cli(['log', 'K', '--store', store, '--json'])).stdout).toBe(kid.stdout);
+    } finally {
+      trainer.child.kill('SIGINT');
+    }
+    const done = await trainer.done;
+    expect(done.code, done.stderr).toBe(0);
+    const after = await cli(['rm', 'P', '--recursive', '--store', store, '--json']);
+    expect(after.code, after.stderr).toBe(0);
+    expect(json(after)).toEqual({ removed: ['K', 'P'] });
+  }, 120_000);
+});
+
+describe('a stale owner.json', () => {
+  it('naming a live process that holds no lock (a dead writer\'s pid reused) blocks neither export nor rm', async () => {
+    const store = await copyOf(base);
+    const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+    holders.push(sleeper);
+    for (const run of ['root', 'gk']) {
+      const owner = { pid: sleeper.pid, hostname: 'here', command: 'retrace train (killed long ago)', startedAt: '2026-01-01T00:00:00.000Z' };
+      await fsp.writeFile(path.join(store, 'runs', run, 'owner.json'), JSON.stringify(owner));
+    }
+    const out = path.join(await tempDir(), 'model');
+    const e = await cli(['export', 'root', '--out', out, '--store', store]);
+    expect(e.code, e.stderr).toBe(0);
+    const r = await cli(['rm', 'root', '--recursive', '--store', store, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(json(r)).toEqual({ removed: ['gk', 'kid', 'root'] });
+  }, 60_000);
 });
 
 describe('rm: an unreadable child is still a child', () => {

@@ -46,6 +46,8 @@ describe('SIGKILL and resume', () => {
     expect(summary.fsckProblems).toBe(0);
     // gc ran alongside (at least the last one of the run, before its final fsck).
     expect(summary.gcRuns + summary.gcKills).toBeGreaterThan(0);
+    // The operations round: export and rm killed at each of their points (ops-round.ts).
+    expect(summary.operationKills, report).toBe(7);
     // Every kill is followed by a resume (or, if it came before the run was created, a train).
     expect(summary.resumes + summary.restartedEmpty).toBeGreaterThanOrEqual(KILLS);
     expect(summary.reference.weightsHash).toMatch(/^[0-9a-f]{64}$/);
@@ -81,9 +83,10 @@ describe('retrace chaos', () => {
     const config = path.join(dir, 'config.json');
     await fsp.writeFile(config, JSON.stringify({ dataset: 'iris', batchSize: 8, stopPoint: 8, checkpoints: 4, seed: 5 }));
     const stores = path.join(dir, 'stores');
-    const r = await cli(['chaos', config, '--kills', '2', '--kills-per-run', '2-2', '--seed', '9', '--store', stores, '--json'], { timeoutMs: 120_000 });
+    const r = await cli(['chaos', config, '--kills', '2', '--kills-per-run', '2-2', '--seed', '9', '--store', stores, '--json'], { timeoutMs: 240_000 });
     expect(r.code, r.stderr).toBe(0);
-    const s = json<{ ok: boolean; seed: number; kills: number; resumes: number; divergences: number; lostCommittedEvents: number; seconds: number }>(r);
+    const s = json<{ ok: boolean; seed: number; kills: number; resumes: number; divergences: number; lostCommittedEvents: number; seconds: number; operationKills: number }>(r);
+    expect(s.operationKills).toBe(7);
     expect(s).toMatchObject({ ok: true, seed: 9, divergences: 0, lostCommittedEvents: 0 });
     expect(s.kills).toBeGreaterThanOrEqual(2);
     expect(r.stderr).toMatch(/^chaos: seed 9 \(rerun with --seed 9\)/);
@@ -98,5 +101,5 @@ describe('retrace chaos', () => {
       expect(u.stderr.trim().split('\n')).toHaveLength(1);
       expect(u.stderr).toMatch(/^retrace: /);
     }
-  }, 150_000);
+  }, 300_000);
 });

@@ -80,6 +80,16 @@ describe("a dead remover's plan", () => {
     await again.close();
   });
 
+  it('is finished once when several stores open at the same moment', async () => {
+    const { dir, store } = await storeWith(['a', 'b', 'c', 'd', 'keep']);
+    await store.close();
+    await leavePlan(dir, await deadPid(), ['a', 'b', 'c', 'd'], ['a']);
+    const opened = await Promise.all([Store.open(dir), Store.open(dir), Store.open(dir)]);
+    for (const s of opened) expect(await s.listRuns()).toEqual(['keep']);
+    expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
+    for (const s of opened) await s.close();
+  });
+
   it('never takes a newer run created under a planned id', async () => {
     const { dir, store } = await storeWith(['a', 'b']);
     await leavePlan(dir, await deadPid(), ['a', 'b'], ['a', 'b']);
@@ -100,10 +110,13 @@ describe("a dead remover's plan", () => {
   it('waits while a planned run is held open for writing', async () => {
     const { dir, store } = await storeWith(['a', 'b']);
     const writer = await store.openRun('b', 'write');
-    const trash = await leavePlan(dir, await deadPid(), ['a', 'b'], ['a']);
+    await leavePlan(dir, await deadPid(), ['a', 'b'], ['a']);
     const s = await Store.open(dir);
     expect(await s.listRuns()).toEqual(['b']);
-    expect((await fsp.readdir(trash)).sort()).toEqual(['a', 'removal.json']);
+    // The plan is kept (under the name of the process that claimed it) for a later open.
+    const left = await fsp.readdir(path.join(dir, 'tmp'));
+    expect(left).toHaveLength(1);
+    expect((await fsp.readdir(path.join(dir, 'tmp', left[0]!))).sort()).toEqual(['a', 'removal.json']);
     await s.close();
     await writer.close();
     await store.close();
