@@ -94,13 +94,9 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
   const { env, config } = opts;
   const files = recordedFiles(config, env, opts.caller ?? { dataset: false, model: null }, opts.cwd);
   if (opts.initialState) env.session.restore(opts.initialState);
-  // The starting state is durable before run.created names it: from then on the run can be
-  // resumed, and resume restores exactly this state (a branch point, an init-from model or the
-  // seeded initialisation), never a re-initialisation.
-  // The intent keeps every gc from deleting those blobs until run.created, which names them, is
-  // durable (released after its synced append; a failed append keeps it, as a checkpoint's does).
-  const startIntent = store.blobs.intent(opts.runId);
-  const start = await persistStartState(store.blobs, env.session.capture(), startIntent);
+  // The state the run starts from (a branch point, an init-from model or the seeded
+  // initialisation), captured now: nothing changes the session before run.created.
+  const startState = env.session.capture();
   const schedule = opts.branchPlan?.schedule ?? computeSchedule(config, env.dataset.train.size);
   const settings = settingsFrom(config, schedule, opts.branchPlan?.start);
   const created: RunCreated = {
@@ -137,20 +133,21 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     optimizer: config.optimizer,
     parent: opts.parent,
     origin: opts.origin,
-    start,
     files,
     ...(opts.branchPlan ? { inheritance: opts.branchPlan.inheritance } : {}),
   };
 
+  // `start` (added below) is blob refs and a hash: whatever else the record holds decides whether
+  // it reads back.
   checkRecordable(created);
-  let log;
+  const log = await store.createRun(opts.runId, { parent: opts.parent?.runId ?? null });
   try {
-    log = await store.createRun(opts.runId, { parent: opts.parent?.runId ?? null });
-  } catch (err) {
-    await startIntent.release(); // no run: nothing will name these blobs
-    throw err;
-  }
-  try {
+    // The starting state is durable before run.created names it: from then on the run can be
+    // resumed, and resume restores exactly this state, never a re-initialisation. A failure here
+    // leaves an empty run that `train` claims again. The intent keeps every gc from deleting the
+    // blobs until run.created is durable (released after its synced append).
+    const startIntent = store.blobs.intent(opts.runId);
+    created.start = await persistStartState(store.blobs, startState, startIntent);
     const emitter = new Emitter({ runId: opts.runId, log, expected: [], nextSeq: 0, snapshot: startMachine(settings), onRecord: opts.onRecord });
     await emitter.fact({ type: 'run.created', data: created }, { sync: true });
     await startIntent.release();

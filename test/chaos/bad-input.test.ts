@@ -115,17 +115,14 @@ describe('damaged logs', () => {
     await fh.write(b, 0, 1, 5000);
     await fh.close();
     const files = await snapshotFiles(path.join(store, 'runs', 'r'));
-    expectOneLine(await cli(['state', 'r', '--store', store]), 1, /^retrace: run "r": the log ends at event \d+ but events up to \d+ were committed \(events \d+\.\.\d+ are missing\)$/);
+    // Readers check their copy as writers check the original: both name the damaged file (LevelDB
+    // would drop the intact records after the damage, which is only acceptable for a copy, and
+    // would show as "events … are missing").
+    const damaged = /^retrace: run "r": runs\/r\/log\/000003\.log is damaged \(record at byte \d+ .* fails its checksum .*\) and \d+ intact batch\(es\) of events follow it; not opening the run/;
     const out = await tempDir();
-    for (const args of [['resume', 'r']]) {
-      expectOneLine(
-        await cli([...args, '--store', store]),
-        1,
-        /^retrace: run "r": LevelDB's write-ahead log 000003\.log is damaged \(record at byte \d+ .* fails its checksum .*\) and \d+ intact batch\(es\) of events follow it; not opening the run for writing/,
-      );
+    for (const args of [['state', 'r'], ['log', 'r'], ['resume', 'r'], ['replay', 'r'], ['export', 'r', '--out', out]]) {
+      expectOneLine(await cli([...args, '--store', store]), 1, damaged);
     }
-    // export checks everything on a read before it opens the run for writing: it reports as readers do.
-    expectOneLine(await cli(['export', 'r', '--out', out, '--store', store]), 1, /^retrace: run "r": the log ends at event \d+ but events up to \d+ were committed/);
     expect(await fsp.readdir(out)).toEqual([]);
     const fsck = await cli(['fsck', 'r', '--store', store]);
     expectOneLine(fsck, 1, /^retrace: fsck found \d+ problem\(s\): run "r": 000003\.log: record at byte \d+ .* fails its checksum/);
@@ -429,7 +426,7 @@ describe('divergence, disk errors, signals', () => {
       await (await Store.open(small)).close();
       const freeNow = Number(execFileSync('df', ['-B1', '--output=avail', mnt]).toString().trim().split('\n').at(-1));
       execFileSync('fallocate', ['-l', String(freeNow - 8192), path.join(mnt, 'filler')]);
-      expectOneLine(await cli(['train', ...SMALL, '--run-id', 'tiny', '--store', small]), 1, /^retrace: disk full while writing \(.*No space left on device.*\); everything committed before is kept/);
+      expectOneLine(await cli(['train', ...SMALL, '--run-id', 'tiny', '--store', small]), 1, /^retrace: disk full while writing \(.*[Nn]o space left on device.*\); everything committed before is kept/);
       await fsp.rm(path.join(mnt, 'filler'));
       const again = await cli(['train', ...SMALL, '--run-id', 'tiny', '--store', small, '--json']);
       expect(again.code, again.stderr).toBe(0);
@@ -439,7 +436,18 @@ describe('divergence, disk errors, signals', () => {
     }
   });
 
-  for (const point of ['blob-before:3', 'sync-batch-before:2', 'committed-before:2', 'batch-after:3']) {
+  it('EIO injected at blob-before:2 (the start state, written before run.created): one clear line; train claims the empty run again', async () => {
+    const store = await tempDir();
+    const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: 'blob-before:2:EIO' }) });
+    expectOneLine(r, 1, /^retrace: write error \(EIO: i\/o error \(injected at blob-before:2\)\); everything committed before is kept$/);
+    const again = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(json<{ weightsHash: string }>(again).weightsHash).toBe(baseHash);
+  });
+
+  // blob-before:9: a blob of checkpoint 1 (the start state's seven tensors, weights and Adam's
+  // slots, are the first blobs, and checkpoint 0 names the same ones, already stored).
+  for (const point of ['blob-before:9', 'sync-batch-before:2', 'committed-before:2', 'batch-after:3']) {
     it(`EIO injected at ${point}: one clear line, non-zero exit, resumable to the same weights`, async () => {
       const store = await tempDir();
       const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: `${point}:EIO` }) });

@@ -66,6 +66,7 @@ describe('SIGKILL while a branch records its creation, and resume', () => {
       seed,
       killsPerRun: [2, 2],
       branchEvery: 1,
+      operations: false,
       cwd: ROOT,
       timeoutMs: 60_000,
       log: (l) => lines.push(l),

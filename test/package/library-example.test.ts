@@ -83,7 +83,7 @@ describe('the packed package', () => {
     expect(r.status, r.stderr).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines).toContain('run.created');
-    expect(lines.some((l) => /^stopped 5 [0-9a-f]{64}$/.test(l))).toBe(true);
+    expect(lines.some((l) => /^stopped 20 [0-9a-f]{64}$/.test(l))).toBe(true);
     expect(lines.some((l) => /^run mine has no step 999\b/.test(l))).toBe(true); // a rejected promise, caught
     expect(lines).toContain('true'); // replay identical
     expect(lines).toContain("[ 'a', 'b' ]"); // the export's feature names
@@ -131,9 +131,14 @@ describe('the packed package', () => {
         child.stderr.on('data', (d: Buffer) => (err += d.toString()));
         child.once('close', (code) => reject(new Error(`retrace ui exited ${code}: ${err}`)));
       });
-      const page = await fetch(url);
+      // The printed URL carries the token: it sets the cookie and sends the browser to the page.
+      const open = await fetch(url, { redirect: 'manual' });
+      expect(open.status).toBe(303);
+      const cookie = open.headers.get('set-cookie')!.split(';')[0]!;
+      const page = await fetch(new URL('/', url), { headers: { cookie } });
       expect(page.status).toBe(200);
       expect(await page.text()).toMatch(/<script/);
+      expect((await fetch(new URL('/', url))).status).toBe(401);
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('close', r));

@@ -206,10 +206,10 @@ describe('every command takes the same points', () => {
     expect(json(await cli(['export', 'p', '--checkpoint', 'step:60', '--out', `${dir}/s60`, ...s]))).toMatchObject({ checkpoint: 2, step: 60 });
     const exports = ndjson(await cli(['log', 'p', '--type', 'export.finished', ...s]));
     expect(exports.map((e) => e.data)).toEqual([
-      { checkpoint: 2, out: `${dir}/two`, step: 60, point: 'ckpt:2' },
-      { checkpoint: 2, out: `${dir}/ck2`, step: 60, point: 'ckpt:2' },
-      { checkpoint: 1, out: `${dir}/s45`, step: 45, point: 'step:45' },
-      { checkpoint: 2, out: `${dir}/s60`, step: 60, point: 'step:60' },
+      { checkpoint: 2, kind: 'epoch', out: `${dir}/two`, step: 60, point: 'ckpt:2' },
+      { checkpoint: 2, kind: 'epoch', out: `${dir}/ck2`, step: 60, point: 'ckpt:2' },
+      { checkpoint: 1, kind: 'epoch', out: `${dir}/s45`, step: 45, point: 'step:45' },
+      { checkpoint: 2, kind: 'epoch', out: `${dir}/s60`, step: 60, point: 'step:60' },
     ]);
 
     expectOneLine(await cli(['export', 'p', '--checkpoint', 'middle', '--out', `${dir}/x`, ...s]), 2, /^retrace: bad --checkpoint "middle": expected best, last, a checkpoint number K \(or ckpt:K\), int:N or step:N$/);
