@@ -117,7 +117,8 @@ export async function readRun(store: Store, runId: string): Promise<RunHistory> 
 }
 
 export interface LogQuery {
-  /** First event (inclusive): a point (see points.ts) or an event number; default 0. */
+  /** First event (inclusive): a point (see points.ts; one the run lacks is a PointError) or an
+   * event number (past the end: nothing, so a follower can ask for what comes next); default 0. */
   from?: number | string;
   /** Last event (inclusive): a point or an event number; default the end of the log. */
   to?: number | string;
@@ -150,9 +151,11 @@ export async function* readLog(store: Store, runId: string, query: LogQuery = {}
     checkOrder(range.from, range.to);
     const log = await store.openRun(runId, 'read');
     try {
+      // An event number typed as a point (`--from 479`) must exist; a numeric range from a program
+      // (a follower asking for what comes after the last event it saw) is just empty.
       const last = await log.lastSeq();
-      for (const seq of [range.from, range.to]) {
-        if (seq !== undefined && seq > last) throw new PointError(`run ${runId} has no event ${seq} (its last event is ${last})`);
+      for (const [seq, typed] of [[range.from, typeof query.from === 'string'], [range.to, typeof query.to === 'string']] as const) {
+        if (typed && seq !== undefined && seq > last) throw new PointError(`run ${runId} has no event ${seq} (its last event is ${last})`);
       }
       for await (const raw of log.read(range)) {
         const r = parseRecord(runId, raw);
