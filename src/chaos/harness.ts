@@ -635,12 +635,16 @@ async function chaosRun(args: {
   const resumeArgs = ['resume', runId, '--store', store, '--json'];
   const gcArgs = ['gc', '--grace', '0', '--store', store, '--json'];
   /** A gc alongside the trainer (or null), started after its seeded delay. */
-  const startGc = (plan: ReturnType<typeof planGc>): Promise<CliResult> | null =>
+  const startGc = (plan: ReturnType<typeof planGc>): Promise<CliResult | null> | null =>
     plan === null
       ? null
-      : new Promise<void>((resolve) => setTimeout(resolve, plan.delayMs))
-          .then(() => plantOrphans(store, args.gcRng, 3))
-          .then(() => runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, kill: plan.kill, timeoutMs: opts.timeoutMs }));
+      : new Promise<void>((resolve) => setTimeout(resolve, plan.delayMs)).then(async () => {
+          // Not before the trainer made the store: orphans planted in its folder first would make
+          // it "a folder with other files" that train refuses to turn into a store.
+          if (!existsSync(path.join(store, 'store.json'))) return null;
+          await plantOrphans(store, args.gcRng, 3);
+          return runCli(gcArgs, { cli: opts.cli, cwd: opts.cwd, kill: plan.kill, timeoutMs: opts.timeoutMs });
+        });
   const endGc = (g: CliResult | null, label: string): void => {
     if (g === null) return;
     if (g.signal === 'SIGKILL' && g.killedBy === 'hook') summary.gcKills += 1;
