@@ -658,7 +658,12 @@ export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<Fs
     runIds = await listRunIds(dir);
     if (opts.runId === undefined) {
       for (const e of await fsp.readdir(path.join(dir, 'runs'), { withFileTypes: true })) {
-        if (RUN_ID_RE.test(e.name) && e.isFile()) problems.push({ runId: null, kind: 'store', file: `runs/${e.name}`, message: `runs/${e.name} is a file, not a run's folder` });
+        if (!RUN_ID_RE.test(e.name)) continue;
+        if (e.isFile()) problems.push({ runId: null, kind: 'store', file: `runs/${e.name}`, message: `runs/${e.name} is a file, not a run's folder` });
+        else if (e.isSymbolicLink() && !runIds.includes(e.name)) {
+          const target = await fsp.readlink(path.join(dir, 'runs', e.name)).catch(() => '?');
+          problems.push({ runId: e.name, kind: 'store', file: `runs/${e.name}`, message: `run "${e.name}": its folder runs/${e.name} is a symlink to ${target}, which does not exist (a disk not mounted?): its events and blobs cannot be checked` });
+        }
       }
     }
   } catch (err) {

@@ -85,7 +85,7 @@ export function checkGraceMs(graceMs: unknown): number {
  * Refuses to work while a run's folder is a symlink whose target is missing (a disk not mounted):
  * its references are unknown. Symlinks to folders are followed like folders (Store.listRuns).
  */
-async function checkRunLinks(store: Store): Promise<void> {
+async function checkRunLinks(store: Store, refusal = 'gc deletes nothing while a run\'s blobs are unknown'): Promise<void> {
   let entries;
   try {
     entries = await fsp.readdir(path.join(store.dir, 'runs'), { withFileTypes: true });
@@ -102,7 +102,7 @@ async function checkRunLinks(store: Store): Promise<void> {
       if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
       const target = await fsp.readlink(link).catch(() => '?');
       throw new StoreError(
-        `run folder runs/${e.name} is a symlink to ${target}, which does not exist; gc deletes nothing while a run's blobs are unknown (mount or restore it, or remove the link)`,
+        `run folder runs/${e.name} is a symlink to ${target}, which does not exist; ${refusal} (mount or restore it, or remove the link)`,
         store.dir,
       );
     }
@@ -275,6 +275,8 @@ export interface DiskUsage {
 
 /** Bytes per run (its log plus the blobs it references); shared blobs are counted once in the total. */
 export async function diskUsage(store: Store, blobRefs: BlobRefs): Promise<DiskUsage> {
+  // Its blobs would show as unreferenced, and "gc frees them" would be a lie.
+  await checkRunLinks(store, "du cannot tell which blobs its run names");
   const byRun = await referencesByRun(store, blobRefs);
   const owners = new Map<string, string[]>();
   for (const [runId, refs] of byRun) {

@@ -12,7 +12,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CorruptLogError } from './errors.js';
-import { decodeManifest, parseCurrent, type ManifestState } from './leveldb-files.js';
+import { checkTable, decodeManifest, parseCurrent, type ManifestState } from './leveldb-files.js';
 import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
 import { isErrno } from './processes.js';
 
@@ -29,9 +29,9 @@ const WAL = /^\d+\.log$/;
  * Throws CorruptLogError (seq -1) naming the file when the files do not make a whole database:
  * CURRENT missing or malformed, its MANIFEST missing or undecodable, a table the MANIFEST lists
  * missing or of another size, a file that is a directory, a write-ahead log damaged before intact
- * records. Never writes.
+ * records; with `verifyTables` (writers), a table block whose checksum fails. Never writes.
  */
-export async function inspectLevelDir(runId: string, dir: string, shownAs: string): Promise<LevelDirState> {
+export async function inspectLevelDir(runId: string, dir: string, shownAs: string, opts: { verifyTables?: boolean } = {}): Promise<LevelDirState> {
   const fail = (file: string, what: string, fix = `run \`retrace fsck ${runId}\` and keep a copy of the run's folder`): never => {
     throw new CorruptLogError(runId, -1, `${shownAs}/${file} ${what}; not opening the run, because LevelDB would rewrite a damaged database (${fix})`);
   };
@@ -92,6 +92,9 @@ export async function inspectLevelDir(runId: string, dir: string, shownAs: strin
   let live: ManifestState;
   try {
     const parsed = readLogFile(manifestBytes);
+    // A damaged record in the MANIFEST (not a torn tail a crash leaves) hides version edits.
+    const damage = parsed.problems[0];
+    if (damage) return fail(manifest, `is damaged (${damage.message} at byte ${damage.offset})`);
     live = decodeManifest(parsed.records);
   } catch (err) {
     return fail(manifest, `cannot be decoded (${(err as Error).message})`);
@@ -109,6 +112,13 @@ export async function inspectLevelDir(runId: string, dir: string, shownAs: strin
     }
     if (st.isDirectory()) fail(name!, 'is a directory, not a file');
     if (st.size !== size) fail(name!, `is ${st.size} bytes but ${manifest} says ${size} (the table was truncated or replaced)`);
+    if (opts.verifyTables) {
+      // Writers only: LevelDB finds a damaged block when a read or a compaction reaches it, after
+      // it has rewritten the MANIFEST and the logs.
+      const table = await read(name!);
+      const problem = table ? checkTable(table).problems[0] : undefined;
+      if (problem) fail(name!, `is damaged (${problem.message} at byte ${problem.offset})`);
+    }
   }
   return { kind: 'whole', manifest, tables: live.tables.size };
 }

@@ -114,6 +114,15 @@ function parseMark(text: string): CommittedCopy | null {
   return null;
 }
 
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fsp.lstat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function readMarkFile(runDir: string, runId: string, name: string): Promise<CommittedCopy | null> {
   let text: string;
   try {
@@ -164,6 +173,15 @@ export async function readCommittedMarks(runDir: string, runId: string): Promise
       runId,
       copyMark.seq,
       `${COMMITTED_FILE} names event ${committed.seq} (crc ${committed.crc}) but its copy ${COMMITTED_COPY_FILE} names event ${copyMark.seq} (crc ${copyMark.crc}): the mark was replaced by an older one (run \`retrace fsck ${runId}\`)`,
+    );
+  }
+  // A run made by this retrace has its copy from creation (written before parent.json): without
+  // it, the marks were deleted, and "nothing committed" would be a lie.
+  if (!problem && copy === null && (await exists(path.join(runDir, 'parent.json')))) {
+    problem = new CorruptLogError(
+      runId,
+      -1,
+      `${COMMITTED_COPY_FILE} is missing${committed ? '' : `, and so is ${COMMITTED_FILE}`}, though the run keeps both from its creation (a durable mark was deleted; run \`retrace fsck ${runId}\`)`,
     );
   }
   const highest = copyMark && (!committed || copyMark.seq > committed.seq) ? copyMark : committed;

@@ -592,7 +592,7 @@ export class Store {
       // Before LevelDB touches anything: its recovery would rewrite a damaged database.
       let found;
       try {
-        found = await inspectLevelDir(id, key, `runs/${id}/log`);
+        found = await inspectLevelDir(id, key, `runs/${id}/log`, { verifyTables: true });
       } catch (err) {
         // A live writer's compaction can make the files look incomplete for a moment.
         const holder = await this.liveWriter(id);

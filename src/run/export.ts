@@ -109,7 +109,10 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     if (await store.liveWriter(runId)) await (await store.openRun(runId, 'write')).close();
     const preview = await store.openRun(runId, 'read');
     try {
-      exportable(runId, await loadHistory(preview, runId), point);
+      const { resolved, ckpt } = exportable(runId, await loadHistory(preview, runId), point);
+      // The weights it needs must read back (each blob is checked against its hash) before the
+      // run is opened for writing, which rewrites LevelDB's files even when the export then fails.
+      await loadTensors(store.blobs, (ckpt ?? resolved.checkpoint!).data.weights);
     } finally {
       await preview.close();
     }

@@ -14,6 +14,7 @@ import { parsePoint } from './points.js';
 import { eventAfterCheckpoint } from './resume.js';
 import { loadTrainerState } from './snapshots.js';
 import { branchPointProblem, checkpoint0Problems } from './start-state.js';
+import { PointSyntaxError } from './points.js';
 
 export interface ReplayOptions extends StoreOption {
   /** Compare with the log (default true when no `to` is given). */
@@ -83,6 +84,9 @@ export async function replay(runId: string, opts: ReplayOptions = {}): Promise<R
         ? target.checkpoint
         : (history.checkpointByIndex(0) ?? history.checkpoints[0]!);
     if (!start) throw new Error(`run ${runId} has no checkpoint to replay from`);
+    if (target && opts.from && target.seq < start.seq) {
+      throw new PointSyntaxError(`bad range: --from ${opts.from} (event ${start.seq}) comes after --to ${opts.to} (event ${target.seq}); give --from at or before --to`);
+    }
     const result = await replayFrom(store, history, start, { ...opts, stopAtStep: target?.step });
     // Re-execution starts from checkpoint 0's blobs, so it cannot see a wrong start by itself.
     const verifying = opts.verify ?? !opts.to;

@@ -45,6 +45,8 @@ interface Followed {
   result: TensorBoardRunResult;
   projection: RunProjection;
   done: boolean;
+  /** Polls in a row that found no writer and nothing new. */
+  quiet?: number;
   appender?: EventFileAppender;
 }
 
@@ -159,7 +161,10 @@ async function follow(store: Store, runs: Followed[], opts: TensorBoardOptions):
         run.result.events += c.events;
         run.result.scalars += c.scalars;
         run.result.lastSeq = run.projection.lastSeq;
-        if (!live && read === 0 && !opts.keepFollowing) run.done = true;
+        // Done once no process has written it and nothing new came for three polls in a row: one
+        // quiet poll can fall between a writer's flushes while its owner.json is being read.
+        run.quiet = !live && read === 0 ? (run.quiet ?? 0) + 1 : 0;
+        if (run.quiet >= 3 && !opts.keepFollowing) run.done = true;
       } catch (err) {
         const gone = (err as Error).name === 'UnknownRunError';
         if (gone) run.done = true;

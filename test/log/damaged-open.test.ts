@@ -10,8 +10,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fsck } from '../../src/chaos/fsck.js';
 import { encodeKey } from '../../src/log/codec.js';
 import { Store } from '../../src/log/store.js';
+import { diskUsage } from '../../src/log/gc.js';
+import { blobRefs } from '../../src/log/events.js';
 import { branch, exportRun, openStore, replay, resume, train } from '../../src/index.js';
-import { snapshotFiles } from '../chaos/helpers.js';
+import { flipByte, snapshotFiles } from '../chaos/helpers.js';
 import { IRIS, runDbPath, tempDir } from '../run/helpers.js';
 
 /** A finished iris run whose LevelDB holds a table (a resume reopened it) and a write-ahead log. */
@@ -47,6 +49,11 @@ const DAMAGE: Array<{ name: string; file: RegExp; apply: (store: string) => Prom
     const dir = runDbPath(s, 'r');
     const current = (await fsp.readFile(path.join(dir, 'CURRENT'), 'utf8')).trim();
     await fsp.rm(path.join(dir, current));
+  } },
+  { name: 'MANIFEST damaged', file: /runs\/r\/log\/MANIFEST-\d+ is damaged \(record at byte \d+ .* fails its checksum/, apply: async (s) => {
+    const dir = runDbPath(s, 'r');
+    const current = (await fsp.readFile(path.join(dir, 'CURRENT'), 'utf8')).trim();
+    await flipByte(path.join(dir, current), 12);
   } },
   { name: 'table deleted', file: /runs\/r\/log\/\d+\.ldb is missing/, apply: async (s) => fsp.rm(path.join(runDbPath(s, 'r'), await tableOf(s))) },
   { name: 'table truncated', file: /runs\/r\/log\/\d+\.ldb is \d+ bytes but MANIFEST-\d+ says \d+/, apply: async (s) => {
@@ -106,6 +113,21 @@ describe('no command opens a damaged LevelDB', () => {
       expect(await snapshotFiles(runDir)).toEqual(before);
     }, 120_000);
   }
+
+  it('a table with a damaged block but its recorded size: writers refuse naming it before LevelDB rewrites anything', async () => {
+    const store = await copyStore();
+    const table = await tableOf(store);
+    const file = path.join(runDbPath(store, 'r'), table);
+    await flipByte(file, Math.floor((await fsp.stat(file)).size / 3));
+    const runDir = path.join(store, 'runs', 'r');
+    const before = await snapshotFiles(runDir);
+    for (const op of OPERATIONS.filter((o) => o.name === 'resume' || o.name === 'open for writing' || o.name === 'export')) {
+      const err = await op.run(store, await tempDir()).then(() => null, (e: unknown) => e as Error);
+      expect(err, op.name).toBeInstanceOf(Error);
+      if (op.name !== 'export') expect(err!.message, op.name).toMatch(new RegExp(`runs/r/log/${table} is damaged`));
+      expect(await snapshotFiles(runDir), `${op.name} changed the run's files`).toEqual(before);
+    }
+  }, 120_000);
 
   it('putting CURRENT back after every refused operation recovers every event', async () => {
     const store = await copyStore();
@@ -180,10 +202,26 @@ describe('the committed mark has a second copy', () => {
     expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(mark);
   }, 120_000);
 
+  it('both marks deleted from a run that keeps them from its creation: every reader and writer reports it', async () => {
+    const store = await copyStore();
+    const dir = path.join(store, 'runs', 'r');
+    await fsp.rm(path.join(dir, 'committed.json'));
+    await fsp.rm(path.join(dir, 'committed.copy.json'));
+    const before = await snapshotFiles(dir);
+    expect((await fsck(store)).problems.map((p) => p.kind)).toContain('committed');
+    for (const op of OPERATIONS) {
+      const err = await op.run(store, await tempDir()).then(() => null, (e: unknown) => e as Error);
+      expect(err?.message, op.name).toMatch(/committed\.copy\.json is missing, and so is committed\.json, though the run keeps both from its creation/);
+    }
+    expect(await snapshotFiles(dir)).toEqual(before);
+  }, 120_000);
+
   it('a run from before the copy existed reads as before and gains the copy at its next write', async () => {
     const store = await copyStore();
     const dir = path.join(store, 'runs', 'r');
+    // Such a run has neither the copy nor parent.json (both came with the same release).
     await fsp.rm(path.join(dir, 'committed.copy.json'));
+    await fsp.rm(path.join(dir, 'parent.json'));
     expect((await fsck(store)).ok).toBe(true);
     const s = await openStore(store);
     expect((await s.state('r')).state).toBe('stopped');
@@ -191,4 +229,19 @@ describe('the committed mark has a second copy', () => {
     await resume('r', { store });
     expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(await fsp.readFile(path.join(dir, 'committed.json'), 'utf8'));
   }, 120_000);
+});
+
+describe('a run folder that is a symlink to nothing (a disk not mounted)', () => {
+  it('fsck reports it and du refuses, instead of calling its blobs unreferenced', async () => {
+    const store = await copyStore();
+    await fsp.symlink(path.join(store, 'elsewhere', 'ghost'), path.join(store, 'runs', 'ghost'));
+    const report = await fsck(store);
+    expect(report.problems).toContainEqual(expect.objectContaining({ runId: 'ghost', kind: 'store', message: expect.stringMatching(/runs\/ghost is a symlink to .*, which does not exist/) }));
+    const s = await Store.open(store);
+    try {
+      await expect(diskUsage(s, blobRefs)).rejects.toThrow(/runs\/ghost is a symlink to .*, which does not exist; du cannot tell which blobs its run names/);
+    } finally {
+      await s.close();
+    }
+  });
 });

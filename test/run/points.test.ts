@@ -222,5 +222,7 @@ describe('every command takes the same points', () => {
     const best = resolvePoint(history, 'best');
     expect(toBest).toMatchObject({ identical: true, toStep: best.step, weightsHash: best.checkpoint!.data.weightsHash });
     expectOneLine(await cli(['replay', 'p', '--to', 'step:abc', '--store', store]), 2, /^retrace: bad --to "step:abc": expected best, last, ckpt:K, int:N, step:N or an event number$/);
+    // --to before --from is bad usage (it used to replay from --from and report its weights).
+    expectOneLine(await cli(['replay', 'p', '--from', 'ckpt:2', '--to', 'ckpt:1', '--store', store]), 2, /^retrace: bad range: --from ckpt:2 \(event \d+\) comes after --to ckpt:1 \(event \d+\); give --from at or before --to$/);
   });
 });
