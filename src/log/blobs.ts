@@ -346,6 +346,11 @@ export class BlobStore {
 
   /** Every blob's hash, sorted. */
   async list(): Promise<string[]> {
+    return (await this.shardEntries(HASH_RE)).map((e) => e.name);
+  }
+
+  /** The files in the shard folders whose names match `re` and start with their shard, sorted. */
+  private async shardEntries(re: RegExp): Promise<Array<{ shard: string; name: string }>> {
     let shards: string[];
     try {
       shards = await fsp.readdir(this.dir);
@@ -353,7 +358,7 @@ export class BlobStore {
       if (isErrno(err, 'ENOENT')) return [];
       throw err;
     }
-    const out: string[] = [];
+    const out: Array<{ shard: string; name: string }> = [];
     for (const shard of shards.sort()) {
       if (!/^[0-9a-f]{2}$/.test(shard)) continue;
       let names: string[];
@@ -363,7 +368,7 @@ export class BlobStore {
         if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) continue;
         throw err;
       }
-      for (const n of names.sort()) if (HASH_RE.test(n) && n.startsWith(shard)) out.push(n);
+      for (const name of names.sort()) if (re.test(name) && name.startsWith(shard)) out.push({ shard, name });
     }
     return out;
   }
@@ -438,26 +443,7 @@ export class BlobStore {
 
   /** Paths of every condemned blob (left by a gc that is running or was killed), sorted. */
   async listCondemned(): Promise<string[]> {
-    let shards: string[];
-    try {
-      shards = await fsp.readdir(this.dir);
-    } catch (err) {
-      if (isErrno(err, 'ENOENT')) return [];
-      throw err;
-    }
-    const out: string[] = [];
-    for (const shard of shards.sort()) {
-      if (!/^[0-9a-f]{2}$/.test(shard)) continue;
-      let names: string[];
-      try {
-        names = await fsp.readdir(path.join(this.dir, shard));
-      } catch (err) {
-        if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) continue;
-        throw err;
-      }
-      for (const n of names.sort()) if (CONDEMNED_RE.test(n) && n.startsWith(shard)) out.push(path.join(this.dir, shard, n));
-    }
-    return out;
+    return (await this.shardEntries(CONDEMNED_RE)).map((e) => path.join(this.dir, e.shard, e.name));
   }
 
   /** Removes a blob; false if it was not there. */
