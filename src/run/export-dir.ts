@@ -67,13 +67,48 @@ function describe(names: string[]): string {
  * the folder, and renames it into place; an existing export there (checked by checkExportTarget)
  * is renamed aside first and deleted after. On an error nothing is left but what was at `out`.
  */
+/**
+ * Creates `dir` and its missing parents one level at a time. Node's recursive mkdir loops forever
+ * on some virtual filesystems (measured: `mkdir -p /proc/nope` never returns), so the walk is ours:
+ * up to the nearest existing folder, then down, each step a plain mkdir whose error is final.
+ */
+async function makeFolders(dir: string): Promise<void> {
+  const missing: string[] = [];
+  let at = dir;
+  for (;;) {
+    try {
+      const st = await fsp.stat(at);
+      if (!st.isDirectory()) throw Object.assign(new Error(`${at} is not a folder`), { code: 'ENOTDIR' });
+      break;
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+      missing.push(at);
+      const up = path.dirname(at);
+      if (up === at) break;
+      at = up;
+    }
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await fsp.mkdir(d);
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+    }
+  }
+}
+
 export async function installExport(out: string, force: boolean, write: (dir: string) => Promise<void>): Promise<void> {
   const parent = path.dirname(out);
-  await fsp.mkdir(parent, { recursive: true });
   const token = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const tmp = `${out}.export-tmp-${token}`;
   const old = `${out}.export-old-${token}`;
-  await fsp.mkdir(tmp);
+  try {
+    await makeFolders(parent);
+    await fsp.mkdir(tmp);
+  } catch (err) {
+    if (err instanceof ExportError) throw err;
+    throw new ExportError(`cannot export to ${out}: its folder cannot be written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); choose another --out`, 'OUT_INVALID');
+  }
   let retired = false;
   let installing = false;
   let wasEmptyDir = false;

@@ -303,7 +303,17 @@ describe('export --force', () => {
     await fsp.mkdir(empty);
     const third = await cli(['export', 'root', '--out', empty, '--store', store]);
     expect(third.code, third.stderr).toBe(0);
-  }, 60_000);
+    // Missing parents are made one level at a time; where they cannot be, one line (Node's own
+    // recursive mkdir never returned under /proc).
+    const deep = path.join(dir, 'a', 'b', 'c');
+    expect((await cli(['export', 'root', '--out', deep, '--store', store])).code).toBe(0);
+    for (const bad of ['/proc/nope/x', '/proc/self/x']) {
+      const r = await cli(['export', 'root', '--out', bad, '--store', store], { timeoutMs: 30_000 });
+      expect(r.signal, bad).toBeNull();
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr.trim()).toBe(`retrace: cannot export to ${bad}: its folder cannot be written (ENOENT); choose another --out`);
+    }
+  }, 90_000);
 });
 
 describe('an I/O error inside rm or export is undone', () => {
