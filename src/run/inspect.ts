@@ -88,9 +88,11 @@ export async function describeRun(store: Store, runId: string): Promise<RunListi
       liveness: runLiveness(stateName(snapshot), held),
     };
   } catch (err) {
+    // Its parent from parent.json (written at creation): an unreadable branch is still a branch.
+    const recorded = await store.recordedParent(runId).catch(() => undefined);
     return {
       runId,
-      parent: null,
+      parent: typeof recorded === 'string' ? { runId: recorded, point: '?' } : null,
       state: 'idle',
       stopReason: null,
       step: 0,

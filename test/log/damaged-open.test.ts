@@ -12,7 +12,7 @@ import { encodeKey } from '../../src/log/codec.js';
 import { Store } from '../../src/log/store.js';
 import { diskUsage } from '../../src/log/gc.js';
 import { blobRefs } from '../../src/log/events.js';
-import { branch, exportRun, openStore, replay, resume, train } from '../../src/index.js';
+import { branch, exportRun, listRuns, openStore, replay, resume, train } from '../../src/index.js';
 import { flipByte, snapshotFiles } from '../chaos/helpers.js';
 import { IRIS, runDbPath, tempDir } from '../run/helpers.js';
 
@@ -244,4 +244,15 @@ describe('a run folder that is a symlink to nothing (a disk not mounted)', () =>
       await s.close();
     }
   });
+});
+
+describe('an unreadable branch is still a branch', () => {
+  it('runs lists it under its parent (from parent.json), with its error', async () => {
+    const store = await copyStore();
+    await branch('r@ckpt:1', { store, overrides: { runId: 'kid', stopPoint: 2 } });
+    await fsp.rm(path.join(runDbPath(store, 'kid'), 'CURRENT'));
+    const kid = (await listRuns({ store })).find((r) => r.runId === 'kid')!;
+    expect(kid.parent?.runId).toBe('r');
+    expect(kid.error).toMatch(/runs\/kid\/log\/CURRENT is missing/);
+  }, 120_000);
 });

@@ -61,7 +61,7 @@ export function registerInspect(program: Command): void {
         r.error === null
           ? { runId: r.runId, parent: r.parent, state: r.state, stopReason: r.stopReason, step: r.step, error: null, liveness: r.liveness }
           : // Unreadable: nothing is known about its state; say so instead of "idle, step 0".
-            { runId: r.runId, parent: null, state: null, stopReason: null, step: null, error: r.error, liveness: r.liveness },
+            { runId: r.runId, parent: r.parent, state: null, stopReason: null, step: null, error: r.error, liveness: r.liveness },
       ),
       () => lineageTree(runs),
     );
