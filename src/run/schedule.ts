@@ -14,8 +14,11 @@ export interface ScheduleView {
   examplesPerEpoch: number;
   /** Epoch checkpoints in the whole schedule. */
   checkpoints: number;
-  /** Steps between checkpoints: gaps differ by at most one step. */
+  /** Steps between checkpoints: gaps differ by at most one step (after `spacedFrom`, when set). */
   stepsPerCheckpoint: { min: number; max: number };
+  /** Where the current spacing starts when it does not start at the run's start (an extension, or
+   * a branch continuing its parent's schedule): the checkpoint and step; null otherwise. */
+  spacedFrom: { checkpoint: number; step: number } | null;
   /** The step budget of this run, in its own steps (an extension moves it; a branch continuing its
    * parent's schedule has what the parent had left). */
   totalSteps: number;
@@ -55,6 +58,7 @@ export function scheduleView(created: RunCreated, context?: TrainingContext): Sc
     examplesPerEpoch: targetExamples / checkpoints,
     checkpoints,
     stepsPerCheckpoint: { min, max },
+    spacedFrom: plan && plan.fromCheckpoint > 0 ? { checkpoint: plan.fromCheckpoint, step: plan.fromStep } : null,
     totalSteps,
     examples: totalSteps * s.batchSize,
     rules,
@@ -70,7 +74,8 @@ export function formatSchedule(v: ScheduleView): string {
   const gap = v.stepsPerCheckpoint.min === v.stepsPerCheckpoint.max ? `${v.stepsPerCheckpoint.min}` : `${v.stepsPerCheckpoint.min}–${v.stepsPerCheckpoint.max}`;
   return (
     `schedule: ${v.trainingExamples} training examples × stopPoint ${round(v.stopPoint)} = ${round(v.targetExamples)} examples → ` +
-    `${v.totalSteps} steps of ${v.batchSize} (${v.examples} examples); ${v.checkpoints} checkpoints, every ${gap} steps ` +
+    `${v.totalSteps} steps of ${v.batchSize} (${v.examples} examples); ${v.checkpoints} checkpoints, every ${gap} steps` +
+    `${v.spacedFrom ? ` after checkpoint ${v.spacedFrom.checkpoint} at step ${v.spacedFrom.step}` : ''} ` +
     `(${round(v.examplesPerEpoch)} examples per virtual epoch)${v.rules < 2 ? ' [rules 1]' : ''}`
   );
 }
