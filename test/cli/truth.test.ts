@@ -54,6 +54,11 @@ describe('runs --json and state --json carry error and liveness', () => {
     expect(text.stdout).toMatch(/broken {2}unreadable: run "broken": event 12 is corrupt/);
 
     expect(json(await cli(['state', 'dead', '--store', store, '--json']))).toMatchObject({ state: 'training', error: null, liveness: 'crashed' });
+    // An unreadable run: state --json still says what runs --json says, then fails with one line.
+    const broken = await cli(['state', 'broken', '--store', store, '--json']);
+    expect(broken.code).toBe(1);
+    expect(json(broken)).toMatchObject({ runId: 'broken', state: null, step: null, error: expect.stringMatching(/^run "broken": event 12 is corrupt/), liveness: null });
+    expect(broken.stderr.trim().split('\n')).toHaveLength(1);
     expect(json(await cli(['state', 'done', '--store', store, '--json']))).toMatchObject({ state: 'stopped', error: null, liveness: null });
     // At an earlier event the state is historic; liveness is the run's now.
     expect(json(await cli(['state', 'dead', '--at', 'step:5', '--store', store, '--json']))).toMatchObject({ step: 5, liveness: 'crashed' });

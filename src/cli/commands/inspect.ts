@@ -2,8 +2,9 @@
 import type { Command } from 'commander';
 import { decodeFloat, type LogRecord } from '../../log/events.js';
 import { withStore } from '../../run/common.js';
-import { listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
-import { POINT_FORMS } from '../../run/points.js';
+import { describeRun, listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
+import { PointError, POINT_FORMS } from '../../run/points.js';
+import { UnknownRunError } from '../../log/errors.js';
 import { makeOutput, UsageError } from '../output.js';
 import { formatSchedule } from '../../run/schedule.js';
 import { commonFlags } from './index.js';
@@ -84,7 +85,20 @@ export function registerInspect(program: Command): void {
     .option('--at <point>', `${POINT_FORMS} (default: the last event)`)
     .action(async (runId: string, flags: { store?: string; json?: boolean; at?: string }) => {
       const out = makeOutput(Boolean(flags.json));
-      const view = await showState(runId, { store: flags.store, at: flags.at });
+      let view;
+      try {
+        view = await showState(runId, { store: flags.store, at: flags.at });
+      } catch (err) {
+        // A run whose log cannot be read: --json still carries the facts, as `runs --json` does
+        // (then the one-line error on stderr and exit 1).
+        if (flags.json && !(err instanceof PointError) && !(err instanceof UnknownRunError)) {
+          const listing = await withStore({ store: flags.store }, (store) => describeRun(store, runId)).catch(() => null);
+          if (listing?.error) {
+            process.stdout.write(JSON.stringify({ runId, parent: listing.parent, state: null, stopReason: null, step: null, error: listing.error, liveness: listing.liveness }) + '\n');
+          }
+        }
+        throw err;
+      }
       const { around: _around, ...rest } = view;
       void _around;
       out.result(rest, () => {
