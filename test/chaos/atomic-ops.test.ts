@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hookEnv } from '../../src/chaos/harness.js';
-import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, startCli, tempDir, type Cli } from './helpers.js';
+import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, startCli, tempDir, expectOneLine } from './helpers.js';
 
 const TRAIN = ['--dataset', 'iris', '--backend', 'wasm', '--batch-size', '8', '--checkpoints', '2', '--json'];
 let base = '';
@@ -65,14 +65,6 @@ setInterval(() => {}, 1 << 30);`;
     child.once('close', () => reject(new Error(`holder exited: ${err}`)));
   });
   return child.pid!;
-}
-
-function expectOneLine(r: Cli, code: number, re: RegExp): void {
-  const lines = r.stderr.trim().split('\n');
-  expect(lines, `stderr: ${r.stderr}`).toHaveLength(1);
-  expect(lines[0]).toMatch(/^retrace: /);
-  expect(lines[0]).toMatch(re);
-  expect(r.code, r.stderr).toBe(code);
 }
 
 /**

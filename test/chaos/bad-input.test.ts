@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hookEnv, killAllChildren, runCli } from '../../src/chaos/harness.js';
 import { encodeKey, encodeValue } from '../../src/log/codec.js';
 import { Store } from '../../src/log/store.js';
-import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, startCli, tempDir, type Cli, type Live } from './helpers.js';
+import { cleanupTempDirs, cli, json, ROOT, snapshotFiles, startCli, tempDir, type Live, expectOneLine } from './helpers.js';
 
 const SMALL = ['--dataset', 'iris', '--batch-size', '8', '--stop-point', '4', '--checkpoints', '4'];
 /** The store with a finished run "r" of SMALL, and its final weightsHash. */
@@ -34,15 +34,6 @@ beforeAll(async () => {
   const k = await runCli(['train', ...SMALL, '--run-id', 'c', '--store', cut, '--json'], { cwd: ROOT, kill: { kind: 'hook', point: 'step-after', n: 40 } });
   expect(k.signal).toBe('SIGKILL');
 }, 120_000);
-
-/** Exit code `code` and exactly one stderr line, `retrace: …` matching `re`. */
-function expectOneLine(r: Cli, code: number, re: RegExp): void {
-  const lines = r.stderr.trim().split('\n');
-  expect(lines, `stderr: ${r.stderr}`).toHaveLength(1);
-  expect(lines[0]).toMatch(/^retrace: /);
-  expect(lines[0]).toMatch(re);
-  expect(r.code, r.stderr).toBe(code);
-}
 
 function expectSame(before: Map<string, Buffer>, after: Map<string, Buffer>): void {
   expect([...after.keys()].sort()).toEqual([...before.keys()].sort());

@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin', 'retrace.js');
@@ -136,4 +137,13 @@ export function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv } = {})
         check();
       }),
   };
+}
+
+/** Exit code `code` and exactly one stderr line, `retrace: …` matching `re`. */
+export function expectOneLine(r: Cli, code: number, re: RegExp): void {
+  const lines = r.stderr.trim().split('\n');
+  expect(lines, `stderr: ${r.stderr}`).toHaveLength(1);
+  expect(lines[0]).toMatch(/^retrace: /);
+  expect(lines[0]).toMatch(re);
+  expect(r.code, r.stderr).toBe(code);
 }

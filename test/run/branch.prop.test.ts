@@ -6,21 +6,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config.js';
-import { Store } from '../../src/log/store.js';
 import { branch } from '../../src/run/branch.js';
 import type { RunHistory } from '../../src/run/history.js';
-import { readRun } from '../../src/run/inspect.js';
 import { train } from '../../src/run/train.js';
-import { tempDir } from './helpers.js';
-
-async function history(store: string, runId: string): Promise<RunHistory> {
-  const s = await Store.open(store);
-  try {
-    return await readRun(s, runId);
-  } finally {
-    await s.close();
-  }
-}
+import { tempDir, history } from './helpers.js';
 
 /** [absolute step, loss, lr] of every step; [absolute step, weightsHash] of every epoch checkpoint. */
 function facts(h: RunHistory) {

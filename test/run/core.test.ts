@@ -12,8 +12,7 @@ import { Store } from '../../src/log/store.js';
 import { RunExistsError, UnknownRunError, CorruptLogError, MissingBlobError } from '../../src/log/errors.js';
 import { branch } from '../../src/run/branch.js';
 import { exportRun } from '../../src/run/export.js';
-import { PointError, type RunHistory } from '../../src/run/history.js';
-import { readRun } from '../../src/run/inspect.js';
+import { PointError } from '../../src/run/history.js';
 import { replay } from '../../src/run/replay.js';
 import { resume } from '../../src/run/resume.js';
 import { train } from '../../src/run/train.js';
@@ -21,16 +20,7 @@ import { loadTensors } from '../../src/run/snapshots.js';
 import { initBackend } from '../../src/train/backend.js';
 import { writeWeights } from '../../src/train/weights.js';
 import { loadDataset } from '../../src/train/data/index.js';
-import { IRIS, tamper, tempDir } from './helpers.js';
-
-async function history(store: string, runId: string): Promise<RunHistory> {
-  const s = await Store.open(store);
-  try {
-    return await readRun(s, runId);
-  } finally {
-    await s.close();
-  }
-}
+import { IRIS, tamper, tempDir, history } from './helpers.js';
 
 describe('a run and its log', () => {
   it('folds, from event 0, to every live snapshot the driver stored and every transition it logged', async () => {

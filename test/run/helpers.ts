@@ -7,6 +7,9 @@ import { ClassicLevel } from 'classic-level';
 import { afterAll } from 'vitest';
 import { encodeKey, encodeValue, type StoredRecord } from '../../src/log/codec.js';
 import type { ConfigInput } from '../../src/config.js';
+import { Store } from '../../src/log/store.js';
+import type { RunHistory } from '../../src/run/history.js';
+import { readRun } from '../../src/run/inspect.js';
 
 const made: string[] = [];
 afterAll(async () => {
@@ -52,5 +55,15 @@ export async function tamper(
     await db.put(encodeKey(seq), typeof changed === 'string' ? changed : encodeValue(changed).value);
   } finally {
     await db.close();
+  }
+}
+
+/** A run's whole history, read through its own Store (opened and closed here). */
+export async function history(store: string, runId: string): Promise<RunHistory> {
+  const s = await Store.open(store);
+  try {
+    return await readRun(s, runId);
+  } finally {
+    await s.close();
   }
 }

@@ -11,27 +11,17 @@ import { killAllChildren, runCli } from '../../src/chaos/harness.js';
 import { fsck } from '../../src/chaos/fsck.js';
 import { ConfigError, type ConfigInput } from '../../src/config.js';
 import { type LogRecord } from '../../src/log/events.js';
-import { Store } from '../../src/log/store.js';
 import { branch } from '../../src/run/branch.js';
 import { checkpointsOf } from '../../src/run/checkpoints.js';
 import { exportRun } from '../../src/run/export.js';
 import { PointError, type RunHistory } from '../../src/run/history.js';
-import { readRun, stateAt } from '../../src/run/inspect.js';
+import { stateAt } from '../../src/run/inspect.js';
 import { replay } from '../../src/run/replay.js';
 import { resume, ResumeRefusedError } from '../../src/run/resume.js';
 import { train } from '../../src/run/train.js';
-import { IRIS, tempDir } from './helpers.js';
+import { IRIS, tempDir, history } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-async function history(store: string, runId: string): Promise<RunHistory> {
-  const s = await Store.open(store);
-  try {
-    return await readRun(s, runId);
-  } finally {
-    await s.close();
-  }
-}
 
 /** An AbortSignal that fires once the run has done `step` steps (as Ctrl-C would). */
 function stopAt(step: number) {
