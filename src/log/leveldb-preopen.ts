@@ -15,6 +15,7 @@ import { CorruptLogError } from './errors.js';
 import { checkTable, decodeManifest, parseCurrent, type ManifestState } from './leveldb-files.js';
 import { damageBeforeIntactRecords, readLogFile } from './leveldb-log.js';
 import { isErrno } from './processes.js';
+import { describeNonFile } from './regular-file.js';
 
 /** What a run's log folder holds. `empty`: a creator stopped before LevelDB finished creating a
  * database (no CURRENT, no table, no logged record, no MANIFEST listing a table). */
@@ -121,4 +122,38 @@ export async function inspectLevelDir(runId: string, dir: string, shownAs: strin
     }
   }
   return { kind: 'whole', manifest, tables: live.tables.size };
+}
+
+/** The files a reader's copy takes; a writer's LevelDB also needs LOCK (LOG it can do without). */
+const LEVEL_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
+const LEVEL_FILE_WRITE = /^(CURRENT|LOCK|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
+
+/**
+ * A run's LevelDB folder must hold its files as files: a folder in place of one (or the log folder
+ * a file) made reads fail with a bare `EISDIR`. Throws CorruptLogError naming the run and the real
+ * path; a missing folder is left to the caller. Runs on the original folder (a reader's copy would
+ * name the copy); inspectLevelDir then checks what the files hold. `writer`: LOCK counts too.
+ */
+export async function checkLevelShape(runId: string, dir: string, opts: { writer?: boolean } = {}): Promise<void> {
+  const names = opts.writer ? LEVEL_FILE_WRITE : LEVEL_FILE;
+  let entries;
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isErrno(err, 'ENOTDIR')) {
+      throw new CorruptLogError(runId, -1, `${dir} is a file, not the folder of its LevelDB; move it aside and run \`retrace fsck ${runId}\``);
+    }
+    if (isErrno(err, 'ENOENT')) return;
+    throw err;
+  }
+  for (const e of entries) {
+    if (!names.test(e.name) || e.isFile()) continue;
+    const st = await fsp.stat(path.join(dir, e.name)).catch(() => null); // a symlink to a file is a file
+    if (st?.isFile()) continue;
+    throw new CorruptLogError(
+      runId,
+      -1,
+      `its LevelDB file ${path.join(dir, e.name)} is ${st ? describeNonFile(st) : 'a broken link'}, so LevelDB cannot open the run; move it aside and run \`retrace fsck ${runId}\``,
+    );
+  }
 }

@@ -34,7 +34,7 @@ import { z } from 'zod';
 import { BlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
 import { CorruptLogError, RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
 import { readLogFile } from './leveldb-log.js';
-import { inspectLevelDir } from './leveldb-preopen.js';
+import { checkLevelShape, inspectLevelDir } from './leveldb-preopen.js';
 import { decodeManifest } from './leveldb-files.js';
 import { readCommitted, readCommittedMarks, RunCore, RunLog, writeCommittedCopy, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
 import { isErrno, pidAlive } from './processes.js';
@@ -63,38 +63,6 @@ interface Shared {
 
 /** Per process: run log folder → its open LevelDB. */
 const openCores = new Map<string, Shared>();
-
-/** The files a reader's copy takes; a writer's LevelDB also needs LOCK (LOG it can do without). */
-const LEVEL_FILE = /^(CURRENT|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
-const LEVEL_FILE_WRITE = /^(CURRENT|LOCK|MANIFEST-\d+|\d+\.(log|ldb|sst))$/;
-
-/**
- * A run's LevelDB folder must hold its files as files: a folder in place of one (or the log folder
- * a file) made reads fail with a bare `EISDIR`. Throws CorruptLogError naming the run and the real
- * path; a missing folder is left to the caller.
- */
-async function checkLevelShape(runId: string, dir: string, names = LEVEL_FILE): Promise<void> {
-  let entries;
-  try {
-    entries = await fsp.readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    if (isErrno(err, 'ENOTDIR')) {
-      throw new CorruptLogError(runId, -1, `${dir} is a file, not the folder of its LevelDB; move it aside and run \`retrace fsck ${runId}\``);
-    }
-    if (isErrno(err, 'ENOENT')) return;
-    throw err;
-  }
-  for (const e of entries) {
-    if (!names.test(e.name) || e.isFile()) continue;
-    const st = await fsp.stat(path.join(dir, e.name)).catch(() => null); // a symlink to a file is a file
-    if (st?.isFile()) continue;
-    throw new CorruptLogError(
-      runId,
-      -1,
-      `its LevelDB file ${path.join(dir, e.name)} is ${st ? describeNonFile(st) : 'a broken link'}, so LevelDB cannot open the run; move it aside and run \`retrace fsck ${runId}\``,
-    );
-  }
-}
 
 function ownerIsFolder(runId: string, runDir: string, what: string): CorruptLogError {
   return new CorruptLogError(runId, -1, `${path.join(runDir, 'owner.json')} is ${what}, not a file; move it aside and run \`retrace fsck ${runId}\``);
@@ -585,7 +553,7 @@ export class Store {
       const marks = await readCommittedMarks(runDir, id);
       if (marks.problem) throw marks.problem;
       const committed = marks.committed;
-      await checkLevelShape(id, key, LEVEL_FILE_WRITE);
+      await checkLevelShape(id, key, { writer: true });
       // Before LevelDB opens (and writes) anything: owner.json must be writable as a file.
       const ownerFile = await fsp.stat(path.join(runDir, 'owner.json')).catch(() => null);
       if (ownerFile && !ownerFile.isFile()) throw ownerIsFolder(id, runDir, describeNonFile(ownerFile));
