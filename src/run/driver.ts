@@ -8,7 +8,7 @@ import type { BlobStore } from '../log/blobs.js';
 import { encodeFloat, toMachineEvent, type RunCreated } from '../log/events.js';
 import type { TrainingSession } from '../train/session.js';
 import type { Emitter } from './emitter.js';
-import { describeTensors, hashWeights, hashWeightsAsync, persistTensors } from './snapshots.js';
+import { describeTensors, hashWeights, persistTensors, persistTrainerState } from './snapshots.js';
 
 export interface DriveOptions {
   runId: string;
@@ -136,9 +136,9 @@ async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 
   // Blobs are durable before the event naming them is appended; the intent keeps any gc from
   // deleting them until the event is durable (a failed append keeps it: see blob-intents.ts).
   const intent = blobs?.intent(opts.runId);
-  const [weightsHash, weights, optimizer] = blobs
-    ? await Promise.all([hashWeightsAsync(state.weights), persistTensors(blobs, state.weights, intent), persistTensors(blobs, state.optimizer, intent)])
-    : [hashWeights(state.weights), describeTensors(state.weights), describeTensors(state.optimizer)];
+  const { weightsHash, weights, optimizer } = blobs
+    ? await persistTrainerState(blobs, state, intent)
+    : { weightsHash: hashWeights(state.weights), weights: describeTensors(state.weights), optimizer: describeTensors(state.optimizer) };
   const event: TrainingEvent = { type: 'checkpoint.committed', kind, index, step: ctx.step, weightsHash };
   await emitter.machine(
     event,

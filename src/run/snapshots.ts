@@ -59,3 +59,21 @@ export async function loadTrainerState(
   const [weights, optimizer] = await Promise.all([loadTensors(blobs, refs.weights), loadTensors(blobs, refs.optimizer)]);
   return { weights, optimizer };
 }
+
+/**
+ * Writes a trainer state's tensors as blobs (durable when this resolves, named by `intent` until
+ * the caller's event is durable) and returns the refs and the weightsHash an event records: a
+ * checkpoint's, or run.created's start state.
+ */
+export async function persistTrainerState(
+  blobs: BlobStore,
+  state: TrainerState,
+  intent?: BlobIntent,
+): Promise<{ weightsHash: string; weights: TensorRef[]; optimizer: TensorRef[] }> {
+  const [weightsHash, weights, optimizer] = await Promise.all([
+    hashWeightsAsync(state.weights),
+    persistTensors(blobs, state.weights, intent),
+    persistTensors(blobs, state.optimizer, intent),
+  ]);
+  return { weightsHash, weights, optimizer };
+}

@@ -1,29 +1,12 @@
-// A run's starting state, made durable before the run exists. A branch killed after its
+// Checks of a run's starting state (run.created.start, written by startRun before the event). A
+// branch killed after its
 // run.created and before its checkpoint 0 used to resume from the parent's step-0 initialisation
 // (rebuilt from the seed), not from the branch point, while its lineage still named the point and
 // fsck and replay said clean. Now every run (fresh, branch, init-from) writes its starting weights
 // and optimizer slots as blobs first and names them in run.created; resume restores them when no
-// checkpoint is committed, and fsck and replay check that checkpoint 0 is exactly that state and,
-// for a branch, that it is the parent's state at the branch point.
-import type { BlobIntent } from '../log/blob-intents.js';
-import type { BlobStore } from '../log/blobs.js';
-import type { CheckpointData, RunCreated, StartState, TensorRef } from '../log/events.js';
-import type { TrainerState } from '../train/types.js';
-import { hashWeightsAsync, persistTensors } from './snapshots.js';
-
-/**
- * Writes `state`'s tensors as blobs (durable when this resolves) and returns run.created's
- * `start`. `intent` (BlobStore.intent) names them to every gc until the caller releases it, once
- * run.created is durable.
- */
-export async function persistStartState(blobs: BlobStore, state: TrainerState, intent: BlobIntent): Promise<StartState> {
-  const [weightsHash, weights, optimizer] = await Promise.all([
-    hashWeightsAsync(state.weights),
-    persistTensors(blobs, state.weights, intent),
-    persistTensors(blobs, state.optimizer, intent),
-  ]);
-  return { weightsHash, weights, optimizer };
-}
+// checkpoint is committed, and fsck and replay check (here) that checkpoint 0 is exactly that state
+// and, for a branch, that it is the parent's state at the branch point.
+import type { CheckpointData, RunCreated, TensorRef } from '../log/events.js';
 
 function sameRefs(a: readonly TensorRef[], b: readonly TensorRef[]): boolean {
   return a.length === b.length && a.every((t, i) => t.hash === b[i]!.hash && t.name === b[i]!.name && t.bytes === b[i]!.bytes);

@@ -13,7 +13,7 @@ import { Emitter } from './emitter.js';
 import { buildEnvironment, CALLER_PREFIX, recordedConfig, recordedFiles, RETRACE_VERSION, settingsFrom, type RunEnvironment } from './environment.js';
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
-import { persistStartState } from './start-state.js';
+import { persistTrainerState } from './snapshots.js';
 import type { Store } from '../log/store.js';
 import type { BranchPlan } from './inherit.js';
 import { checkRecordable } from './recordable.js';
@@ -147,7 +147,7 @@ export async function startRun(store: Store, opts: StartRunOptions): Promise<Run
     // leaves an empty run that `train` claims again. The intent keeps every gc from deleting the
     // blobs until run.created is durable (released after its synced append).
     const startIntent = store.blobs.intent(opts.runId);
-    created.start = await persistStartState(store.blobs, startState, startIntent);
+    created.start = await persistTrainerState(store.blobs, startState, startIntent);
     const emitter = new Emitter({ runId: opts.runId, log, expected: [], nextSeq: 0, snapshot: startMachine(settings), onRecord: opts.onRecord });
     await emitter.fact({ type: 'run.created', data: created }, { sync: true });
     await startIntent.release();
