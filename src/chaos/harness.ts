@@ -540,7 +540,10 @@ export function planKill(rng: Rng, ctx: { command: 'train' | 'resume'; ref: Refe
     // Sometimes (a branch: always) while the run records its creation: its start state's blobs,
     // its first synced batch (run.created) and committed.json.
     if (ctx.command === 'train' && (ctx.branch || rng.next() < 0.2)) {
-      const point = rng.pick(['blob-before', 'blob-after', 'sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const);
+      // A branch from a checkpoint starts from blobs already stored: no blob file is written then.
+      const point = ctx.branch
+        ? rng.pick(['sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const)
+        : rng.pick(['blob-before', 'blob-after', 'sync-batch-before', 'sync-batch-after', 'committed-before', 'committed-after'] as const);
       return { kind: 'hook', point, n: point.startsWith('blob') ? rng.int(1, ctx.ref.blobsPerCheckpoint) : 1 };
     }
     return rng.next() < 0.7 || ctx.command !== 'train'
