@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { RESULTS_DIR, ROOT } from './lib/common.js';
 import { writeReport } from './lib/report.js';
 
-const BENCHES = ['step-overhead', 'checkpoint-throughput', 'checkpoint-stall', 'storage', 'seek', 'resume-replay', 'backends'];
+const BENCHES = ['step-overhead', 'checkpoint-throughput', 'checkpoint-stall', 'storage', 'seek', 'resume-replay', 'backends', 'dashboard'];
 
 const PREFACE = [
   'Every benchmark runs in its own Node process (`node --expose-gc`), one after the other. Comparisons are made side by side in one process, ' +

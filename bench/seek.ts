@@ -1,23 +1,35 @@
-// 5. Seek and fold: the machine state at an arbitrary event (`retrace state --at`), for runs of
-// 10K, 100K and 1M events, and the `runs` listing of a store with 1,000 runs. Logs are generated
-// through the real driver, emitter and store with a session that computes nothing (lib/synthetic.ts).
+// 5. Seek and list: reads that do not grow with what is stored. The machine state at an event
+// (`showState`, what `retrace state --at` runs) on runs of 1K to 1M events, the `runs` listing of
+// stores of 3 to 1,000 runs, and the same two commands as whole processes. Every target is a ratio
+// of two sides measured alternately in this one process (the machine is shared and noisy). Logs
+// are generated through the real driver, emitter and store with a session that computes nothing
+// (lib/synthetic.ts).
+import { spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Store } from '../src/log/store.js';
-import { listRuns, showState, stateAt } from '../src/run/inspect.js';
-import { parseRecord } from '../src/log/events.js';
-import { RunHistory } from '../src/run/history.js';
-import { fmt, main, median, removeDir, scratchDir, type Table, type Target } from './lib/common.js';
+import { listRuns, showState } from '../src/run/inspect.js';
+import { fmt, main, median, removeDir, ROOT, scratchDir, spread, type Table, type Target } from './lib/common.js';
 import { syntheticRun } from './lib/synthetic.js';
 import { writeBarChart } from './lib/svg.js';
 
-const SIZES = (process.env.BENCH_SEEK_SIZES ?? '10000,100000,1000000').split(',').map(Number);
+const SIZES = (process.env.BENCH_SEEK_SIZES ?? '1000,10000,100000,1000000').split(',').map(Number);
 const LIST_RUNS = Number(process.env.BENCH_LIST_RUNS ?? 1000);
 const STEPS_PER_EPOCH = 1000;
+const PAIRS = Number(process.env.BENCH_SEEK_PAIRS ?? 9);
+const CLI = path.join(ROOT, 'bin', 'retrace.js');
+
+/** Before the storage seam (docs/benchmarks.md of 2026-11-29): every read scanned the whole log. */
+const BEFORE = {
+  stateMs: { '10,046': 119, '100,419': 967, '1,000,131': 7505 } as Record<string, number>,
+  stateRatio: 63.2,
+  listMs: 5499,
+  listRuns: 1000,
+};
 
 /** A fixed pseudo-random sequence of event numbers in [1, n). */
-function points(n: number, count: number): number[] {
-  let s = 2463534242;
+function points(n: number, count: number, seed = 2463534242): number[] {
+  let s = seed;
   const out: number[] = [];
   for (let i = 0; i < count; i++) {
     s ^= s << 13;
@@ -28,131 +40,215 @@ function points(n: number, count: number): number[] {
   return out;
 }
 
+async function time(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+/** `pairs` ratios b/a, the two sides alternating (ABBA) so drifting load cancels out. */
+async function alternate(pairs: number, a: (i: number) => Promise<unknown>, b: (i: number) => Promise<unknown>): Promise<{ a: number[]; b: number[]; ratios: number[] }> {
+  const out = { a: [] as number[], b: [] as number[], ratios: [] as number[] };
+  await a(0); // warm both paths
+  await b(0);
+  for (let i = 0; i < pairs; i++) {
+    let ta: number;
+    let tb: number;
+    if (i % 2 === 0) {
+      ta = await time(() => a(i));
+      tb = await time(() => b(i));
+    } else {
+      tb = await time(() => b(i));
+      ta = await time(() => a(i));
+    }
+    out.a.push(ta);
+    out.b.push(tb);
+    out.ratios.push(tb / ta);
+  }
+  return out;
+}
+
+function cli(args: string[]): void {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`retrace ${args.join(' ')} failed: ${r.stderr}`);
+}
+
+/** A store of `n` small runs: `originals` trained, the rest copies (a closed run's folder is its whole state). */
+async function listStore(dir: string, n: number): Promise<Store> {
+  const store = await Store.open(dir);
+  const originals = Math.min(20, n);
+  for (let i = 0; i < originals; i++) await syntheticRun(store, `run-${String(i).padStart(4, '0')}`, { stepsPerEpoch: 10, checkpoints: 2 });
+  for (let i = originals; i < n; i++) {
+    await fsp.cp(path.join(dir, 'runs', `run-${String(i % originals).padStart(4, '0')}`), path.join(dir, 'runs', `run-${String(i).padStart(4, '0')}`), { recursive: true });
+  }
+  return store;
+}
+
 main('seek', async () => {
   const dir = scratchDir('seek');
   const store = await Store.open(dir);
-  const rows: string[][] = [];
   const data: Record<string, unknown> = {};
   const targets: Target[] = [];
-  const seekMs: number[] = [];
-  const labels: string[] = [];
+  const sizeRows: string[][] = [];
+  const ratioRows: string[][] = [];
+  const events: Record<number, number> = {};
   try {
     for (const size of SIZES) {
       const checkpoints = Math.max(1, Math.round(size / (STEPS_PER_EPOCH + 4)));
-      const runId = `seek-${size}`;
-      let events = 0;
+      let n = 0;
       const t0 = performance.now();
-      await syntheticRun(store, runId, { stepsPerEpoch: STEPS_PER_EPOCH, checkpoints, onRecord: () => events++ });
-      const genSeconds = (performance.now() - t0) / 1000;
-      const times: number[] = [];
-      const at = points(events, size >= 500_000 ? 2 : 5);
-      for (const seq of at) {
-        const t = performance.now();
-        const view = await showState(runId, { store, at: String(seq) });
-        times.push(performance.now() - t);
-        if (view.seq !== seq) throw new Error('showState answered another event');
-      }
-      // Where the time goes, once: open (private copy + LevelDB open + key scan), read and verify
-      // every record, validate every payload (zod), fold to the event.
-      const t1 = performance.now();
-      const log = await store.openRun(runId, 'read');
-      const t2 = performance.now();
-      const raws = [];
-      for await (const r of log.read()) raws.push(r);
-      const t3 = performance.now();
-      const records = raws.map((r) => parseRecord(runId, r));
-      const t4 = performance.now();
-      stateAt(new RunHistory(runId, records), at[0]!);
-      const t5 = performance.now();
-      await log.close();
-      const t6 = performance.now();
-      const phases = { openMs: t2 - t1, readMs: t3 - t2, validateMs: t4 - t3, foldMs: t5 - t4, closeMs: t6 - t5 };
-      const m = median(times);
-      rows.push([fmt(events), fmt(checkpoints), fmt(genSeconds, 3), fmt(events / genSeconds), fmt(m), fmt(phases.openMs), fmt(phases.readMs), fmt(phases.validateMs), fmt(phases.foldMs + phases.closeMs)]);
-      data[runId] = { events, checkpoints, generateSeconds: genSeconds, seekMs: times, at, phases };
-      seekMs.push(m);
-      labels.push(`${fmt(events)} events`);
-      console.log(`  ${fmt(events)} events: generated in ${fmt(genSeconds)} s, state --at median ${fmt(m)} ms`);
+      await syntheticRun(store, `seek-${size}`, { stepsPerEpoch: STEPS_PER_EPOCH, checkpoints, onRecord: () => n++ });
+      events[size] = n;
+      sizeRows.push([fmt(n), fmt(checkpoints), fmt((performance.now() - t0) / 1000, 3)]);
+      console.log(`  generated ${fmt(n)} events`);
     }
-    const small = seekMs[0]!;
-    const big = seekMs[seekMs.length - 1]!;
-    targets.push({ what: `\`state --at\` on the ${labels[labels.length - 1]} run`, target: 'tens of ms, flat with size', measured: `${fmt(big)} ms (${fmt(big / small)}× the ${labels[0]} run)`, met: big < 100 && big / small < 3 });
+    const byName = (size: number) => `seek-${size}`;
+    const smallLib = SIZES.find((s) => s === 10000) ?? SIZES[0]!;
+    const bigLib = SIZES[SIZES.length - 1]!;
 
-    // 1,000 small runs for `runs`: 20 real ones (2 epochs of 10 steps), each then copied as closed
-    // runs are (a run's folder is its whole state), which is 10x faster than training 1,000.
-    const listDir = scratchDir('list');
-    const listStore = await Store.open(listDir);
-    let listMs: number[] = [];
-    let genList = 0;
-    try {
-      const t0 = performance.now();
-      const originals = Math.min(20, LIST_RUNS);
-      for (let i = 0; i < originals; i++) await syntheticRun(listStore, `run-${String(i).padStart(4, '0')}`, { stepsPerEpoch: 10, checkpoints: 2 });
-      for (let i = originals; i < LIST_RUNS; i++) {
-        const from = path.join(listDir, 'runs', `run-${String(i % originals).padStart(4, '0')}`);
-        await fsp.cp(from, path.join(listDir, 'runs', `run-${String(i).padStart(4, '0')}`), { recursive: true });
-      }
-      genList = (performance.now() - t0) / 1000;
-      for (let i = 0; i < 1; i++) {
-        const t = performance.now();
-        const runs = await listRuns({ store: listStore });
-        listMs.push(performance.now() - t);
-        if (runs.length !== LIST_RUNS || runs.some((r) => r.error)) throw new Error('listing failed');
-      }
-    } finally {
-      await listStore.close();
-      removeDir(listDir);
+    // 1. The library call at pseudo-random points, small and big run alternating.
+    const atSmall = points(events[smallLib]!, PAIRS + 1, 11);
+    const atBig = points(events[bigLib]!, PAIRS + 1, 13);
+    const lib = await alternate(
+      PAIRS,
+      (i) => showState(byName(smallLib), { store, at: String(atSmall[i]) }),
+      (i) => showState(byName(bigLib), { store, at: String(atBig[i]) }),
+    );
+    const libRatio = spread(lib.ratios);
+    ratioRows.push([
+      `showState at a random event: ${fmt(events[bigLib])} ÷ ${fmt(events[smallLib])} events`,
+      fmt(median(lib.a)),
+      fmt(median(lib.b)),
+      fmt(libRatio.median),
+      `${fmt(libRatio.min)}–${fmt(libRatio.max)}`,
+      `${fmt(BEFORE.stateRatio)} (${fmt(BEFORE.stateMs['1,000,131'])} ms on 1,000,131 events)`,
+    ]);
+    targets.push({ what: `showState at an event of a ${fmt(events[bigLib])}-event run ÷ of a ${fmt(events[smallLib])}-event run`, target: '≤ 2', measured: `${fmt(libRatio.median)} (before: ${fmt(BEFORE.stateRatio)})`, met: libRatio.median <= 2 });
+    data.showState = { small: byName(smallLib), big: byName(bigLib), ...lib };
+    // Every run's time at its own points, for the table by size.
+    const perSize: number[] = [];
+    for (const size of SIZES) {
+      const ats = points(events[size]!, 5, 17);
+      const times: number[] = [];
+      for (const at of ats) times.push(await time(() => showState(byName(size), { store, at: String(at) })));
+      perSize.push(median(times));
     }
-    const list = median(listMs);
-    targets.push({ what: `\`runs\` with ${fmt(LIST_RUNS)} runs`, target: 'tens of ms', measured: `${fmt(list)} ms (${fmt(list / LIST_RUNS, 3)} ms per run)`, met: list < 100 });
-    data.list = { runs: LIST_RUNS, generateSeconds: genList, listMs };
-    const table: Table = {
-      title: '`state --at` (showState) on synthetic runs, checkpoints every 1,000 steps',
-      headers: ['events', 'checkpoints', 'generated in s', 'events/s written', 'state --at ms (median)', 'open ms', 'read + verify ms', 'validate (zod) ms', 'fold + close ms'],
-      rows,
+    sizeRows.forEach((row, i) => row.push(fmt(perSize[i]), BEFORE.stateMs[row[0]!] === undefined ? '' : fmt(BEFORE.stateMs[row[0]!])));
+
+    // 2. The listing of 1,000 runs against reading 1,000 files of a summary's size.
+    const listDir = scratchDir('list');
+    const filesDir = scratchDir('files');
+    const big = await listStore(listDir, LIST_RUNS);
+    try {
+      const one = await fsp.readFile(path.join(listDir, 'runs', 'run-0000', 'committed.json'));
+      await fsp.mkdir(filesDir, { recursive: true });
+      for (let i = 0; i < LIST_RUNS; i++) await fsp.writeFile(path.join(filesDir, `f-${i}.json`), one);
+      const list = await alternate(
+        Math.max(3, Math.floor(PAIRS / 2)),
+        async () => {
+          for (let i = 0; i < LIST_RUNS; i++) JSON.parse(await fsp.readFile(path.join(filesDir, `f-${i}.json`), 'utf8'));
+        },
+        async () => {
+          const runs = await listRuns({ store: big });
+          if (runs.length !== LIST_RUNS || runs.some((r) => r.error)) throw new Error('listing failed');
+        },
+      );
+      const r = spread(list.ratios);
+      ratioRows.push([
+        `listRuns of ${fmt(LIST_RUNS)} runs ÷ reading ${fmt(LIST_RUNS)} files of ${one.byteLength} bytes`,
+        fmt(median(list.a)),
+        fmt(median(list.b)),
+        fmt(r.median),
+        `${fmt(r.min)}–${fmt(r.max)}`,
+        `${fmt(BEFORE.listMs)} ms for ${fmt(BEFORE.listRuns)} runs`,
+      ]);
+      targets.push({ what: `listRuns of ${fmt(LIST_RUNS)} runs ÷ reading ${fmt(LIST_RUNS)} summary-sized files`, target: '≤ 3', measured: `${fmt(r.median)} (${fmt(median(list.b))} ms; before: ${fmt(BEFORE.listMs)} ms)`, met: r.median <= 3 });
+      data.list = { runs: LIST_RUNS, summaryBytes: one.byteLength, ...list };
+    } finally {
+      await big.close();
+    }
+
+    // 3. Whole processes: `retrace state --at` on a 100K- and a 1K-event run, `retrace runs` on
+    // 300 and 3 runs (process start-up alone is ~0.2 s, so both sides pay it).
+    await store.close();
+    const smallCli = SIZES.find((s) => s === 1000) ?? SIZES[0]!;
+    const bigCli = SIZES.find((s) => s === 100000) ?? bigLib;
+    const atS = points(events[smallCli]!, PAIRS + 1, 19);
+    const atB = points(events[bigCli]!, PAIRS + 1, 23);
+    const proc = await alternate(
+      Math.max(3, Math.floor(PAIRS / 2)),
+      async (i) => cli(['state', byName(smallCli), '--at', String(atS[i]), '--store', dir, '--json']),
+      async (i) => cli(['state', byName(bigCli), '--at', String(atB[i]), '--store', dir, '--json']),
+    );
+    const pr = spread(proc.ratios);
+    ratioRows.push([`\`retrace state --at\` process: ${fmt(events[bigCli])} ÷ ${fmt(events[smallCli])} events`, fmt(median(proc.a)), fmt(median(proc.b)), fmt(pr.median), `${fmt(pr.min)}–${fmt(pr.max)}`, '']);
+    targets.push({ what: `\`retrace state --at\` process, ${fmt(events[bigCli])}-event ÷ ${fmt(events[smallCli])}-event run`, target: '≤ 1.5', measured: fmt(pr.median), met: pr.median <= 1.5 });
+    data.stateProcess = proc;
+
+    const few = scratchDir('list3');
+    const many = scratchDir('list300');
+    await (await listStore(few, 3)).close();
+    await (await listStore(many, 300)).close();
+    const runsProc = await alternate(
+      Math.max(3, Math.floor(PAIRS / 2)),
+      async () => cli(['runs', '--store', few, '--json']),
+      async () => cli(['runs', '--store', many, '--json']),
+    );
+    const rr = spread(runsProc.ratios);
+    ratioRows.push(['`retrace runs` process: 300 ÷ 3 runs', fmt(median(runsProc.a)), fmt(median(runsProc.b)), fmt(rr.median), `${fmt(rr.min)}–${fmt(rr.max)}`, '']);
+    targets.push({ what: '`retrace runs` process, 300 runs ÷ 3 runs', target: '≤ 1.5', measured: fmt(rr.median), met: rr.median <= 1.5 });
+    data.runsProcess = runsProc;
+    removeDir(few);
+    removeDir(many);
+    removeDir(listDir);
+    removeDir(filesDir);
+
+    const sizeTable: Table = {
+      title: '`state --at` (showState) by run size, checkpoints every 1,000 steps (median of 5 random events)',
+      headers: ['events', 'checkpoints', 'generated in s', 'ms now', 'ms before the seam'],
+      rows: sizeRows,
     };
-    const listTable: Table = {
-      title: `\`runs\` (listRuns) on a store of ${fmt(LIST_RUNS)} runs`,
-      headers: ['runs', 'listing ms', 'ms per run'],
-      rows: [[fmt(LIST_RUNS), fmt(list), fmt(list / LIST_RUNS, 3)]],
+    const ratioTable: Table = {
+      title: 'Each target, the two sides alternating (ABBA), median of the per-pair ratios',
+      headers: ['what', 'small side ms (median)', 'big side ms (median)', 'ratio', 'range', 'before'],
+      rows: ratioRows,
     };
     const chart = writeBarChart('seek.svg', {
-      title: 'Time to show the state at an event (ms, log scale)',
-      groups: labels,
-      series: [{ name: 'state --at', values: seekMs }],
+      title: '`state --at` by run size (ms, log scale)',
+      groups: sizeRows.map((r) => `${r[0]} events`),
+      series: [{ name: 'now', values: perSize }],
       unit: 'milliseconds (log scale)',
       log: true,
     });
     return {
       name: 'seek',
-      title: '5. Seek and fold',
+      title: '5. Seek and list',
       method:
-        'Runs of about 10K, 100K and 1M events are generated through the real driver, emitter and store (lib/synthetic.ts: a session that computes nothing, ' +
-        'so every record is what a real run writes, only the numbers are invented), one epoch checkpoint per 1,000 steps. `showState(run, {at})` — what ' +
-        '`retrace state --at` runs — is timed at fixed pseudo-random events (5, or 2 on the largest run), through a fresh read handle each time, as the CLI does; ' +
-        'one more read is split into its phases. The listing builds a store of ' +
-        `${fmt(LIST_RUNS)} runs (20 trained runs of 2 epochs of 10 steps, copied folder by folder) and times \`listRuns\`.`,
-      tables: [table, listTable],
+        `Runs of about ${SIZES.map((s) => fmt(s)).join(', ')} events are generated through the real driver, emitter and store (lib/synthetic.ts: a session that computes nothing, ` +
+        'so every record is what a real run writes, only the numbers are invented), one epoch checkpoint per 1,000 steps. Each target compares two sides measured ' +
+        `alternately in this process (ABBA order, ${PAIRS} pairs or at least 3 for the slower ones, one warm-up call each): \`showState(run, {at})\` at pseudo-random events ` +
+        'through a fresh read handle each time (as the CLI does); `listRuns` of a store of 1,000 runs (20 trained runs of 2 epochs of 10 steps, copied folder by folder) ' +
+        "against reading and parsing 1,000 files the size of one run's committed.json; and whole `retrace state --at` and `retrace runs` processes (`node bin/retrace.js`).",
+      tables: [ratioTable, sizeTable],
       targets,
       charts: [{ file: chart, alt: 'state --at time per run size' }],
       notes: [
-        `\`state --at\` is linear in the length of the log, ${fmt((big * 1000) / (data[`seek-${SIZES[SIZES.length - 1]}`] as { events: number }).events, 2)} µs per event on the largest run: ` +
-          '`readRun` opens the run (a private copy of the LevelDB, whose opening scans every key ' +
-          'to check the log has no gap), reads and verifies every record (CRC, seq), validates every payload with zod, and only then folds, from the nearest checkpoint. ' +
-          'The fold itself is flat (the checkpoint stores the machine snapshot). Not fixed here; what would make it flat:',
-        '1. read only what the answer needs: record 0, the nearest checkpoint at or before the event and the records from it to the event. The checkpoint can be found by ' +
-          'reading backwards in chunks from the event (bounded by one epoch of events), or in O(1) from an index of checkpoint seqs kept in its own key range and written in ' +
-          "the same atomic batch as each checkpoint record; 2. the view's list of evaluations, today every `eval.finished` up to the event, from the same kind of index; " +
-          "3. a reader that checks the ranges it reads (it already does) and the committed mark with one reverse seek, instead of scanning every key when it opens. " +
-          'Items 1–2 change src/run/history.ts and inspect.ts; item 3 changes the log’s integrity design (src/log/run-log.ts), which is being reworked for the chaos tests.',
-        "`runs` costs a few milliseconds per run whatever the runs' length, because each run is a LevelDB to copy and open; with 1,000 runs that is seconds. " +
-          'What would make it tens of milliseconds: a small per-run summary file (state, step, best checkpoint, parent) rewritten with committed.json after each synced ' +
-          'append and checked against it (same seq and crc), so that listing reads one small file per run and opens a LevelDB only when the summary is stale.',
+        '`state --at` reads only what its answer needs (src/run/reader.ts): event 0 (run.created), the events from the nearest checkpoint before the point up to it ' +
+          '(read backwards from the point; the checkpoint stores the machine snapshot), the evaluations through the index written in the same LevelDB batch as each ' +
+          'record, and the events around the point. A reader no longer scans every key when it opens (one reverse seek for the last event and one read of the ' +
+          'committed record); every range it reads is checked for gaps and checksums. What still grows: the evaluations listed (one per checkpoint) and the events ' +
+          'between the nearest checkpoint and the point (at most one checkpoint interval). The whole-log checks are `retrace fsck`.',
+        '`runs` reads one small file per run: the summary (state, step, best metric, parent, ...) each writer stores inside committed.json at every commit, so it ' +
+          'describes exactly the committed event (src/run/summary.ts). A run that is being written, or whose writer died mid-training, is read from its log instead ' +
+          '(its last checkpoint and the events after it).',
+        `Before this change (the same benchmark on 2026-11-29): \`state --at\` took ${fmt(BEFORE.stateMs['1,000,131'])} ms on a 1,000,131-event run, ` +
+          `${fmt(BEFORE.stateRatio)}× the 10,046-event run, because it copied and scanned the whole log and validated every record; \`runs\` took ` +
+          `${fmt(BEFORE.listMs)} ms for 1,000 runs (a LevelDB copied and opened per run).`,
       ],
-      data,
+      data: { ...data, events },
     };
   } finally {
-    await store.close();
+    await store.close().catch(() => {});
     removeDir(dir);
   }
 });

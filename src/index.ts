@@ -5,7 +5,7 @@
 import { Store } from './log/store.js';
 import type { LogRecord } from './log/events.js';
 import { assertStoreFolder, storeDir } from './run/common.js';
-import { listRuns, readLog, readRun, resolveAt, stateAt, type LogQuery, type RunListing, type StateView } from './run/inspect.js';
+import { listRuns, readLog, resolveAt, stateAt, withReader, type LogQuery, type RunListing, type StateView } from './run/inspect.js';
 
 export { train, type TrainOptions } from './run/train.js';
 export { resume, ResumeRefusedError, type ResumeOptions } from './run/resume.js';
@@ -53,8 +53,7 @@ export async function openStore(dir?: string, opts: { create?: boolean } = {}): 
     runs: () => listRuns({ store }),
     events: (runId, range) => readLog(store, runId, range),
     state: async (runId, at) => {
-      const history = await readRun(store, runId);
-      return stateAt(history, resolveAt(history, at));
+      return withReader(store, runId, async (reader) => stateAt(reader, await resolveAt(reader, at)));
     },
     close: () => store.close(),
   };

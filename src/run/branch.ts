@@ -56,7 +56,7 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
         await parentLog.close();
       }
     })();
-    let resolved = history.resolvePoint(point);
+    let resolved = await history.resolvePoint(point);
     // A step that ended a virtual epoch: the parent's checkpoint there (with its decisions) is the
     // state the parent went on from.
     const atBoundary = history.checkpoints.find((c) => c.seq > resolved.seq && c.data.kind === 'epoch' && c.data.step === resolved.step);

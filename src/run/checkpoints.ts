@@ -4,7 +4,9 @@
 import { decodeFloat } from '../log/events.js';
 import { withStore, type StoreOption } from './common.js';
 import type { RunHistory } from './history.js';
-import { readRun } from './inspect.js';
+import { withReader } from './inspect.js';
+import { checkpointName } from './points.js';
+import { RunReader } from './reader.js';
 
 export interface CheckpointListing {
   /** The checkpoint as a point: `ckpt:K` or `int:N`. */
@@ -23,23 +25,29 @@ export interface CheckpointListing {
   best: boolean;
 }
 
-/** Every checkpoint of a run, in the order they were committed. */
-export function checkpointsOf(history: RunHistory): CheckpointListing[] {
-  const best = history.snapshotAt().snapshot.context.best;
-  return history.checkpoints.map((c) => {
-    const name = history.checkpointName(c);
-    let metrics: CheckpointListing['metrics'] = null;
-    if (c.data.kind !== 'interrupt') {
-      // The evaluation the driver logged just before committing this checkpoint.
-      for (let i = c.seq - 1; i >= 0; i -= 1) {
-        const r = history.records[i]!;
-        if (r.type === 'eval.finished') {
-          if (r.data.step === c.data.step) metrics = { valLoss: decodeFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy };
-          break;
-        }
-        if (r.type === 'checkpoint.committed' || r.type === 'step.finished') break;
-      }
+/** Every checkpoint of a run, in the order they were committed: read through the log's index
+ * (its checkpoints and evaluations), or from a history already in memory. */
+export async function checkpointsOf(run: RunReader | RunHistory): Promise<CheckpointListing[]> {
+  const reader = run instanceof RunReader ? run : await RunReader.open(run.asLog(), run.runId);
+  const best = (await reader.stateAfter()).snapshot.context.best;
+  const checkpoints = await reader.checkpoints();
+  const evaluations = await reader.evaluations();
+  let e = 0;
+  let previous = -1;
+  return checkpoints.map((c) => {
+    const name = checkpointName(checkpoints, c);
+    // The evaluation the driver logged just before committing this checkpoint: the last one
+    // after the previous checkpoint, at this checkpoint's step.
+    let evaluation: (typeof evaluations)[number] | null = null;
+    while (e < evaluations.length && evaluations[e]!.seq < c.seq) {
+      if (evaluations[e]!.seq > previous) evaluation = evaluations[e]!;
+      e += 1;
     }
+    previous = c.seq;
+    const metrics =
+      c.data.kind !== 'interrupt' && evaluation && evaluation.data.step === c.data.step
+        ? { valLoss: decodeFloat(evaluation.data.valLoss), valAccuracy: evaluation.data.valAccuracy }
+        : null;
     return {
       name,
       kind: c.data.kind,
@@ -55,5 +63,5 @@ export function checkpointsOf(history: RunHistory): CheckpointListing[] {
 }
 
 export async function listCheckpoints(runId: string, opts: StoreOption = {}): Promise<CheckpointListing[]> {
-  return withStore(opts, async (store) => checkpointsOf(await readRun(store, runId)));
+  return withStore(opts, async (store) => withReader(store, runId, (reader) => checkpointsOf(reader)));
 }

@@ -10,6 +10,7 @@ import type { LogRecord, ProcessAttached } from '../log/events.js';
 import { stat } from 'node:fs/promises';
 import { StoreError } from '../log/errors.js';
 import { Store } from '../log/store.js';
+import type { RunStore } from '../storage/types.js';
 import type { BackendInfo } from '../train/types.js';
 import type { RunHistory } from './history.js';
 
@@ -21,8 +22,8 @@ export function storeDir(explicit?: string, cwd = process.cwd()): string {
 }
 
 export interface StoreOption {
-  /** A store folder or an open Store. */
-  store?: string | Store;
+  /** A store (a folder, see openRunStore for the other forms) or an open RunStore. */
+  store?: string | RunStore;
   cwd?: string;
   /** Create the store folder when it does not exist. Only an operation that creates a run
    * (train) does; everything else fails on a missing folder and leaves the path untouched (a
@@ -41,8 +42,8 @@ export async function assertStoreFolder(dir: string): Promise<void> {
 }
 
 /** Opens the store named by the option (and closes it afterwards only if it opened it). */
-export async function withStore<T>(opt: StoreOption, fn: (store: Store) => Promise<T>): Promise<T> {
-  if (opt.store instanceof Store) return fn(opt.store);
+export async function withStore<T>(opt: StoreOption, fn: (store: RunStore) => Promise<T>): Promise<T> {
+  if (typeof opt.store === 'object' && opt.store !== null) return fn(opt.store);
   const dir = storeDir(opt.store, opt.cwd);
   if (!opt.create) await assertStoreFolder(dir);
   const store = await Store.open(dir);

@@ -5,9 +5,10 @@
 import { step as machineStep, stateName, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
 import type { TrainingEvent } from '../../machines/training.events.js';
 import { canonicalJson } from '../log/codec.js';
-import { sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord } from '../log/events.js';
+import { sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord, type RunCreated } from '../log/events.js';
 import { toJsonSafe } from '../log/json-safe.js';
-import type { RunLog } from '../log/run-log.js';
+import type { EventLog } from '../storage/types.js';
+import { summarizeRun, type SummaryBase } from './summary.js';
 
 /** Records a process writes that are not facts of the computation: skipped when comparing. */
 const NON_DETERMINISTIC = new Set(['process.attached', 'run.forced']);
@@ -38,12 +39,15 @@ function short(data: unknown): string {
 export interface EmitterOptions {
   runId: string;
   /** Null when only verifying (replay): nothing is ever written. */
-  log: RunLog | null;
+  log: EventLog | null;
   /** Records already in the log at the positions about to be produced, in order. */
   expected: LogRecord[];
   nextSeq: number;
   snapshot: TrainingSnapshot;
   onRecord?: (record: LogRecord) => void;
+  /** The run's creation record (for the summary stored with each commit, summary.ts); taken from
+   * the run.created this emitter writes when it writes one. */
+  created?: { data: RunCreated; at: string };
 }
 
 export class Emitter {
@@ -55,11 +59,21 @@ export class Emitter {
    * events it re-verified, not in the middle of them). */
   private pendingWrites: NewRecord[] = [];
   verified = 0;
+  private base: SummaryBase | null;
+  /** The last event written and the machine after it: what the run's summary describes. */
+  private written: { seq: number; at: string; snapshot: TrainingSnapshot } | null = null;
 
   constructor(private readonly options: EmitterOptions) {
     this.snapshot = options.snapshot;
     this.nextSeq = options.nextSeq;
     this.expected = options.expected;
+    this.base = options.created ? { created: options.created.data, createdAt: options.created.at } : null;
+    // The log stores the summary with each commit; it describes exactly the committed event or
+    // nothing (the summarizer declines, and readers read the log).
+    options.log?.setSummarizer((seq) => {
+      const w = this.written;
+      return this.base && w && w.seq === seq ? summarizeRun(this.base, w.snapshot, w.seq, w.at) : null;
+    });
   }
 
   /** True while logged events remain to be checked. */
@@ -93,7 +107,10 @@ export class Emitter {
     if (from !== to) {
       records.push({ type: 'state.changed', data: { from, to, cause: this.nextSeq, causeType: event.type } });
     }
-    const written = await this.emit(records, { sync: opts.sync || to === 'stopped' || to === 'exported' });
+    // Entering or leaving a stopped run is committed at once: a stored summary that says a run
+    // stopped is then never behind a log that has gone on (summary.ts, summaryIsCurrent).
+    const settled = (s: string) => s === 'stopped' || s === 'exported';
+    const written = await this.emit(records, { sync: opts.sync || settled(to) || settled(from) }, next);
     this.snapshot = next;
     return written;
   }
@@ -126,7 +143,7 @@ export class Emitter {
     }
   }
 
-  private async emit(records: NewRecord[], opts: { sync: boolean }): Promise<LogRecord[]> {
+  private async emit(records: NewRecord[], opts: { sync: boolean }, after: TrainingSnapshot = this.snapshot): Promise<LogRecord[]> {
     const out: LogRecord[] = [];
     const toWrite: NewRecord[] = [];
     for (const record of records) {
@@ -151,14 +168,17 @@ export class Emitter {
     if (!this.options.log) {
       throw new EndOfLogError(this.nextSeq);
     }
-    out.push(...(await this.write(toWrite, opts)));
+    out.push(...(await this.write(toWrite, opts, after)));
     return out;
   }
 
-  private async write(batch: NewRecord[], opts: { sync: boolean }): Promise<LogRecord[]> {
+  private async write(batch: NewRecord[], opts: { sync: boolean }, after: TrainingSnapshot = this.snapshot): Promise<LogRecord[]> {
     // The time is given to the log, so listeners see the `at` the log stores (a TensorBoard file
     // written live equals one written later from the log).
     const at = new Date().toISOString();
+    const created = batch.find((r): r is Extract<NewRecord, { type: 'run.created' }> => r.type === 'run.created');
+    if (created && this.nextSeq === 0) this.base = { created: created.data, createdAt: at };
+    this.written = { seq: this.nextSeq + batch.length - 1, at, snapshot: after };
     const seqs = await this.options.log!.append(batch.map((r) => ({ ...r, at })), { sync: opts.sync });
     return batch.map((r, i) => {
       const rec = { v: SCHEMA_VERSION, seq: seqs[i]!, at, ...r } as LogRecord;

@@ -71,7 +71,7 @@ export async function lineage(store: Store, history: RunHistory): Promise<Array<
 }
 
 /** The point to export, resolved; ExportError if the run is not stopped, PointError for a point it lacks. */
-function exportable(runId: string, history: RunHistory, point: Point) {
+async function exportable(runId: string, history: RunHistory, point: Point) {
   const snapshot = history.snapshotAt().snapshot;
   const state = stateName(snapshot);
   // Holding the run for writing means no process trains it: a run whose log is not stopped
@@ -79,9 +79,9 @@ function exportable(runId: string, history: RunHistory, point: Point) {
   if (state !== 'stopped' && state !== 'exported' && !snapshot.can({ type: 'export.finished', checkpoint: 0, out: '' })) {
     throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
   }
-  const resolved = resolvePoint(history, point, '--checkpoint');
+  const resolved = await resolvePoint(history, point, '--checkpoint');
   // A step that a checkpoint holds is exported from it; any other step is re-executed to.
-  const ckpt = checkpointHolding(history, resolved);
+  const ckpt = checkpointHolding(history.checkpoints, resolved);
   if (!ckpt && !resolved.checkpoint) throw new PointError(`run ${runId} has no checkpoint at or before ${formatPoint(point)}`);
   return { resolved, ckpt };
 }
@@ -109,7 +109,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     if (await store.liveWriter(runId)) await (await store.openRun(runId, 'write')).close();
     const preview = await store.openRun(runId, 'read');
     try {
-      const { resolved, ckpt } = exportable(runId, await loadHistory(preview, runId), point);
+      const { resolved, ckpt } = await exportable(runId, await loadHistory(preview, runId), point);
       // The weights it needs must read back (each blob is checked against its hash) before the
       // run is opened for writing, which rewrites LevelDB's files even when the export then fails.
       await loadTensors(store.blobs, (ckpt ?? resolved.checkpoint!).data.weights);
@@ -120,7 +120,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
     try {
       const history = await loadHistory(log, runId);
       const snapshot = history.snapshotAt().snapshot;
-      const { resolved, ckpt } = exportable(runId, history, point);
+      const { resolved, ckpt } = await exportable(runId, history, point);
       const created = history.created;
       const stepAt = ckpt ? ckpt.data.step : resolved.step;
       const evaluation = history.records
@@ -181,7 +181,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
       const from = ckpt ?? resolved.checkpoint!;
       const checkpoint = from.data.index;
       const pointText = formatPoint(point);
-      const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot });
+      const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot, created: { data: history.created, at: history.records[0]!.at } });
       // Rules 2 name the kind: an interrupt checkpoint's number is not a `ckpt:K`.
       const kind = snapshot.context.interrupts !== undefined ? { kind: from.data.kind } : {};
       await emitter.machine(

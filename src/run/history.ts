@@ -4,13 +4,29 @@ import { fromPlain, startMachine, step as machineStep, stateName, type PlainSnap
 import { parseRecord, toMachineEvent, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
 import { fromJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
-import { PointError, resolvePoint, type Point } from './points.js';
+import type { ReadableLog } from './reader.js';
+import { checkpointName, PointError, resolvePoint, type Point } from './points.js';
 
 export { PointError } from './points.js';
 
 export type CheckpointRecord = Extract<LogRecord, { type: 'checkpoint.committed' }>;
 
-export class RunHistory {
+/**
+ * What resolving a point asks of a run (points.ts), answered by a whole history in memory
+ * (RunHistory) or by a run read from its log on demand (RunReader).
+ */
+export interface PointTimeline {
+  readonly runId: string;
+  readonly lastSeq: number;
+  /** The machine state after event `seq` (default: the last) and the checkpoint it folded from. */
+  foldTo(seq?: number): Promise<{ snapshot: TrainingSnapshot; checkpoint: CheckpointRecord | null }>;
+  /** Every checkpoint, in seq order. */
+  listCheckpoints(): Promise<CheckpointRecord[]>;
+  /** The seq of the event after which the run had done exactly `step` steps, or null. */
+  stepSeq(step: number): Promise<number | null>;
+}
+
+export class RunHistory implements PointTimeline {
   readonly checkpoints: CheckpointRecord[];
 
   constructor(
@@ -65,6 +81,41 @@ export class RunHistory {
     return snapshot;
   }
 
+  async foldTo(seq = this.lastSeq): Promise<{ snapshot: TrainingSnapshot; checkpoint: CheckpointRecord | null }> {
+    const { snapshot, checkpoint } = this.snapshotAt(seq);
+    return { snapshot, checkpoint };
+  }
+
+  async listCheckpoints(): Promise<CheckpointRecord[]> {
+    return this.checkpoints;
+  }
+
+  async stepSeq(step: number): Promise<number | null> {
+    return this.seqOfStep(step);
+  }
+
+  /** The history as a log to read (for RunReader): the records it holds, already validated. */
+  asLog(): ReadableLog {
+    const records = this.records;
+    const clamp = (range: { from?: number; to?: number } = {}) => ({ from: Math.max(0, range.from ?? 0), to: Math.min(range.to ?? Infinity, records.length - 1) });
+    return {
+      get: async (seq) => records[seq],
+      lastSeq: async () => records.length - 1,
+      read: async function* (range) {
+        const { from, to } = clamp(range);
+        for (let i = from; i <= to; i += 1) yield records[i]!;
+      },
+      readBackward: async function* (range = {}) {
+        const from = Math.min(range.from ?? Infinity, records.length - 1);
+        for (let i = from; i >= Math.max(0, range.to ?? 0); i -= 1) yield records[i]!;
+      },
+      readIndexed: async function* (type, range) {
+        const { from, to } = clamp(range);
+        for (let i = from; i <= to; i += 1) if (records[i]!.type === type) yield records[i]!;
+      },
+    };
+  }
+
   checkpointAtOrBefore(seq: number): CheckpointRecord | null {
     let found: CheckpointRecord | null = null;
     for (const c of this.checkpoints) {
@@ -87,8 +138,7 @@ export class RunHistory {
   /** A checkpoint's name as a point: `ckpt:K` for the start and epoch checkpoints, `int:N` for the
    * N-th interrupt checkpoint (which evaluates nothing and has no training index of its own). */
   checkpointName(checkpoint: CheckpointRecord): string {
-    if (checkpoint.data.kind !== 'interrupt') return `ckpt:${checkpoint.data.index}`;
-    return `int:${this.interruptCheckpoints().findIndex((c) => c.seq === checkpoint.seq) + 1}`;
+    return checkpointName(this.checkpoints, checkpoint);
   }
 
   /** Seq of the event after which the run had done exactly `step` steps. */
@@ -103,8 +153,8 @@ export class RunHistory {
    * checkpoint at or before it. Throws PointError when the run has no such point, or no
    * checkpoint before it.
    */
-  resolvePoint(point: Point | string, what?: string): { seq: number; step: number; checkpoint: CheckpointRecord; exact: boolean } {
-    const r = resolvePoint(this, point, what);
+  async resolvePoint(point: Point | string, what?: string): Promise<{ seq: number; step: number; checkpoint: CheckpointRecord; exact: boolean }> {
+    const r = await resolvePoint(this, point, what);
     if (!r.checkpoint) throw new PointError(`run ${this.runId} has no checkpoint at or before event ${r.seq}`);
     return { seq: r.seq, step: r.step, checkpoint: r.checkpoint, exact: r.exact };
   }

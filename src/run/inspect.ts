@@ -6,10 +6,12 @@ import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingContext, TrainingStateName } from '../../machines/training.machine.js';
 import { decodeFloat, parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
 import { isErrno } from '../log/processes.js';
-import { Store } from '../log/store.js';
 import { storeDir, withStore, type StoreOption } from './common.js';
-import { loadHistory, type RunHistory } from './history.js';
-import { formatPoint, parsePoint, PointError, PointSyntaxError, resolvePoint, type Point } from './points.js';
+import { loadHistory, type PointTimeline, type RunHistory } from './history.js';
+import { RunReader } from './reader.js';
+import { parseSummary, summarizeRun, summaryIsCurrent, type RunSummaryDoc } from './summary.js';
+import type { RunStore } from '../storage/types.js';
+import { checkpointName, formatPoint, parsePoint, PointError, PointSyntaxError, resolvePoint, type Point } from './points.js';
 import { scheduleView, type ScheduleView } from './schedule.js';
 
 /**
@@ -38,18 +40,24 @@ export interface RunListing {
   backend: string;
   dataset: string;
   model: string;
+  /** The best checkpoint's monitored metric, with its real sign (see RunSummaryDoc). */
   bestMetric: number | null;
   bestCheckpoint: number | null;
+  /** The metric `bestMetric` is (null when the run cannot be read). */
+  monitor: 'valLoss' | 'valAccuracy' | null;
   /** The one-line reason the run's log cannot be read, else null; when set, state, stopReason,
    * step and the details are placeholders (`runs --json` prints them as null). */
   error: string | null;
   liveness: Liveness;
+  /** The run's whole summary (null when its log cannot be read). */
+  summary: RunSummaryDoc | null;
 }
 
 /** Every run of the store with its state (an unreadable run with its error). A store folder that
- * does not exist has no runs: the list is empty and nothing is created. */
+ * does not exist has no runs: the list is empty and nothing is created. Each run costs one small
+ * read (the summary stored with its committed mark) unless it is being written or crashed. */
 export async function listRuns(opts: StoreOption = {}): Promise<RunListing[]> {
-  if (!(opts.store instanceof Store) && !opts.create) {
+  if (typeof opts.store !== 'object' && !opts.create) {
     try {
       await stat(storeDir(opts.store, opts.cwd));
     } catch (err) {
@@ -65,28 +73,45 @@ export async function listRuns(opts: StoreOption = {}): Promise<RunListing[]> {
   });
 }
 
-export async function describeRun(store: Store, runId: string): Promise<RunListing> {
+function listing(summary: RunSummaryDoc, held: boolean): RunListing {
+  return {
+    runId: summary.runId,
+    parent: summary.parent ? { runId: summary.parent.runId, point: summary.parent.point } : null,
+    state: summary.state,
+    stopReason: summary.stopReason,
+    step: summary.step,
+    createdAt: summary.createdAt,
+    backend: summary.backend,
+    dataset: summary.dataset,
+    model: summary.model,
+    bestMetric: summary.bestMetric,
+    bestCheckpoint: summary.bestCheckpoint,
+    monitor: summary.monitor,
+    error: null,
+    liveness: runLiveness(summary.state, held),
+    summary,
+  };
+}
+
+/** A run's summary now: the one stored with its committed mark when that is current (see
+ * summaryIsCurrent), else read from its log (the end state, folded from its last checkpoint). */
+export async function currentSummary(store: RunStore, runId: string, held: boolean): Promise<RunSummaryDoc> {
+  const stored = parseSummary(await store.readSummary(runId).catch(() => null));
+  if (stored && summaryIsCurrent(stored, held)) return stored;
+  const log = await store.openRun(runId, 'read');
+  try {
+    const reader = await RunReader.open(log, runId);
+    const { snapshot } = await reader.stateAfter();
+    return summarizeRun({ created: reader.created, createdAt: reader.createdAt }, snapshot, reader.lastSeq, reader.lastAt);
+  } finally {
+    await log.close();
+  }
+}
+
+export async function describeRun(store: RunStore, runId: string): Promise<RunListing> {
   const held = (await store.holder(runId)) !== null;
   try {
-    const history = await readRun(store, runId);
-    const { snapshot } = history.snapshotAt();
-    const c = snapshot.context;
-    const created = history.created;
-    return {
-      runId,
-      parent: created.parent ? { runId: created.parent.runId, point: created.parent.point } : null,
-      state: stateName(snapshot),
-      stopReason: c.stopReason,
-      step: c.step,
-      createdAt: history.records[0]!.at,
-      backend: created.backend.name,
-      dataset: created.dataset.name,
-      model: created.model.spec,
-      bestMetric: c.best ? c.best.metric : null,
-      bestCheckpoint: c.best ? c.best.index : null,
-      error: null,
-      liveness: runLiveness(stateName(snapshot), held),
-    };
+    return listing(await currentSummary(store, runId, held), held);
   } catch (err) {
     // Its parent from parent.json (written at creation): an unreadable branch is still a branch.
     const recorded = await store.recordedParent(runId).catch(() => undefined);
@@ -102,17 +127,29 @@ export async function describeRun(store: Store, runId: string): Promise<RunListi
       model: '',
       bestMetric: null,
       bestCheckpoint: null,
+      monitor: null,
       error: (err as Error).message.split('\n')[0]!,
       liveness: runLiveness(null, held),
+      summary: null,
     };
   }
 }
 
 /** Reads a run's whole validated history (through a private copy if another process writes it). */
-export async function readRun(store: Store, runId: string): Promise<RunHistory> {
+export async function readRun(store: RunStore, runId: string): Promise<RunHistory> {
   const log = await store.openRun(runId, 'read');
   try {
     return await loadHistory(log, runId);
+  } finally {
+    await log.close();
+  }
+}
+
+/** Opens a run for reading and hands `fn` a RunReader on it (closed afterwards). */
+export async function withReader<T>(store: RunStore, runId: string, fn: (reader: RunReader) => Promise<T>): Promise<T> {
+  const log = await store.openRun(runId, 'read');
+  try {
+    return await fn(await RunReader.open(log, runId));
   } finally {
     await log.close();
   }
@@ -133,7 +170,7 @@ export interface LogQuery {
  * Throws PointSyntaxError for a malformed point, an unknown type or `from` after `to` (bad usage),
  * PointError for a point the run does not have.
  */
-export async function* readLog(store: Store, runId: string, query: LogQuery = {}): AsyncGenerator<LogRecord> {
+export async function* readLog(store: RunStore, runId: string, query: LogQuery = {}): AsyncGenerator<LogRecord> {
   const from = query.from === undefined ? undefined : typeof query.from === 'number' ? ({ kind: 'seq', seq: query.from } as const) : parsePoint(query.from, '--from');
   const to = query.to === undefined ? undefined : typeof query.to === 'number' ? ({ kind: 'seq', seq: query.to } as const) : parsePoint(query.to, '--to');
   const types = query.types ? new Set(query.types) : null;
@@ -168,11 +205,20 @@ export async function* readLog(store: Store, runId: string, query: LogQuery = {}
     }
     return;
   }
-  const history = await readRun(store, runId);
-  const a = from ? resolvePoint(history, from).seq : 0;
-  const b = to ? resolvePoint(history, to).seq : history.lastSeq;
-  checkOrder(a, b);
-  for (const r of history.records.slice(a, b + 1)) if (wanted(r)) yield r;
+  const log = await store.openRun(runId, 'read');
+  try {
+    // Only the range is read (and what resolving its points needs), not the whole log.
+    const reader = await RunReader.open(log, runId);
+    const a = from ? (await resolvePoint(reader, from)).seq : 0;
+    const b = to ? (await resolvePoint(reader, to)).seq : reader.lastSeq;
+    checkOrder(a, b);
+    for await (const raw of log.read({ from: a, to: b })) {
+      const r = parseRecord(runId, raw);
+      if (wanted(r)) yield r;
+    }
+  } finally {
+    await log.close();
+  }
 }
 
 export interface StateView {
@@ -205,23 +251,21 @@ export interface StateReport extends StateView {
 }
 
 /** Resolves `--at`: any point (see points.ts; default: the last event) to the event it names. */
-export function resolveAt(history: RunHistory, at?: string): number {
-  if (at === undefined) return history.lastSeq;
-  return resolvePoint(history, at, '--at').seq;
+export async function resolveAt(timeline: PointTimeline, at?: string): Promise<number> {
+  if (at === undefined) return timeline.lastSeq;
+  return (await resolvePoint(timeline, at, '--at')).seq;
 }
 
-export function stateAt(history: RunHistory, seq: number, aroundCount = 5): StateView {
-  const { snapshot, checkpoint } = history.snapshotAt(seq);
+/** The view of a run after event `seq`, read through a RunReader (see reader.ts for what it costs)
+ * or from a history already in memory. */
+export async function stateAt(run: RunReader | RunHistory, seq: number, aroundCount = 5): Promise<StateView> {
+  const reader = run instanceof RunReader ? run : await RunReader.open(run.asLog(), run.runId);
+  const { snapshot, checkpoint, lastLoss } = await reader.stateAfter(seq);
   const c = snapshot.context;
-  let lastLoss: number | null = null;
-  const evaluations: StateView['metrics']['evaluations'] = [];
-  for (let i = 0; i <= seq; i += 1) {
-    const r = history.records[i]!;
-    if (r.type === 'step.finished') lastLoss = decodeFloat(r.data.loss);
-    else if (r.type === 'eval.finished') evaluations.push({ step: r.data.step, valLoss: decodeFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy });
-  }
+  const evaluations = (await reader.evaluations(seq)).map((r) => ({ step: r.data.step, valLoss: decodeFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy }));
+  const name = !checkpoint ? null : checkpoint.data.kind === 'interrupt' ? checkpointName(await reader.checkpoints(), checkpoint) : `ckpt:${checkpoint.data.index}`;
   return {
-    runId: history.runId,
+    runId: reader.runId,
     seq,
     state: stateName(snapshot),
     step: c.step,
@@ -230,28 +274,23 @@ export function stateAt(history: RunHistory, seq: number, aroundCount = 5): Stat
     stopReason: c.stopReason,
     context: c,
     nearestCheckpoint: checkpoint
-      ? {
-          index: checkpoint.data.index,
-          name: history.checkpointName(checkpoint),
-          kind: checkpoint.data.kind,
-          seq: checkpoint.seq,
-          step: checkpoint.data.step,
-          weightsHash: checkpoint.data.weightsHash,
-        }
+      ? { index: checkpoint.data.index, name: name!, kind: checkpoint.data.kind, seq: checkpoint.seq, step: checkpoint.data.step, weightsHash: checkpoint.data.weightsHash }
       : null,
     metrics: { lastLoss, evaluations },
-    around: history.records.slice(Math.max(0, seq - aroundCount), seq + aroundCount + 1),
-    schedule: scheduleView(history.created, c),
+    around: await reader.range(seq - aroundCount, seq + aroundCount),
+    schedule: scheduleView(reader.created, c),
   };
 }
 
+/** `state --json`: the state at a point (default the last event) and the run's liveness now. */
 export async function showState(runId: string, opts: StoreOption & { at?: string } = {}): Promise<StateReport> {
-  return withStore(opts, async (store) => {
-    const history = await readRun(store, runId);
-    const view = stateAt(history, resolveAt(history, opts.at));
-    const held = (await store.holder(runId)) !== null;
-    return { ...view, error: null, liveness: runLiveness(stateName(history.snapshotAt().snapshot), held) };
-  });
+  return withStore(opts, async (store) =>
+    withReader(store, runId, async (reader) => {
+      const view = await stateAt(reader, await resolveAt(reader, opts.at));
+      const held = (await store.holder(runId)) !== null;
+      return { ...view, error: null, liveness: runLiveness(stateName((await reader.stateAfter()).snapshot), held) };
+    }),
+  );
 }
 
 export class RemoveError extends Error {
@@ -312,7 +351,7 @@ interface ParentLink {
   error?: string;
 }
 
-async function parentLinks(store: Store): Promise<ParentLink[]> {
+async function parentLinks(store: RunStore): Promise<ParentLink[]> {
   const out: ParentLink[] = [];
   for (const id of await store.listRuns()) {
     const r = await describeRun(store, id);

@@ -4,7 +4,7 @@
 // A new form (e.g. interrupt checkpoints) is one more member of `Point`, one more line in
 // `parsePoint`, one more case in `resolvePoint`; the exhaustive switches make the compiler find
 // every place that must handle it.
-import type { CheckpointRecord, RunHistory } from './history.js';
+import type { CheckpointRecord, PointTimeline } from './history.js';
 
 /** A point that is malformed or that a run does not have. */
 export class PointError extends Error {
@@ -112,49 +112,53 @@ export interface ResolvedPoint {
 }
 
 /**
- * Finds what a point names in a run's history. Throws PointError (exit 1: one line naming the run,
- * the point and what the run has) when the run does not have it.
+ * Finds what a point names in a run: a whole history in memory (RunHistory) or a run read from its
+ * log on demand (RunReader), through the same questions (PointTimeline), so every command resolves
+ * points alike. Throws PointError (exit 1: one line naming the run, the point and what the run
+ * has) when the run does not have it.
  */
-export function resolvePoint(history: RunHistory, pointOrText: Point | string, what?: string): ResolvedPoint {
+export async function resolvePoint(timeline: PointTimeline, pointOrText: Point | string, what?: string): Promise<ResolvedPoint> {
   const point = typeof pointOrText === 'string' ? parsePoint(pointOrText, what) : pointOrText;
-  const runId = history.runId;
+  const runId = timeline.runId;
   const atCheckpoint = (rec: CheckpointRecord): ResolvedPoint => ({ point, seq: rec.seq, step: rec.data.step, checkpoint: rec, exact: true });
+  const byIndex = (checkpoints: CheckpointRecord[], index: number) => checkpoints.find((c) => c.data.kind !== 'interrupt' && c.data.index === index) ?? null;
   let seq: number;
   switch (point.kind) {
     case 'best': {
-      const ref = history.snapshotAt().snapshot.context.best;
+      const ref = (await timeline.foldTo()).snapshot.context.best;
       if (!ref) throw new PointError(`run ${runId} has no best checkpoint yet (no evaluation has been made)`);
-      const rec = history.checkpointByIndex(ref.index);
+      const rec = byIndex(await timeline.listCheckpoints(), ref.index);
       if (!rec) throw new PointError(`run ${runId}: checkpoint ${ref.index} is not in the log`);
       return atCheckpoint(rec);
     }
     case 'last': {
-      const rec = history.checkpoints.at(-1);
+      const rec = (await timeline.listCheckpoints()).at(-1);
       if (!rec) throw new PointError(`run ${runId} has no checkpoint yet`);
       return atCheckpoint(rec);
     }
     case 'ckpt': {
-      const rec = history.checkpointByIndex(point.k);
+      const checkpoints = await timeline.listCheckpoints();
+      const rec = byIndex(checkpoints, point.k);
       if (!rec) {
-        const have = history.checkpoints.filter((c) => c.data.kind !== 'interrupt').map((c) => c.data.index);
+        const have = checkpoints.filter((c) => c.data.kind !== 'interrupt').map((c) => c.data.index);
         throw new PointError(`run ${runId} has no checkpoint ${point.k} (it has ${have.join(', ') || 'none'})`);
       }
       return atCheckpoint(rec);
     }
     case 'int': {
-      const all = history.interruptCheckpoints();
+      const all = (await timeline.listCheckpoints()).filter((c) => c.data.kind === 'interrupt');
       const rec = all[point.n - 1];
       if (!rec) throw new PointError(`run ${runId} has no interrupt checkpoint ${point.n} (it has ${all.length === 0 ? 'none' : all.map((_, i) => `int:${i + 1}`).join(', ')})`);
       return atCheckpoint(rec);
     }
     case 'step': {
-      const found = history.seqOfStep(point.n);
-      if (found === null) throw new PointError(`run ${runId} has no step ${point.n} (it has done ${history.snapshotAt().snapshot.context.step} steps)`);
+      const found = await timeline.stepSeq(point.n);
+      if (found === null) throw new PointError(`run ${runId} has no step ${point.n} (it has done ${(await timeline.foldTo()).snapshot.context.step} steps)`);
       seq = found;
       break;
     }
     case 'seq':
-      if (point.seq > history.lastSeq) throw new PointError(`run ${runId} has no event ${point.seq} (its last event is ${history.lastSeq})`);
+      if (point.seq > timeline.lastSeq) throw new PointError(`run ${runId} has no event ${point.seq} (its last event is ${timeline.lastSeq})`);
       seq = point.seq;
       break;
     default: {
@@ -162,14 +166,22 @@ export function resolvePoint(history: RunHistory, pointOrText: Point | string, w
       return exhaustive;
     }
   }
-  const checkpoint = history.checkpointAtOrBefore(seq);
-  const step = history.snapshotAt(seq).snapshot.context.step;
+  const { snapshot, checkpoint } = await timeline.foldTo(seq);
+  const step = snapshot.context.step;
   return { point, seq, step, checkpoint, exact: checkpoint !== null && checkpoint.data.step === step };
+}
+
+/** A checkpoint's name as a point: `ckpt:K` for the start and epoch checkpoints, `int:N` for the
+ * N-th interrupt checkpoint (which evaluates nothing and has no training index of its own);
+ * `checkpoints` is the run's checkpoints in order. */
+export function checkpointName(checkpoints: readonly CheckpointRecord[], checkpoint: CheckpointRecord): string {
+  if (checkpoint.data.kind !== 'interrupt') return `ckpt:${checkpoint.data.index}`;
+  return `int:${checkpoints.filter((c) => c.data.kind === 'interrupt').findIndex((c) => c.seq === checkpoint.seq) + 1}`;
 }
 
 /** The checkpoint holding the weights at a resolved point (a step a checkpoint was committed at
  * counts), or null for a step between checkpoints (reached only by re-execution). */
-export function checkpointHolding(history: RunHistory, resolved: ResolvedPoint): CheckpointRecord | null {
+export function checkpointHolding(checkpoints: readonly CheckpointRecord[], resolved: ResolvedPoint): CheckpointRecord | null {
   if (resolved.exact) return resolved.checkpoint;
-  return history.checkpoints.find((c) => c.data.step === resolved.step) ?? null;
+  return checkpoints.find((c) => c.data.step === resolved.step) ?? null;
 }

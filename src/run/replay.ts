@@ -77,9 +77,9 @@ export async function replay(runId: string, opts: ReplayOptions = {}): Promise<R
     } finally {
       await log.close();
     }
-    const target = to ? history.resolvePoint(to) : null;
+    const target = to ? await history.resolvePoint(to) : null;
     const start: CheckpointRecord = fromPoint
-      ? history.resolvePoint(fromPoint).checkpoint
+      ? (await history.resolvePoint(fromPoint)).checkpoint
       : target
         ? target.checkpoint
         : (history.checkpointByIndex(0) ?? history.checkpoints[0]!);

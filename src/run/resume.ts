@@ -105,6 +105,7 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
           nextSeq: from,
           snapshot: checkpoint ? restoreMachine(checkpoint.data) : startMachine(created.settings),
           onRecord: opts.onRecord,
+          created: { data: created, at: history.records[0]!.at },
         });
         emitter.queueAfterVerification(processAttached(opts.command ?? 'resume', env.backend, checkpoint?.seq ?? null, mismatch));
         if (differences.length > 0) emitter.queueAfterVerification({ type: 'run.forced', data: { differences } } satisfies NewRecord);

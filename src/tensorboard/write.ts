@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LogRecord } from '../log/events.js';
 import { Store } from '../log/store.js';
+import type { RunStore } from '../storage/types.js';
 import { storeDir, type StoreOption } from '../run/common.js';
 import { readLog, readRun } from '../run/inspect.js';
 import { encodeEvents, EventFileAppender, eventFileName, writeEventFileAtomic } from './event-file.js';
@@ -86,7 +87,7 @@ export async function writeTensorBoard(runIds: string[], opts: TensorBoardOption
   if (!opts.out) throw new TensorBoardError('--out DIR is required: the folder to give `tensorboard --logdir`');
   const out = path.resolve(opts.cwd ?? process.cwd(), opts.out);
   const ids = [...new Set(runIds)];
-  const store = opts.store instanceof Store ? opts.store : await Store.open(storeDir(opts.store, opts.cwd), { create: false });
+  const store = typeof opts.store === 'object' ? opts.store : await Store.open(storeDir(opts.store, opts.cwd), { create: false });
   try {
     const histories = [];
     for (const id of ids) histories.push(await readRun(store, id));
@@ -107,7 +108,7 @@ export async function writeTensorBoard(runIds: string[], opts: TensorBoardOption
     }
     return { out, runs: followed.map((f) => f.result) };
   } finally {
-    if (!(opts.store instanceof Store)) await store.close();
+    if (typeof opts.store !== 'object') await store.close();
   }
 }
 
@@ -135,7 +136,7 @@ async function removeMade(made: string[]): Promise<void> {
   for (const dir of made.reverse()) await fsp.rm(dir, { recursive: true, force: true });
 }
 
-async function follow(store: Store, runs: Followed[], opts: TensorBoardOptions): Promise<void> {
+async function follow(store: RunStore, runs: Followed[], opts: TensorBoardOptions): Promise<void> {
   const interval = opts.intervalMs ?? 1000;
   while (!opts.signal?.aborted && runs.some((r) => !r.done)) {
     try {

@@ -282,8 +282,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     const runId = runIdParam(c.req.param('id'));
     const at = atParam(c.req.query('at'));
     const { history } = await runOrThrow(runId);
-    const seq = resolveAt(history, at);
-    const view = stateAt(history, seq, 6);
+    const seq = await resolveAt(history, at);
+    const view = await stateAt(history, seq, 6);
     return c.json({ ...view, lastSeq: history.lastSeq, record: lightRecord(history.records[seq]!), around: view.around.map(lightRecord) });
   });
 
@@ -514,7 +514,7 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     const overrides = await roots.check(configParam(body.overrides, 'overrides'), 'overrides', { loopback });
     refuseWhileExporting(parentId);
     const { history } = await runOrThrow(parentId);
-    const resolved = history.resolvePoint(point);
+    const resolved = await history.resolvePoint(point);
     const { runId: _parentRunId, ...inherited } = history.created.config as unknown as Config;
     void _parentRunId;
     resolveConfig(inherited as Record<string, unknown>, overrides as Record<string, unknown>);
@@ -589,8 +589,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     if (state !== 'stopped' && state !== 'exported') {
       throw new HttpError(409, `run ${runId} is ${state}, not stopped: let it finish (or stop it) before exporting`, 'NOT_STOPPED');
     }
-    const resolved = resolvePoint(history, checkpoint, 'checkpoint');
-    const ckpt = checkpointHolding(history, resolved);
+    const resolved = await resolvePoint(history, checkpoint, 'checkpoint');
+    const ckpt = checkpointHolding(history.checkpoints, resolved);
     const out = path.join(exportDir, name ?? `${runId}-${ckpt ? `ckpt${ckpt.data.index}` : `step${resolved.step}`}`);
     let failure: unknown = null;
     // No read of the run may be in flight when the export opens it (and none starts afterwards:
@@ -622,8 +622,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     const to = body.to === undefined || body.to === null ? undefined : pointParam(body.to, 'to');
     refuseWhileExporting(runId);
     const { history } = await runOrThrow(runId);
-    const target = to ? history.resolvePoint(to) : null;
-    const start = from ? history.resolvePoint(from).checkpoint : target ? target.checkpoint : (history.checkpointByIndex(0) ?? history.checkpoints[0]);
+    const target = to ? await history.resolvePoint(to) : null;
+    const start = from ? (await history.resolvePoint(from)).checkpoint : target ? target.checkpoint : (history.checkpointByIndex(0) ?? history.checkpoints[0]);
     if (!start) throw new HttpError(409, `run ${runId} has no checkpoint to replay from yet`, 'NOT_READY');
     const endSeq = target ? target.seq : history.lastSeq;
     const total = Math.max(1, endSeq - start.seq);

@@ -2,10 +2,11 @@
 // checkpoints, state transitions) that the page appends to as a run grows, and "light" records
 // (without tensor lists, topologies or stored machine snapshots) for event tables.
 import { runLiveness, type Liveness } from '../run/inspect.js';
+import { summarizeRun } from '../run/summary.js';
 import { stateName } from '../../machines/fold.js';
-import { budgetSteps } from '../../machines/training.machine.js';
 import { decodeFloat, type LoggedFloat, type LogRecord } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
+import type { RunReader } from '../run/reader.js';
 import type { RunWriter } from './cache.js';
 
 /** One row of the runs list. */
@@ -221,30 +222,77 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
     };
   }
   const { snapshot } = history.snapshotAt();
-  const ctx = snapshot.context;
-  const created = history.created;
-  const p = created.parent;
-  return {
-    runId,
-    parent: p ? { runId: p.runId, point: p.point, step: p.step, seq: p.seq } : null,
-    originStep: created.origin.step,
-    state: stateName(snapshot),
-    stopReason: ctx.stopReason,
-    exported: ctx.exported !== null,
-    step: ctx.step,
-    totalSteps: budgetSteps(ctx),
-    bestMetric: ctx.best && Number.isFinite(ctx.best.metric) ? Math.abs(ctx.best.metric) : null,
-    bestCheckpoint: ctx.best ? ctx.best.index : null,
-    monitor: created.settings.monitor,
-    backend: created.backend.name,
-    dataset: created.dataset.name,
-    model: created.model.spec,
-    optimizer: created.optimizer,
-    createdAt: history.records[0]!.at,
-    lastEventAt: history.records[history.records.length - 1]!.at,
-    lastSeq: history.lastSeq,
-    writer,
-    liveness: runLiveness(stateName(snapshot), writer !== null),
-    error,
+  const { version: _version, ...summary } = summarizeRun(
+    { created: history.created, createdAt: history.records[0]!.at },
+    snapshot,
+    history.lastSeq,
+    history.records[history.records.length - 1]!.at,
+  );
+  void _version;
+  return { ...summary, writer, liveness: runLiveness(summary.state, writer !== null), error };
+}
+
+/** Step points a run's first paint carries at most (the page loads the rest afterwards). */
+export const OVERVIEW_STEPS = 2000;
+
+/**
+ * A run's series for its first paint, read without loading the log (reader.ts): every
+ * evaluation, checkpoint, transition and mark from the log's index, and the steps at most
+ * `maxSteps` of them, sampled evenly over the log (the step logged last at or before each sample
+ * point). `sampled` says whether steps were left out; the page then asks for the full series.
+ */
+export async function buildOverview(reader: RunReader, maxSteps = OVERVIEW_STEPS): Promise<RunView & { sampled: boolean }> {
+  const view: RunView & { sampled: boolean } = {
+    from: 0,
+    lastSeq: reader.lastSeq,
+    steps: { seq: [], step: [], loss: [], lr: [] },
+    evals: [],
+    checkpoints: [],
+    transitions: [],
+    marks: [],
+    sampled: false,
   };
+  const rare = await reader.rareRecords();
+  const steps = await reader.sampleSteps(maxSteps);
+  view.sampled = steps.sampled;
+  for (const r of steps.records) {
+    view.steps.seq.push(r.seq);
+    view.steps.step.push(r.data.step);
+    view.steps.loss.push(r.data.loss);
+    view.steps.lr.push(r.data.lr);
+  }
+  // The step a transition or mark happened at: the last step sampled at or before it is close
+  // enough for a first paint, and exact once the full series arrives.
+  const stepAt = (seq: number): number => {
+    let lo = 0;
+    let hi = view.steps.seq.length - 1;
+    let found = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (view.steps.seq[mid]! <= seq) {
+        found = view.steps.step[mid]!;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  };
+  for (const r of rare) {
+    switch (r.type) {
+      case 'eval.finished':
+        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy });
+        break;
+      case 'checkpoint.committed':
+        view.checkpoints.push({ seq: r.seq, index: r.data.index, kind: r.data.kind, step: r.data.step, examplesSeen: r.data.examplesSeen, weightsHash: r.data.weightsHash });
+        break;
+      case 'state.changed':
+        view.transitions.push({ seq: r.seq, from: r.data.from, to: r.data.to, step: stepAt(r.seq), cause: r.data.cause, causeType: r.data.causeType });
+        break;
+      case 'run.created':
+      case 'step.finished':
+        break;
+      default:
+        view.marks.push({ seq: r.seq, type: r.type, step: stepAt(r.seq), text: describeRecord(r) });
+    }
+  }
+  return view;
 }

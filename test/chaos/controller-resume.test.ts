@@ -144,8 +144,8 @@ describe('controller state across interruptions', () => {
     for (const c of epochs(refHistory)) {
       for (const step of [c.step, c.step + 1]) {
         if (step === 0 || step > refSummary.step) continue;
-        const want = controller(stateAt(refHistory, resolveAt(refHistory, `step:${step}`)).context as unknown as Record<string, unknown>);
-        const got = controller(stateAt(x, resolveAt(x, `step:${step}`)).context as unknown as Record<string, unknown>);
+        const want = controller((await stateAt(refHistory, (await resolveAt(refHistory, `step:${step}`)))).context as unknown as Record<string, unknown>);
+        const got = controller((await stateAt(x, (await resolveAt(x, `step:${step}`)))).context as unknown as Record<string, unknown>);
         expect(got, `step ${step}`).toEqual(want);
       }
     }

@@ -64,10 +64,10 @@ describe('export and interrupt checkpoints', () => {
     expect(exported).toMatchObject({ checkpoint: 1, checkpointName: 'int:1', checkpointKind: 'interrupt', step: 50 });
 
     let h = await history(store, 'cut');
-    const view = stateAt(h, h.lastSeq);
+    const view = await stateAt(h, h.lastSeq);
     expect(view).toMatchObject({ state: 'stopped', stopReason: 'interrupted' });
     expect(view.context.exported).toEqual({ checkpoint: 1, kind: 'interrupt', out });
-    expect(checkpointsOf(h).map((c) => [c.name, c.kind, c.step, c.metrics === null])).toEqual([
+    expect((await checkpointsOf(h)).map((c) => [c.name, c.kind, c.step, c.metrics === null])).toEqual([
       ['ckpt:0', 'initial', 0, false],
       ['ckpt:1', 'epoch', 37, false],
       ['int:1', 'interrupt', 50, true],
@@ -76,12 +76,12 @@ describe('export and interrupt checkpoints', () => {
     const resumed = await resume('cut', { store });
     expect(resumed).toMatchObject({ state: 'stopped', stopReason: 'budget', step: 150, weightsHash: straight.weightsHash, bestCheckpoint: straight.bestCheckpoint });
     h = await history(store, 'cut');
-    expect(checkpointsOf(h).map((c) => c.name)).toEqual(['ckpt:0', 'ckpt:1', 'int:1', 'ckpt:2', 'ckpt:3', 'ckpt:4']);
+    expect((await checkpointsOf(h)).map((c) => c.name)).toEqual(['ckpt:0', 'ckpt:1', 'int:1', 'ckpt:2', 'ckpt:3', 'ckpt:4']);
     expect(epochCheckpoints(h)).toEqual(epochCheckpoints(await history(store, 'straight')));
     // `last` is now the last epoch checkpoint, and int:1 is a point like any other.
-    expect(h.resolvePoint('last').checkpoint.data).toMatchObject({ kind: 'epoch', index: 4 });
-    expect(h.resolvePoint('int:1').step).toBe(50);
-    expect(() => h.resolvePoint('int:2')).toThrow(new PointError('run cut has no interrupt checkpoint 2 (it has int:1)'));
+    expect((await h.resolvePoint('last')).checkpoint.data).toMatchObject({ kind: 'epoch', index: 4 });
+    expect((await h.resolvePoint('int:1')).step).toBe(50);
+    await expect(h.resolvePoint('int:2')).rejects.toThrow(new PointError('run cut has no interrupt checkpoint 2 (it has int:1)'));
     expect((await replay('cut', { store, verify: true })).identical).toBe(true);
   });
 });
@@ -94,7 +94,7 @@ describe('export of a crashed run', () => {
     const out = path.join(await tempDir(), 'model');
     expect(await exportRun('crashed', { store, checkpoint: 'last', out })).toMatchObject({ checkpointName: 'ckpt:1', step: 37 });
     const h = await history(store, 'crashed');
-    const view = stateAt(h, h.lastSeq);
+    const view = await stateAt(h, h.lastSeq);
     expect(view.state).toBe('training');
     expect(view.context.exported).toMatchObject({ checkpoint: 1, kind: 'epoch', out });
     expect(await resume('crashed', { store })).toMatchObject({ stopReason: 'budget', step: 150, weightsHash: straight.weightsHash });
@@ -123,8 +123,8 @@ describe('resume --stop-point: training longer in place', () => {
     expect(longer).toMatchObject({ state: 'stopped', stopReason: 'budget', step: 150, weightsHash: straight.weightsHash });
     const h = await history(store, 'short');
     expect(h.records.filter((r) => r.type === 'run.extended').map((r) => r.data)).toEqual([{ stopPoint: 10, checkpoints: 4, totalSteps: 150 }]);
-    expect(checkpointsOf(h).map((c) => [c.name, c.step])).toEqual([['ckpt:0', 0], ['ckpt:1', 37], ['ckpt:2', 75], ['ckpt:3', 112], ['ckpt:4', 150]]);
-    expect(stateAt(h, h.lastSeq).schedule).toMatchObject({ stopPoint: 10, checkpoints: 4, totalSteps: 150 });
+    expect((await checkpointsOf(h)).map((c) => [c.name, c.step])).toEqual([['ckpt:0', 0], ['ckpt:1', 37], ['ckpt:2', 75], ['ckpt:3', 112], ['ckpt:4', 150]]);
+    expect((await stateAt(h, h.lastSeq)).schedule).toMatchObject({ stopPoint: 10, checkpoints: 4, totalSteps: 150 });
     expect((await replay('short', { store, verify: true })).identical).toBe(true);
     expect((await fsck(store, { runId: 'short' })).problems).toEqual([]);
 

@@ -86,45 +86,45 @@ describe('the point grammar', () => {
     );
   });
 
-  it('resolves each form against a real run: checkpoints by index, best by the metric, steps and events', () => {
+  it('resolves each form against a real run: checkpoints by index, best by the metric, steps and events', async () => {
     const ckpts = history.checkpoints;
     expect(ckpts.map((c) => c.data.index)).toEqual([0, 1, 2, 3]);
     for (const c of ckpts) {
-      const r = resolvePoint(history, `ckpt:${c.data.index}`);
+      const r = await resolvePoint(history, `ckpt:${c.data.index}`);
       expect(r).toMatchObject({ seq: c.seq, step: c.data.step, exact: true });
       expect(r.checkpoint!.seq).toBe(c.seq);
     }
     const best = history.snapshotAt().snapshot.context.best!;
-    expect(resolvePoint(history, 'best').seq).toBe(history.checkpointByIndex(best.index)!.seq);
-    expect(resolvePoint(history, 'last').seq).toBe(ckpts.at(-1)!.seq);
+    expect((await resolvePoint(history, 'best')).seq).toBe(history.checkpointByIndex(best.index)!.seq);
+    expect((await resolvePoint(history, 'last')).seq).toBe(ckpts.at(-1)!.seq);
     const s45 = history.records.find((r) => r.type === 'step.finished' && r.data.step === 45)!;
-    expect(resolvePoint(history, 'step:45')).toMatchObject({ seq: s45.seq, step: 45, exact: false });
-    expect(resolvePoint(history, 'step:45').checkpoint!.data.index).toBe(1);
-    expect(resolvePoint(history, '0')).toMatchObject({ seq: 0, step: 0, checkpoint: null, exact: false });
-    expect(resolvePoint(history, 'step:0').seq).toBe(ckpts[0]!.seq);
+    expect((await resolvePoint(history, 'step:45'))).toMatchObject({ seq: s45.seq, step: 45, exact: false });
+    expect((await resolvePoint(history, 'step:45')).checkpoint!.data.index).toBe(1);
+    expect((await resolvePoint(history, '0'))).toMatchObject({ seq: 0, step: 0, checkpoint: null, exact: false });
+    expect((await resolvePoint(history, 'step:0')).seq).toBe(ckpts[0]!.seq);
   });
 
-  it('resolves every step and every event of the run to itself, and the checkpoint before it', () => {
+  it('resolves every step and every event of the run to itself, and the checkpoint before it', async () => {
     const finalStep = history.snapshotAt().snapshot.context.step;
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: finalStep }), (n) => {
-        const r = resolvePoint(history, { kind: 'step', n });
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: finalStep }), async (n) => {
+        const r = await resolvePoint(history, { kind: 'step', n });
         expect(r.step).toBe(n);
         expect(history.snapshotAt(r.seq).snapshot.context.step).toBe(n);
         expect(r.checkpoint!.data.step).toBeLessThanOrEqual(n);
         expect(r.exact).toBe(r.checkpoint!.data.step === n);
       }),
     );
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: history.lastSeq }), (seq) => {
-        const r = resolvePoint(history, String(seq));
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: history.lastSeq }), async (seq) => {
+        const r = await resolvePoint(history, String(seq));
         expect(r.seq).toBe(seq);
         expect(r.checkpoint?.seq ?? -1).toBe(history.checkpoints.filter((c) => c.seq <= seq).at(-1)?.seq ?? -1);
       }),
     );
   });
 
-  it('says which points the run has when it lacks one (not bad usage)', () => {
+  it('says which points the run has when it lacks one (not bad usage)', async () => {
     const last = history.lastSeq;
     const cases: Array<[string, string]> = [
       ['ckpt:9', 'run p has no checkpoint 9 (it has 0, 1, 2, 3)'],
@@ -134,7 +134,7 @@ describe('the point grammar', () => {
     for (const [text, message] of cases) {
       let caught: unknown;
       try {
-        resolvePoint(history, text);
+        await resolvePoint(history, text);
       } catch (err) {
         caught = err;
       }
@@ -151,7 +151,7 @@ describe('every command takes the same points', () => {
     const c2 = json<{ seq: number; step: number; nearestCheckpoint: { index: number } }>(await cli(['state', 'p', '--at', 'ckpt:2', ...s]));
     expect(c2).toMatchObject({ seq: history.checkpointByIndex(2)!.seq, step: 60, nearestCheckpoint: { index: 2 } });
     const best = json<{ seq: number }>(await cli(['state', 'p', '--at', 'best', ...s]));
-    expect(best.seq).toBe(resolvePoint(history, 'best').seq);
+    expect(best.seq).toBe((await resolvePoint(history, 'best')).seq);
     const last = json<{ seq: number; state: string }>(await cli(['state', 'p', '--at', 'last', ...s]));
     expect(last).toMatchObject({ seq: history.checkpoints.at(-1)!.seq, state: 'stopped' });
     expectOneLine(await cli(['state', 'p', '--at', 'ckpt:x', '--store', store]), 2, /^retrace: bad --at "ckpt:x": expected best, last, ckpt:K, int:N, step:N or an event number$/);
@@ -171,8 +171,9 @@ describe('every command takes the same points', () => {
       ['step.finished', 5],
     ]);
     const evals = ndjson(await cli(['log', 'p', '--from', 'ckpt:1', '--to', 'best', '--type', 'eval.finished,checkpoint.committed', ...s]));
+    const bestSeq = (await resolvePoint(history, 'best')).seq;
     expect(evals.map((e) => e.seq)).toEqual(
-      history.records.filter((r) => r.seq >= history.checkpointByIndex(1)!.seq && r.seq <= resolvePoint(history, 'best').seq && (r.type === 'eval.finished' || r.type === 'checkpoint.committed')).map((r) => r.seq),
+      history.records.filter((r) => r.seq >= history.checkpointByIndex(1)!.seq && r.seq <= bestSeq && (r.type === 'eval.finished' || r.type === 'checkpoint.committed')).map((r) => r.seq),
     );
     expect(evals.length).toBeGreaterThan(2);
 
@@ -219,7 +220,7 @@ describe('every command takes the same points', () => {
   it('replay --to/--from take best and ckpt:K; a malformed --to is bad usage', async () => {
     const s = ['--store', store, '--json'];
     const toBest = json<{ identical: boolean; toStep: number; weightsHash: string }>(await cli(['replay', 'p', '--from', 'ckpt:2', '--to', 'best', ...s]));
-    const best = resolvePoint(history, 'best');
+    const best = await resolvePoint(history, 'best');
     expect(toBest).toMatchObject({ identical: true, toStep: best.step, weightsHash: best.checkpoint!.data.weightsHash });
     expectOneLine(await cli(['replay', 'p', '--to', 'step:abc', '--store', store]), 2, /^retrace: bad --to "step:abc": expected best, last, ckpt:K, int:N, step:N or an event number$/);
     // --to before --from is bad usage (it used to replay from --from and report its weights).

@@ -67,7 +67,7 @@ describe('the virtual-epoch schedule', () => {
     try {
       const history = await readRun(s, 's');
       expect(history.checkpoints.map((c) => c.data.step)).toEqual([0, 10, 21, 32, 42, 53, 64, 74, 85, 96, 107]);
-      expect(stateAt(history, history.lastSeq).schedule).toMatchObject({ trainingExamples: 120, examplesPerEpoch: 171.6, totalSteps: 107, checkpoints: 10, stepsPerCheckpoint: { min: 10, max: 11 } });
+      expect((await stateAt(history, history.lastSeq)).schedule).toMatchObject({ trainingExamples: 120, examplesPerEpoch: 171.6, totalSteps: 107, checkpoints: 10, stepsPerCheckpoint: { min: 10, max: 11 } });
     } finally {
       await s.close();
     }

@@ -105,7 +105,7 @@ describe('reading', () => {
     for (const at of ['step:10', '30', String(history.checkpoints[2]!.seq), 'ckpt:1', 'best', 'last']) {
       const { status, body } = await getJson(base, `/api/runs/iris-a/state?at=${at}`);
       expect(status).toBe(200);
-      const expected = stateAt(history, resolveAt(history, at), 6);
+      const expected = await stateAt(history, await resolveAt(history, at), 6);
       expect(body.seq).toBe(expected.seq);
       expect(body.state).toBe(expected.state);
       expect(body.step).toBe(expected.step);

@@ -1,0 +1,104 @@
+// What a run is, in one line of a list: the one definition behind `runs`, `state`'s liveness, the
+// dashboard's run rows and the summary a writer stores beside each committed mark.
+//
+// A writer (the Emitter) computes it after every event it appends and hands it to its EventLog,
+// which stores it with the committed mark (atomically, so it always describes exactly the mark's
+// event); `runs` and the dashboard's list then read one small record per run instead of opening
+// every log. Readers validate it (it comes from disk) and fall back to reading the log when it is
+// missing, from another version, or may be behind the log (see `summaryIsCurrent`).
+import { z } from 'zod';
+import { stateName, type TrainingSnapshot } from '../../machines/fold.js';
+import { budgetSteps, type TrainingStateName } from '../../machines/training.machine.js';
+import type { StopReason } from '../../machines/training.events.js';
+import type { RunCreated } from '../log/events.js';
+
+export const RUN_SUMMARY_VERSION = 1;
+
+const STATES = ['idle', 'warmup', 'training', 'checkpointing', 'plateau', 'stopped', 'exported'] as const satisfies readonly TrainingStateName[];
+const STOP_REASONS = ['budget', 'early-stop', 'plateau', 'diverged', 'interrupted'] as const satisfies readonly StopReason[];
+
+export const RunSummarySchema = z.object({
+  version: z.literal(RUN_SUMMARY_VERSION),
+  runId: z.string(),
+  /** The parent run and the point it branched at (null: not a branch). */
+  parent: z.object({ runId: z.string(), point: z.string(), step: z.number().int().nonnegative(), seq: z.number().int().nonnegative() }).nullable(),
+  /** Absolute step of this run's step 0 (a branch continues its parent's axis). */
+  originStep: z.number().int().nonnegative(),
+  state: z.enum(STATES),
+  stopReason: z.enum(STOP_REASONS).nullable(),
+  /** Whether a checkpoint was exported (the run stays stopped, and resumable if interrupted). */
+  exported: z.boolean(),
+  step: z.number().int().nonnegative(),
+  examplesSeen: z.number().int().nonnegative(),
+  /** The step budget of the plan being followed. */
+  totalSteps: z.number().int().nonnegative(),
+  monitor: z.enum(['valLoss', 'valAccuracy']),
+  bestCheckpoint: z.number().int().nonnegative().nullable(),
+  /** The best checkpoint's monitored metric with its real sign (an accuracy is positive; the
+   * machine orders it negated so that smaller is better), null when none is finite yet. */
+  bestMetric: z.number().nullable(),
+  bestWeightsHash: z.string().nullable(),
+  backend: z.string(),
+  dataset: z.string(),
+  model: z.string(),
+  optimizer: z.string(),
+  createdAt: z.string(),
+  lastEventAt: z.string(),
+  /** The event this summary describes (the last one it saw). */
+  lastSeq: z.number().int().nonnegative(),
+});
+export type RunSummaryDoc = z.infer<typeof RunSummarySchema>;
+
+/** The facts of run.created a summary carries (from the record and its `at`). */
+export interface SummaryBase {
+  created: RunCreated;
+  createdAt: string;
+}
+
+/** The summary of a run after event `lastSeq` (appended at `lastEventAt`), the machine in `snapshot`. */
+export function summarizeRun(base: SummaryBase, snapshot: TrainingSnapshot, lastSeq: number, lastEventAt: string): RunSummaryDoc {
+  const { created } = base;
+  const c = snapshot.context;
+  const p = created.parent;
+  const metric = c.best && Number.isFinite(c.best.metric) ? c.best.metric : null;
+  return {
+    version: RUN_SUMMARY_VERSION,
+    runId: created.runId,
+    parent: p ? { runId: p.runId, point: p.point, step: p.step, seq: p.seq } : null,
+    originStep: created.origin.step,
+    state: stateName(snapshot),
+    stopReason: c.stopReason,
+    exported: c.exported !== null,
+    step: c.step,
+    examplesSeen: c.examplesSeen,
+    totalSteps: budgetSteps(c),
+    monitor: created.settings.monitor,
+    bestCheckpoint: c.best ? c.best.index : null,
+    bestMetric: metric === null ? null : created.settings.monitor === 'valAccuracy' ? -metric : metric,
+    bestWeightsHash: c.best?.weightsHash ?? null,
+    backend: created.backend.name,
+    dataset: created.dataset.name,
+    model: created.model.spec,
+    optimizer: created.optimizer,
+    createdAt: base.createdAt,
+    lastEventAt,
+    lastSeq,
+  };
+}
+
+/** A stored summary, validated: null when it is missing or not one this retrace reads. */
+export function parseSummary(stored: { seq: number; summary: unknown } | null): RunSummaryDoc | null {
+  if (!stored) return null;
+  const parsed = RunSummarySchema.safeParse(stored.summary);
+  return parsed.success && parsed.data.lastSeq === stored.seq ? parsed.data : null;
+}
+
+/**
+ * Whether a stored summary is the run as it is now: the mark it was stored with is the run's last
+ * commit, so it is current unless a writer appended past the mark without committing. That only
+ * happens to a run that is being written (`held`) or whose writer died mid-training (its summary
+ * then shows an active state, as the log's own end would): both are read from the log instead.
+ */
+export function summaryIsCurrent(summary: RunSummaryDoc, held: boolean): boolean {
+  return !held && (summary.state === 'stopped' || summary.state === 'exported');
+}
