@@ -26,7 +26,7 @@ import { StoreError, UnknownRunError } from '../log/errors.js';
 import { parseRecord, SCHEMA_VERSION, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
 import { branchPointProblem, checkpoint0Problems } from '../run/start-state.js';
 import { toJsonSafe } from '../log/json-safe.js';
-import { COMMITTED_COPY_FILE, readCommittedMarks, type CommittedMark, type CommittedMarks } from '../log/run-log.js';
+import { COMMITTED_COPY_FILE, FENCE_KEY, INDEX_MARKER_KEY, INDEX_PREFIX, indexKeySeq, readCommittedMarks, type CommittedMark, type CommittedMarks } from '../log/run-log.js';
 import { listRunIds, RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from '../log/leveldb-files.js';
@@ -537,7 +537,9 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
 
   // Records, through LevelDB on the copy.
   const records: LogRecord[] = [];
-  const decoded = new Map<number, { crc: string }>();
+  const decoded = new Map<number, { crc: string; type: string }>();
+  /** The type index's keys (run-log.ts): each must name a record of its type. */
+  const indexed: Array<{ key: string; type: string; seq: number | null }> = [];
   let lastSeq = -1;
   let stopFold: number | null = null;
   const db = new ClassicLevel<string, string>(copy, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
@@ -558,6 +560,12 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
         if (batch.length === 0) break;
         for (const [key, value] of batch) {
           const seq = decodeKey(key);
+          if (seq === null && (key === INDEX_MARKER_KEY || key === FENCE_KEY)) continue;
+          if (seq === null && key.startsWith(INDEX_PREFIX)) {
+            const type = key.slice(INDEX_PREFIX.length, key.lastIndexOf(':'));
+            indexed.push({ key, type, seq: indexKeySeq(type, key) });
+            continue;
+          }
           if (seq === null) {
             problems.push({ runId, kind: 'record', message: `run "${runId}": the log has a key that is not a seq: ${JSON.stringify(key.slice(0, 40))}` });
             continue;
@@ -576,7 +584,7 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
             stopFold ??= seq;
             continue;
           }
-          decoded.set(seq, { crc: raw.crc });
+          decoded.set(seq, { crc: raw.crc, type: raw.type });
           try {
             const rec = parseRecord(runId, raw);
             if (stopFold === null) records.push(rec);
@@ -599,6 +607,19 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
   }
   report.events = decoded.size;
   report.lastSeq = lastSeq;
+  for (const x of indexed) {
+    const rec = x.seq === null ? undefined : decoded.get(x.seq);
+    if (x.seq === null || (rec && rec.type !== x.type) || (!rec && x.seq <= lastSeq && stopFold === null)) {
+      problems.push({
+        runId,
+        kind: 'record',
+        ...(x.seq !== null ? { seq: x.seq } : {}),
+        message: `run "${runId}": the type index entry ${JSON.stringify(x.key.slice(0, 80))} names ${x.seq === null ? 'no event' : rec ? `event ${x.seq}, a ${rec.type}` : `event ${x.seq}, which is missing`}`,
+      });
+    } else if (!rec && x.seq > lastSeq) {
+      problems.push({ runId, kind: 'sequence', seq: x.seq, message: `run "${runId}": the type index names event ${x.seq}, past the log's end (${lastSeq}): events were lost` });
+    }
+  }
 
   // Every seq the files hold must come back from LevelDB (a record LevelDB dropped is damage).
   const lost = [...scan.keysSeen].filter((s) => s > lastSeq).sort((a, b) => a - b);

@@ -15,6 +15,10 @@ import { BlobIntent } from './blob-intents.js';
 import { CorruptBlobError, MissingBlobError, UnreadableBlobError } from './errors.js';
 import { NotRegularFileError, readRegularFile } from './regular-file.js';
 import { isErrno } from './processes.js';
+import type { BlobStore, SweepOptions } from '../storage/types.js';
+import { sweepBlobs, type FileSweepOptions, type FileSweepResult } from './blob-sweep.js';
+
+export type { BlobStore } from '../storage/types.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
 /** A blob gc has moved aside before deciding (see gc.ts): `<hash>.gc-<pid>-<random>`. */
@@ -139,7 +143,8 @@ export interface BlobStat {
   mtimeMs: number;
 }
 
-export class BlobStore {
+/** The blob store of a store folder: one file per blob (see the top of this file). */
+export class FileBlobStore implements BlobStore {
   /** `<store>/blobs` */
   readonly dir: string;
   private readonly tmpDir: string;
@@ -342,6 +347,33 @@ export class BlobStore {
   /** Size in bytes (MissingBlobError if absent). */
   async size(hash: string): Promise<number> {
     return (await this.stat(hash)).size;
+  }
+
+  /** Bytes the blob's file takes on disk: its allocated blocks (st.blocks × 512), not its length
+   * (MissingBlobError if absent). */
+  async allocatedBytes(hash: string): Promise<number> {
+    try {
+      return (await fsp.stat(this.pathOf(hash))).blocks * 512;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw new MissingBlobError(hash);
+      throw err;
+    }
+  }
+
+  /** Re-reads and re-hashes the blob: null when whole, else what is wrong in one line. */
+  async verify(hash: string): Promise<string | null> {
+    try {
+      await this.get(hash);
+      return null;
+    } catch (err) {
+      if (err instanceof MissingBlobError || err instanceof CorruptBlobError || err instanceof UnreadableBlobError) return err.message;
+      throw err;
+    }
+  }
+
+  /** Deletes the blobs no run references: condemn, check again, unlink (blob-sweep.ts). */
+  sweep(opts: SweepOptions & FileSweepOptions): Promise<FileSweepResult> {
+    return sweepBlobs(this, opts);
   }
 
   /** Every blob's hash, sorted. */

@@ -358,3 +358,10 @@ export function blobRefs(record: { type: string; data: unknown }): string[] {
 export function sameFacts(a: { type: string; data: unknown }, b: { type: string; data: unknown }): boolean {
   return a.type === b.type && canonicalJson(a.data) === canonicalJson(b.data);
 }
+
+/**
+ * The record types a store indexes by type (EventLog.readIndexed): every type except the two a run
+ * writes per step (`step.finished`, `state.changed`), so a reader finds run.created, the
+ * checkpoints, evaluations, resumes and snapshots without reading the steps between them.
+ */
+export const INDEXED_TYPES: readonly string[] = Object.keys(RECORD_SCHEMAS).filter((t) => t !== 'step.finished' && t !== 'state.changed');

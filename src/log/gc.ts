@@ -29,7 +29,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Store } from './store.js';
 import type { StoredRecord } from './codec.js';
-import { scanIntents, type IntentScan } from './blob-intents.js';
+import type { IntentScan } from './blob-intents.js';
 import { MissingBlobError, StoreError } from './errors.js';
 import { isErrno } from './processes.js';
 
@@ -149,96 +149,29 @@ async function allReferences(store: Store, blobRefs: BlobRefs, pause?: (runId: s
 export async function collectGarbage(store: Store, blobRefs: BlobRefs, opts: GcOptions = {}): Promise<GcResult> {
   const graceMs = checkGraceMs(opts.graceMs ?? DEFAULT_GC_GRACE_MS);
   const pause: GcPause = opts.pause ?? (() => {});
-  const result: GcResult = {
-    runs: 0,
-    referenced: 0,
-    deleted: [],
-    freedBytes: 0,
-    keptYoung: [],
-    keptIntent: [],
-    restored: [],
-    intents: 0,
-    staleIntentsRemoved: 0,
-    otherHostIntents: [],
+  let pass = 0;
+  let first: { runs: number; referenced: Set<string> } | null = null;
+  // The sweep asks for the live set twice (step 1 and, after condemning, step 3; blob-sweep.ts).
+  const live = async (): Promise<ReadonlySet<string>> => {
+    const n = ++pass;
+    const refs = await allReferences(store, blobRefs, (runId) => pause(`gc:read ${n} ${runId}`));
+    first ??= refs;
+    return refs.referenced;
   };
-  // 0. What a killed gc left aside goes back first: it may be named by now.
-  if (!opts.dryRun) for (const c of await store.blobs.listCondemned()) await store.blobs.restore(c);
-
-  // 1. Mark. Blobs listed first (one created later is not a candidate), then intents, then logs.
-  await pause('gc:list');
-  const blobs = await store.blobs.list();
-  await pause('gc:intents 1');
-  const intents1 = await scanIntents(store.blobs.dir, { removeStale: !opts.dryRun });
-  const refs1 = await allReferences(store, blobRefs, (runId) => pause(`gc:read 1 ${runId}`));
-  result.runs = refs1.runs;
-  result.referenced = refs1.referenced.size;
-  result.intents = intents1.live;
-  result.staleIntentsRemoved = intents1.staleRemoved;
-  result.otherHostIntents = intents1.otherHosts;
-  const now = opts.now ?? Date.now();
-  const candidates: Array<{ hash: string; size: number }> = [];
-  for (const hash of blobs) {
-    if (refs1.referenced.has(hash)) continue;
-    if (intents1.held.has(hash)) {
-      result.keptIntent.push(hash);
-      continue;
-    }
-    let st;
-    try {
-      st = await store.blobs.stat(hash);
-    } catch (err) {
-      if (err instanceof MissingBlobError) continue;
-      throw err;
-    }
-    if (now - st.mtimeMs < graceMs) {
-      result.keptYoung.push(hash);
-      continue;
-    }
-    candidates.push({ hash, size: st.size });
-  }
-  if (opts.dryRun) {
-    for (const c of candidates) {
-      result.deleted.push(c.hash);
-      result.freedBytes += c.size;
-    }
-    return result;
-  }
-
-  // 2. Condemn: from here on a writer that looks for a candidate finds it missing and rewrites it.
-  const condemned: Array<{ hash: string; size: number; file: string }> = [];
-  try {
-    for (const c of candidates) {
-      await pause(`gc:condemn ${c.hash}`);
-      const file = await store.blobs.condemn(c.hash);
-      if (file !== null) condemned.push({ ...c, file });
-    }
-
-    // 3. Check again: intents first, then the logs (the order the safety argument needs).
-    await pause('gc:intents 2');
-    const intents2 = await scanIntents(store.blobs.dir);
-    result.staleIntentsRemoved += intents2.staleRemoved;
-    const refs2 = await allReferences(store, blobRefs, (runId) => pause(`gc:read 2 ${runId}`));
-
-    // 4. Sweep.
-    for (const c of condemned) {
-      if (intents2.held.has(c.hash) || refs2.referenced.has(c.hash)) {
-        await pause(`gc:restore ${c.hash}`);
-        await store.blobs.restore(c.file);
-        result.restored.push(c.hash);
-      } else {
-        await pause(`gc:unlink ${c.hash}`);
-        if (await store.blobs.unlinkCondemned(c.file)) {
-          result.deleted.push(c.hash);
-          result.freedBytes += c.size;
-        }
-      }
-      c.file = '';
-    }
-  } finally {
-    // A failure (an unreadable run on the second read, an I/O error) puts back what is still aside.
-    for (const c of condemned) if (c.file) await store.blobs.restore(c.file).catch(() => {});
-  }
-  return result;
+  const swept = await store.blobs.sweep({ live, graceMs, dryRun: opts.dryRun, now: opts.now, pause });
+  const refs1 = first as { runs: number; referenced: Set<string> } | null;
+  return {
+    runs: refs1?.runs ?? 0,
+    referenced: refs1?.referenced.size ?? 0,
+    deleted: swept.deleted,
+    freedBytes: swept.bytesFreed,
+    keptYoung: swept.keptYoung,
+    keptIntent: swept.keptIntent,
+    restored: swept.restored,
+    intents: swept.intents,
+    staleIntentsRemoved: swept.staleIntentsRemoved,
+    otherHostIntents: swept.otherHostIntents,
+  };
 }
 
 export interface RunUsage {

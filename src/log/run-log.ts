@@ -26,31 +26,16 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { ClassicLevel } from 'classic-level';
 import { writeFileAtomic } from './blobs.js';
-import { decodeKey, decodeValue, encodeKey, encodeValue, MAX_SEQ, type StoredRecord } from './codec.js';
+import { canonicalJson, decodeKey, decodeValue, encodeKey, encodeValue, MAX_SEQ, type StoredRecord } from './codec.js';
 import { CorruptLogError } from './errors.js';
 import { NotRegularFileError, readRegularFile } from './regular-file.js';
+import { WrongExpectedSeqError } from '../storage/types.js';
+import type { AppendInput, AppendOptions, BackwardRange, EventLog, ReadRange } from '../storage/types.js';
 
 export type { StoredRecord } from './codec.js';
+export type { AppendInput, AppendOptions, BackwardRange, ReadRange } from '../storage/types.js';
 
 export type RunMode = 'write' | 'read';
-
-export interface AppendInput {
-  type: string;
-  data: unknown;
-  /** ISO time; defaults to now. */
-  at?: string;
-}
-
-export interface AppendOptions {
-  sync: boolean;
-}
-
-export interface ReadRange {
-  /** First seq (inclusive), default 0. */
-  from?: number;
-  /** Last seq (inclusive), default the end of the log. */
-  to?: number;
-}
 
 export interface RunLogOptions {
   /** The `v` written into appended records (default 1). */
@@ -62,12 +47,25 @@ export interface RunLogOptions {
   /** Also write (without sync) once the oldest pending record is this old, so readers in other
    * processes (`retrace ui`, `state`) see a slow run's steps within about a second (default 1000 ms). */
   flushIntervalMs?: number;
+  /** Record types written to the log's type index (readIndexed); default INDEXED_TYPES (events.ts).
+   * Applies when a log is created or its index built; a log keeps the types it was indexed with. */
+  indexedTypes?: readonly string[];
 }
 
 /** The contents of committed.json. */
 export interface CommittedMark {
   seq: number;
   crc: string;
+}
+
+/**
+ * committed.json may also carry the run's summary as of its seq (EventLog.setSummarizer):
+ * `{"seq":N,"crc":"...","summary":{...}}`, written in the same atomic file as the mark, so it is
+ * never ahead of or behind it. Readers of the mark ignore it (older retrace too: it reads seq and
+ * crc only); RunStore.readSummary reads it.
+ */
+export interface CommittedFile extends CommittedMark {
+  summary?: unknown;
 }
 
 export const COMMITTED_FILE = 'committed.json';
@@ -77,6 +75,45 @@ export const DEFAULT_FLUSH_INTERVAL_MS = 1000;
 const SYNC_KEY = '~sync';
 const BATCH_READ = 256;
 
+// Keys beside the seq keys. Seq keys are 12 digits; these start with a letter or '~', which sort
+// after every digit, so a scan of the seq range (this file, fsck, every older retrace) never meets
+// them.
+//
+// The type index: `x:<type>:<seq>` → '' for each record of an indexed type, put in the same batch
+// as the record (so the index never disagrees with the log it is in), and `~index` →
+// {"v":1,"types":[...]} once the index covers the whole log. A log written before the index has no
+// `~index`: its readers fall back to scanning (readIndexed filters a full read), and its first
+// writer builds the index (one pass over the records, in batches, the marker last) at open.
+export const INDEX_MARKER_KEY = '~index';
+export const INDEX_PREFIX = 'x:';
+/** The writer's fencing token: incremented (durably) at every write open. */
+export const FENCE_KEY = '~fence';
+const INDEX_BUILD_BATCH = 4096;
+
+export function indexKey(type: string, seq: number): string {
+  return `${INDEX_PREFIX}${type}:${encodeKey(seq)}`;
+}
+
+/** The seq of an index key of `type`, or null. */
+export function indexKeySeq(type: string, key: string): number | null {
+  const prefix = `${INDEX_PREFIX}${type}:`;
+  if (!key.startsWith(prefix)) return null;
+  return decodeKey(key.slice(prefix.length));
+}
+
+/** The `~index` marker's value: the types the index covers, or null when absent or unreadable
+ * (then the log counts as not indexed and is read by scanning). */
+export function parseIndexMarker(value: string | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  try {
+    const m = JSON.parse(value) as { v?: unknown; types?: unknown } | null;
+    if (m && m.v === 1 && Array.isArray(m.types) && m.types.every((t) => typeof t === 'string')) return new Set(m.types as string[]);
+  } catch {
+    // not indexed
+  }
+  return null;
+}
+
 export type LevelDb = ClassicLevel<string, string>;
 
 interface Pending {
@@ -84,6 +121,7 @@ interface Pending {
   key: string;
   value: string;
   crc: string;
+  type: string;
 }
 
 /**
@@ -101,7 +139,7 @@ export interface CommittedCopy {
   crc: string | null;
 }
 
-function parseMark(text: string): CommittedCopy | null {
+export function parseMark(text: string): CommittedCopy | null {
   try {
     const m = JSON.parse(text) as Partial<CommittedCopy> | null;
     if (m && m.seq === -1 && m.crc === null) return { seq: -1, crc: null };
@@ -195,6 +233,25 @@ export async function readCommitted(runDir: string, runId: string): Promise<Comm
   return marks.committed;
 }
 
+/** The summary stored in `<runDir>/committed.json`, with the seq it describes; null when the file
+ * is missing, unreadable, or carries no summary. One file read. */
+export async function readSummaryFile(runDir: string): Promise<{ seq: number; summary: unknown } | null> {
+  let text: string;
+  try {
+    text = await readRegularFile(path.join(runDir, COMMITTED_FILE), 'utf8');
+  } catch {
+    return null;
+  }
+  const mark = parseMark(text);
+  if (!mark || mark.seq < 0) return null;
+  try {
+    const f = JSON.parse(text) as { summary?: unknown };
+    return f.summary === undefined || f.summary === null ? null : { seq: mark.seq, summary: f.summary };
+  } catch {
+    return null;
+  }
+}
+
 /** Writes the copy of the mark (durably). Only the run's writer calls it, after committed.json. */
 export async function writeCommittedCopy(runDir: string, mark: CommittedCopy): Promise<void> {
   await writeFileAtomic(path.join(runDir, COMMITTED_COPY_FILE), JSON.stringify(mark) + '\n');
@@ -211,10 +268,17 @@ export class RunCore {
   flushedLast = -1;
   buffer: Pending[] = [];
   committed: CommittedMark | null;
-  /** A problem found by the open-time scan (gap, lost tail, committed record replaced). */
+  /** A problem found by the open-time checks (gap, lost tail, committed record replaced). */
   structural: Error | null = null;
   /** A write that failed: the log's state in this process is unknown, every later call throws it. */
   failed: Error | null = null;
+  /** The types this log's index covers (`~index`); null: not indexed, readIndexed scans. */
+  indexed: Set<string> | null = null;
+  /** The writer's fencing token (`~fence` after its increment at open); 0 for a reader. */
+  fence = 0;
+  /** Called after every append and every write (follow's same-process wake-up). */
+  readonly listeners = new Set<() => void>();
+  summarizer: ((seq: number) => unknown) | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   readonly flushThreshold: number;
   readonly flushIntervalMs: number;
@@ -238,6 +302,11 @@ export class RunCore {
    * Wraps an open LevelDB and checks its structure. `committed` is committed.json as read before
    * the database was opened (a reader's copy must be taken after reading it); a writer rewrites
    * `<runDir>/committed.json` after each sync append.
+   *
+   * A writer scans every key (gap-free from 0, up to the committed mark: resuming must start from
+   * a whole log), takes the next fence and builds the type index if the log has none. A reader
+   * only seeks the last key and checks the committed record (one get): its reads check their own
+   * range's continuity, so opening costs the same at any length; fsck makes the full checks.
    */
   static async open(args: {
     runId: string;
@@ -248,8 +317,58 @@ export class RunCore {
     committed: CommittedMark | null;
   }): Promise<RunCore> {
     const core = new RunCore(args.runId, args.runDir, args.db, args.writable, args.options, args.committed);
-    await core.scan();
+    if (args.writable) await core.scan();
+    else await core.seekLast();
+    core.indexed = parseIndexMarker(await core.db.get(INDEX_MARKER_KEY));
+    if (args.writable && !core.structural) {
+      if (core.indexed === null) await core.buildIndex();
+      await core.takeFence();
+    }
     return core;
+  }
+
+  private indexTypes(): readonly string[] {
+    return this.options.indexedTypes ?? [];
+  }
+
+  /** Puts the index keys of every record (one pass, in batches), then the marker. Idempotent: a
+   * writer killed mid-way leaves no marker and the next one starts again. */
+  private async buildIndex(): Promise<void> {
+    const types = [...new Set(this.indexTypes())].sort();
+    const wanted = new Set(types);
+    if (this.flushedLast >= 0 && wanted.size > 0) {
+      const it = this.db.iterator({ gte: encodeKey(0), lte: encodeKey(this.flushedLast) });
+      try {
+        for (;;) {
+          const entries = await it.nextv(INDEX_BUILD_BATCH);
+          if (entries.length === 0) break;
+          const batch = this.db.batch();
+          for (const [key, value] of entries) {
+            const rec = decodeValue(this.runId, key, value);
+            if (wanted.has(rec.type)) batch.put(indexKey(rec.type, rec.seq), '');
+          }
+          await batch.write();
+        }
+      } finally {
+        await it.close();
+      }
+    }
+    await this.db.put(INDEX_MARKER_KEY, JSON.stringify({ v: 1, types }), { sync: true });
+    this.indexed = wanted;
+  }
+
+  /** fence = stored fence + 1, durably, before the writer appends anything. */
+  private async takeFence(): Promise<void> {
+    const stored = Number(await this.db.get(FENCE_KEY));
+    const next = (Number.isSafeInteger(stored) && stored > 0 ? stored : 0) + 1;
+    await this.db.put(FENCE_KEY, String(next), { sync: true });
+    this.fence = next;
+  }
+
+  /** The fence stored in the log now (a writer compares its own with it; see EventLog.fence). */
+  async storedFence(): Promise<number> {
+    const stored = Number(await this.db.get(FENCE_KEY));
+    return Number.isSafeInteger(stored) ? stored : 0;
   }
 
   /** Key-only scan: gap-free from 0, last seq ≥ committed seq, committed record's crc. */
@@ -273,7 +392,17 @@ export class RunCore {
     } finally {
       await it.close();
     }
-    const last = expected - 1;
+    await this.checkTail(expected - 1, gap);
+  }
+
+  /** A reader's open: the last key by one reverse seek; gaps are found by the reads that cross them. */
+  private async seekLast(): Promise<void> {
+    const keys = await this.db.keys({ gte: encodeKey(0), lte: encodeKey(MAX_SEQ), reverse: true, limit: 1 }).all();
+    const last = keys.length > 0 ? (decodeKey(keys[0]!) ?? -1) : -1;
+    await this.checkTail(last, null);
+  }
+
+  private async checkTail(last: number, gap: CorruptLogError | null): Promise<void> {
     this.flushedLast = last;
     this.nextSeq = last + 1;
     const c = this.committed;
@@ -293,7 +422,9 @@ export class RunCore {
         this.structural = new CorruptLogError(
           this.runId,
           c.seq,
-          `event ${c.seq} is not the event that was committed (crc ${crc ?? 'none'}, committed ${c.crc})`,
+          value === undefined
+            ? `event ${c.seq} is missing (it was committed)`
+            : `event ${c.seq} is not the event that was committed (crc ${crc ?? 'none'}, committed ${c.crc})`,
         );
       }
     }
@@ -302,6 +433,10 @@ export class RunCore {
   assertUsable(): void {
     if (this.failed) throw this.failed;
     if (this.structural) throw this.structural;
+  }
+
+  private notify(): void {
+    for (const l of this.listeners) l();
   }
 
   private enqueue<T>(op: () => Promise<T>): Promise<T> {
@@ -314,10 +449,14 @@ export class RunCore {
   }
 
   /** Validates, encodes and assigns seqs (synchronously, so call order is seq order). */
-  append(records: readonly AppendInput[], sync: boolean): Promise<number[]> {
+  append(records: readonly AppendInput[], sync: boolean, expectedSeq?: number): Promise<number[]> {
     try {
       this.assertUsable();
       if (!Array.isArray(records)) throw new TypeError('append() takes an array of records');
+      if (expectedSeq !== undefined) {
+        if (!Number.isSafeInteger(expectedSeq) || expectedSeq < 0) throw new TypeError(`expectedSeq must be an integer ≥ 0, got ${String(expectedSeq)}`);
+        if (expectedSeq !== this.nextSeq) throw new WrongExpectedSeqError(this.runId, expectedSeq, this.nextSeq);
+      }
       const v = this.options.schemaVersion ?? 1;
       const now = new Date().toISOString();
       const encoded: Pending[] = records.map((r, i) => {
@@ -328,12 +467,13 @@ export class RunCore {
         }
         const seq = this.nextSeq + i;
         const { value, crc } = encodeValue({ v, seq, type: r.type, at: r.at ?? now, data: r.data });
-        return { seq, key: encodeKey(seq), value, crc };
+        return { seq, key: encodeKey(seq), value, crc, type: r.type };
       });
       if (encoded.length === 0) return sync ? this.flushTo(this.nextSeq - 1, true).then(() => []) : Promise.resolve([]);
       this.nextSeq += encoded.length;
       if (this.buffer.length === 0) this.bufferedSince = Date.now();
       this.buffer.push(...encoded);
+      this.notify();
       const seqs = encoded.map((e) => e.seq);
       const last = seqs[seqs.length - 1];
       if (sync) return this.flushTo(last, true).then(() => seqs);
@@ -347,9 +487,10 @@ export class RunCore {
   }
 
   /**
-   * Writes the buffered records up to `target` as one batch (queued behind earlier writes). With
-   * `sync`, the batch is fsynced (a marker delete forces that when nothing is pending) and
-   * committed.json advanced to the highest written seq.
+   * Writes the buffered records up to `target` as one batch (queued behind earlier writes), with
+   * the index keys of the indexed ones. With `sync`, the batch is fsynced (a marker delete forces
+   * that when nothing is pending) and committed.json advanced to the highest written seq, with the
+   * summarizer's summary of that seq.
    */
   flushTo(target: number, sync: boolean): Promise<void> {
     return this.enqueue(async () => {
@@ -363,7 +504,11 @@ export class RunCore {
         // record (abstract-level's array form copies and re-validates every operation).
         const batch = this.db.batch();
         try {
-          for (const e of entries) batch.put(e.key, e.value);
+          const indexed = this.indexed;
+          for (const e of entries) {
+            batch.put(e.key, e.value);
+            if (indexed?.has(e.type)) batch.put(indexKey(e.type, e.seq), '');
+          }
           if (entries.length === 0) batch.del(SYNC_KEY);
         } catch (err) {
           await batch.close();
@@ -376,7 +521,7 @@ export class RunCore {
         if (needsSync && this.flushedLast >= 0) {
           const crc = n > 0 ? entries[n - 1].crc : await this.crcOf(this.flushedLast);
           const mark = { seq: this.flushedLast, crc };
-          await writeFileAtomic(path.join(this.runDir, COMMITTED_FILE), JSON.stringify(mark) + '\n');
+          await writeFileAtomic(path.join(this.runDir, COMMITTED_FILE), this.markText(mark));
           this.committed = mark;
           await writeCommittedCopy(this.runDir, mark);
         }
@@ -384,7 +529,23 @@ export class RunCore {
         this.failed = err as Error;
         throw err;
       }
+      this.notify();
     });
+  }
+
+  /** committed.json's text: the mark, and the summary of its seq when the summarizer gives one (a
+   * summarizer that throws or returns what JSON cannot carry gives none: the mark is what matters). */
+  private markText(mark: CommittedMark): string {
+    let summary: unknown = null;
+    if (this.summarizer) {
+      try {
+        summary = this.summarizer(mark.seq);
+        if (summary !== null && summary !== undefined) return `{"crc":${JSON.stringify(mark.crc)},"seq":${mark.seq},"summary":${canonicalJson(summary, 'summary')}}\n`;
+      } catch {
+        // no summary
+      }
+    }
+    return JSON.stringify(mark) + '\n';
   }
 
   private async crcOf(seq: number): Promise<string> {
@@ -412,11 +573,15 @@ function checkSeqArg(name: string, v: number | undefined): void {
   if (v !== undefined && !(Number.isSafeInteger(v) || v === Infinity)) throw new RangeError(`${name} must be an integer, got ${v}`);
 }
 
+function plain(rec: StoredRecord): StoredRecord {
+  return { v: rec.v, seq: rec.seq, type: rec.type, at: rec.at, data: rec.data };
+}
+
 /**
  * One handle on a run's log. Obtain it from Store.createRun / Store.openRun. A 'read' RunLog
  * cannot append; a 'write' RunLog is the process's only writer of the run.
  */
-export class RunLog {
+export class RunLog implements EventLog {
   private closed = false;
 
   /** @internal Use Store.createRun / Store.openRun. */
@@ -424,10 +589,16 @@ export class RunLog {
     private readonly core: RunCore,
     readonly mode: RunMode,
     private readonly onClose: (log: RunLog) => Promise<void>,
+    /** The store's indexed types: readIndexed of another type is a TypeError. */
+    private readonly indexable: ReadonlySet<string> = new Set(core.options.indexedTypes ?? []),
   ) {}
 
   get runId(): string {
     return this.core.runId;
+  }
+
+  get fence(): number {
+    return this.mode === 'write' ? this.core.fence : 0;
   }
 
   /** Non-sync records appended but not yet written to LevelDB. */
@@ -446,16 +617,18 @@ export class RunLog {
   /**
    * Appends records with consecutive seqs and returns them. With `sync: true` the records (and
    * every earlier one) are durable when this resolves; without, they may sit in memory until a
-   * later flush (see the top of this file).
+   * later flush (see the top of this file). `expectedSeq`: the seq the first record must get, else
+   * WrongExpectedSeqError and nothing is appended. The fence needs no check per append here:
+   * LevelDB's OS lock keeps every other writer out for as long as this one is open.
    */
-  append(records: Array<{ type: string; data: unknown; at?: string }>, opts: { sync: boolean }): Promise<number[]> {
+  append(records: readonly AppendInput[], opts: AppendOptions): Promise<number[]> {
     try {
       this.check();
       if (this.mode !== 'write') throw new Error(`run "${this.runId}" is open for reading; open it with mode 'write' to append`);
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.core.append(records, opts?.sync === true);
+    return this.core.append(records, opts?.sync === true, opts?.expectedSeq);
   }
 
   /** Writes buffered non-sync records to LevelDB (without fsync). */
@@ -488,13 +661,85 @@ export class RunLog {
             throw new CorruptLogError(core.runId, expected, `events ${seqRange(expected, rec.seq - 1)} are missing`);
           }
           expected++;
-          yield { v: rec.v, seq: rec.seq, type: rec.type, at: rec.at, data: rec.data };
+          yield plain(rec);
         }
       }
     } finally {
       await it.close();
     }
     if (expected <= hi) throw new CorruptLogError(core.runId, expected, `events ${seqRange(expected, hi)} are missing`);
+  }
+
+  /** Records from `from` (default the last) down to `to` (default 0), newest first, each verified;
+   * a missing seq on the way is CorruptLogError. */
+  async *readBackward(range: BackwardRange = {}): AsyncIterable<StoredRecord> {
+    this.check();
+    checkSeqArg('from', range.from);
+    checkSeqArg('to', range.to);
+    const core = this.core;
+    if (core.writable) await core.flushTo(core.nextSeq - 1, false);
+    core.assertUsable();
+    const hi = Math.min(range.from ?? Infinity, core.flushedLast);
+    const lo = Math.max(0, range.to ?? 0);
+    if (lo > hi) return;
+    const it = core.db.iterator({ gte: encodeKey(lo), lte: encodeKey(hi), reverse: true });
+    const decodeOpts = { maxSchemaVersion: core.options.maxSchemaVersion };
+    let expected = hi;
+    try {
+      for (;;) {
+        const entries = await it.nextv(BATCH_READ);
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) {
+          const rec = decodeValue(core.runId, key, value, decodeOpts);
+          if (rec.seq !== expected) {
+            throw new CorruptLogError(core.runId, rec.seq + 1, `events ${seqRange(rec.seq + 1, expected)} are missing`);
+          }
+          expected--;
+          yield plain(rec);
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    if (expected >= lo) throw new CorruptLogError(core.runId, lo, `events ${seqRange(lo, expected)} are missing`);
+  }
+
+  /**
+   * Records of an indexed type in seq order, each read by its key and verified (the records
+   * between them are not read). A log written before the index (no `~index`, or one that does not
+   * cover `type`) is scanned instead: the same records, at the cost of a full read. TypeError for a
+   * type the store does not index.
+   */
+  async *readIndexed(type: string, range: ReadRange = {}): AsyncIterable<StoredRecord> {
+    this.check();
+    if (!this.indexable.has(type)) throw new TypeError(`record type ${JSON.stringify(type)} is not indexed (indexed: ${[...this.indexable].join(', ')})`);
+    checkSeqArg('from', range.from);
+    checkSeqArg('to', range.to);
+    const core = this.core;
+    if (core.writable) await core.flushTo(core.nextSeq - 1, false);
+    core.assertUsable();
+    const from = Math.max(0, range.from ?? 0);
+    const hi = Math.min(range.to ?? Infinity, core.flushedLast);
+    if (from > hi) return;
+    if (!core.indexed?.has(type)) {
+      for await (const rec of this.read({ from, to: hi })) if (rec.type === type) yield rec;
+      return;
+    }
+    const keys = await core.db.keys({ gte: indexKey(type, from), lte: indexKey(type, hi) }).all();
+    const decodeOpts = { maxSchemaVersion: core.options.maxSchemaVersion };
+    for (let i = 0; i < keys.length; i += BATCH_READ) {
+      const seqs = keys.slice(i, i + BATCH_READ).map((k) => indexKeySeq(type, k));
+      const values = await core.db.getMany(seqs.map((s) => (s === null ? '' : encodeKey(s))));
+      for (let j = 0; j < seqs.length; j++) {
+        const seq = seqs[j];
+        if (seq === null) throw new CorruptLogError(core.runId, -1, `the log's type index has a key that is not an index key: ${JSON.stringify(keys[i + j])}`);
+        const value = values[j];
+        if (value === undefined) throw new CorruptLogError(core.runId, seq, `event ${seq} is missing (the ${type} index names it)`);
+        const rec = decodeValue(core.runId, encodeKey(seq), value, decodeOpts);
+        if (rec.type !== type) throw new CorruptLogError(core.runId, seq, `event ${seq} is a ${rec.type}, but the ${type} index names it`);
+        yield plain(rec);
+      }
+    }
   }
 
   /** All records from..to as an array. */
@@ -515,8 +760,7 @@ export class RunLog {
     const key = encodeKey(seq);
     const value = await core.db.get(key);
     if (value === undefined) throw new CorruptLogError(core.runId, seq, `event ${seq} is missing`);
-    const rec = decodeValue(core.runId, key, value, { maxSchemaVersion: core.options.maxSchemaVersion });
-    return { v: rec.v, seq: rec.seq, type: rec.type, at: rec.at, data: rec.data };
+    return plain(decodeValue(core.runId, key, value, { maxSchemaVersion: core.options.maxSchemaVersion }));
   }
 
   /** The highest seq (-1 if the log is empty), counting a writer's buffered records. */
@@ -532,6 +776,13 @@ export class RunLog {
     return this.core.committed?.seq ?? -1;
   }
 
+  /** See EventLog.setSummarizer: its summary is written into committed.json with every new mark. */
+  setSummarizer(summarize: ((seq: number) => unknown) | null): void {
+    this.check();
+    if (this.mode !== 'write') throw new Error(`run "${this.runId}" is open for reading; only its writer keeps its summary`);
+    this.core.summarizer = summarize;
+  }
+
   /**
    * Closes this handle. A writer first writes its buffer with { sync: true } and advances
    * committed.json. Idempotent.
@@ -545,6 +796,7 @@ export class RunLog {
         await this.core.flushTo(this.core.nextSeq - 1, true);
       }
     } finally {
+      if (this.mode === 'write') this.core.summarizer = null;
       await this.core.drain();
       await this.onClose(this);
     }
@@ -558,4 +810,3 @@ export class RunLog {
     this.core.dropUnflushed();
   }
 }
-

@@ -31,12 +31,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { z } from 'zod';
-import { BlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
+import { FileBlobStore, fsyncDir, writeFileAtomic, type BlobStoreOptions } from './blobs.js';
 import { CorruptLogError, RunLockedError, RunExistsError, StoreError, UnknownRunError, type RunOwner } from './errors.js';
 import { readLogFile } from './leveldb-log.js';
 import { checkLevelShape, inspectLevelDir } from './leveldb-preopen.js';
 import { decodeManifest } from './leveldb-files.js';
-import { readCommitted, readCommittedMarks, RunCore, RunLog, writeCommittedCopy, type LevelDb, type RunLogOptions, type RunMode } from './run-log.js';
+import { readCommitted, readCommittedMarks, readSummaryFile, RunCore, RunLog, writeCommittedCopy, type LevelDb, type RunLogOptions, type RunMode, type StoredRecord } from './run-log.js';
+import { INDEXED_TYPES } from './events.js';
+import type { RunStore, StoredSummary, StoreProblem } from '../storage/types.js';
 import { isErrno, pidAlive } from './processes.js';
 import { finishRemovals, removeRunFolders, type HeldLock, type RemovalTarget } from './removal.js';
 import { sweepSystemScratch, systemScratchPath } from './scratch.js';
@@ -125,7 +127,8 @@ async function openLevel(location: string, createIfMissing: boolean): Promise<Le
   return db;
 }
 
-/** Bytes of the files under `p` (0 if it does not exist). */
+/** Bytes the files under `p` take on disk: allocated blocks (st.blocks × 512), not their length
+ * (0 if it does not exist). */
 async function dirBytes(p: string): Promise<number> {
   let st;
   try {
@@ -134,7 +137,7 @@ async function dirBytes(p: string): Promise<number> {
     if (isErrno(err, 'ENOENT')) return 0;
     throw err;
   }
-  if (!st.isDirectory()) return st.size;
+  if (!st.isDirectory()) return st.blocks * 512;
   let total = 0;
   let names: string[];
   try {
@@ -323,8 +326,16 @@ export async function listRunIds(storeDir: string): Promise<string[]> {
   return out.sort();
 }
 
-export class Store {
-  readonly blobs: BlobStore;
+/** How often follow() looks for another process's appends (ms). */
+const FOLLOW_POLL_MS = 200;
+/** Records follow() reads per private copy before it yields them. */
+const FOLLOW_BATCH = 1024;
+/** The byte-level kinds of fsck's problems (the rest are the fold's: src/run/). */
+const BYTE_KINDS = new Set(['store', 'committed', 'leveldb-file', 'leveldb-open', 'record', 'sequence', 'blob']);
+
+export class Store implements RunStore {
+  readonly kind = 'leveldb';
+  readonly blobs: FileBlobStore;
   private readonly logs = new Set<RunLog>();
   private closed = false;
 
@@ -333,7 +344,7 @@ export class Store {
     readonly dir: string,
     private readonly options: StoreOptions,
   ) {
-    this.blobs = new BlobStore(dir, options);
+    this.blobs = new FileBlobStore(dir, options);
   }
 
   /**
@@ -378,6 +389,11 @@ export class Store {
     await store.cleanTmp();
     await sweepSystemScratch();
     return store;
+  }
+
+  /** The store's folder (RunStore.location). */
+  get location(): string {
+    return this.dir;
   }
 
   private runDir(id: string): string {
@@ -527,6 +543,8 @@ export class Store {
       schemaVersion: opts.schemaVersion ?? this.options.schemaVersion,
       maxSchemaVersion: opts.maxSchemaVersion ?? this.options.maxSchemaVersion,
       flushThreshold: opts.flushThreshold ?? this.options.flushThreshold,
+      flushIntervalMs: opts.flushIntervalMs ?? this.options.flushIntervalMs,
+      indexedTypes: opts.indexedTypes ?? this.options.indexedTypes ?? INDEXED_TYPES,
     };
   }
 
@@ -759,7 +777,8 @@ export class Store {
     }
   }
 
-  /** Bytes the run takes outside the blob store: its LevelDB folder, committed.json and owner.json. */
+  /** Bytes the run takes on disk outside the blob store (allocated blocks): its LevelDB folder,
+   * committed.json and owner.json. */
   async runBytes(id: string): Promise<number> {
     this.assertOpen();
     await this.assertRun(id);
@@ -767,6 +786,138 @@ export class Store {
     return (
       (await dirBytes(path.join(dir, 'log'))) + (await dirBytes(path.join(dir, 'committed.json'))) + (await dirBytes(path.join(dir, 'owner.json')))
     );
+  }
+
+  /**
+   * The summary the run's writer stored in committed.json with the mark (EventLog.setSummarizer):
+   * `{seq, summary}`, or null (no summary, no mark, or an unreadable file: the caller reads the
+   * log instead). One small file read; no LevelDB is opened.
+   */
+  async readSummary(id: string): Promise<StoredSummary | null> {
+    this.assertOpen();
+    return readSummaryFile(this.runDir(id));
+  }
+
+  /**
+   * A fingerprint of everything an append changes: the names, sizes and mtimes of the run's
+   * LevelDB files, committed.json and owner.json (a readdir and a few stats), and the next seq of
+   * a writer in this process (whose buffered records are on no file yet). 'gone' for a removed run.
+   */
+  async changeToken(id: string): Promise<string> {
+    this.assertOpen();
+    const dir = this.runDir(id);
+    let names: string[];
+    try {
+      names = (await fsp.readdir(path.join(dir, 'log'))).sort().map((x) => path.join('log', x));
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
+      if (!(await this.hasRun(id))) return 'gone';
+      names = [];
+    }
+    const parts = await Promise.all(
+      [...names, 'committed.json', 'owner.json'].map(async (n) => {
+        try {
+          const st = await fsp.stat(path.join(dir, n));
+          return `${n}:${st.size}:${st.mtimeMs}`;
+        } catch (err) {
+          if (isErrno(err, 'ENOENT')) return '';
+          throw err;
+        }
+      }),
+    );
+    const shared = await this.sharedCore(id);
+    return `${shared ? `mem:${shared.core.nextSeq}|` : ''}${parts.join('|')}`;
+  }
+
+  /** The LevelDB of run `id` open in this process, if any. */
+  private async sharedCore(id: string): Promise<Shared | undefined> {
+    try {
+      return openCores.get(path.join(await fsp.realpath(this.runDir(id)), 'log'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The run's records from `from` on, as they are appended, until `signal` aborts (RunStore.follow).
+   * New records are read through a read open (shared with this process's writer, else a private
+   * copy), at most FOLLOW_BATCH per open. Between reads it waits for this process's writer to
+   * append (its RunCore notifies) or, for another process's, for changeToken to change (polled
+   * every FOLLOW_POLL_MS). Ends when the run is removed.
+   */
+  async *follow(id: string, from: number, signal: AbortSignal): AsyncIterable<StoredRecord> {
+    this.assertOpen();
+    let next = Math.max(0, from);
+    while (!signal.aborted) {
+      if (!(await this.hasRun(id))) return;
+      const token = await this.changeToken(id);
+      const batch: StoredRecord[] = [];
+      let log: RunLog;
+      try {
+        log = await this.openRun(id, 'read');
+      } catch (err) {
+        if (err instanceof UnknownRunError) return;
+        throw err;
+      }
+      try {
+        for await (const r of log.read({ from: next })) {
+          batch.push(r);
+          if (batch.length >= FOLLOW_BATCH) break;
+        }
+      } finally {
+        await log.close();
+      }
+      for (const r of batch) {
+        if (signal.aborted) return;
+        yield r;
+        next = r.seq + 1;
+      }
+      if (batch.length < FOLLOW_BATCH) await this.waitForChange(id, token, signal);
+    }
+  }
+
+  /** Resolves when run `id` changes from `token` (or this process's writer appends), or on abort. */
+  private waitForChange(id: string, token: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      const cores = new Set<RunCore>();
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal.removeEventListener('abort', finish);
+        for (const c of cores) c.listeners.delete(finish);
+        resolve();
+      };
+      signal.addEventListener('abort', finish, { once: true });
+      if (signal.aborted) return finish();
+      const poll = async (): Promise<void> => {
+        if (done) return;
+        const shared = await this.sharedCore(id);
+        if (shared && !cores.has(shared.core)) {
+          cores.add(shared.core);
+          shared.core.listeners.add(finish);
+        }
+        const now = await this.changeToken(id).catch(() => 'error');
+        if (now !== token) return finish();
+        if (!done) timer = setTimeout(() => void poll(), FOLLOW_POLL_MS);
+      };
+      void poll();
+    });
+  }
+
+  /**
+   * Byte-level checks (RunStore.checkIntegrity): store.json, the run's LevelDB files, its marks,
+   * its records' checksums and seqs, and blob hashes; the fsck problems of those kinds.
+   */
+  async checkIntegrity(runId: string | null): Promise<StoreProblem[]> {
+    this.assertOpen();
+    const { fsck } = await import('../chaos/fsck.js');
+    const report = await fsck(this.dir, runId === null ? {} : { runId });
+    return report.problems
+      .filter((p) => BYTE_KINDS.has(p.kind) && (runId === null ? p.runId === null : p.runId === runId))
+      .map((p) => ({ runId: p.runId, kind: p.kind, ...(p.file !== undefined ? { file: p.file } : {}), ...(p.seq !== undefined ? { seq: p.seq } : {}), message: p.message }));
   }
 
   /** Closes every run log opened through this Store (writers flush with sync first). Idempotent. */

@@ -1,7 +1,7 @@
 // Checkpoint bytes ↔ content-addressed blobs. Each tensor is one blob named by the SHA-256 of its
 // bytes, so a tensor that did not change (a frozen layer, a branch's shared history) costs nothing.
 import { createHash } from 'node:crypto';
-import type { BlobIntent } from '../log/blob-intents.js';
+import type { BlobIntent } from '../storage/types.js';
 import { sha256HexAsync, type BlobStore } from '../log/blobs.js';
 import type { TensorRef } from '../log/events.js';
 import type { TensorBytes, TrainerState } from '../train/types.js';

@@ -4,7 +4,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlobStore, sha256Hex } from '../../src/log/blobs.js';
+import { FileBlobStore as BlobStore, sha256Hex } from '../../src/log/blobs.js';
 import { persistTensors } from '../../src/run/snapshots.js';
 import { bytes, cleanupTempDirs, tempDir } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlobStore, sha256Hex } from '../../src/log/blobs.js';
+import { FileBlobStore as BlobStore, sha256Hex } from '../../src/log/blobs.js';
 import { CorruptBlobError, MissingBlobError } from '../../src/log/errors.js';
 import { bytes, cleanupTempDirs, tempDir } from './helpers.js';
 

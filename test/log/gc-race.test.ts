@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectGarbage } from '../../src/log/gc.js';
 import type { StoredRecord } from '../../src/log/codec.js';
-import { BlobStore } from '../../src/log/blobs.js';
+import { FileBlobStore as BlobStore } from '../../src/log/blobs.js';
 import { Store } from '../../src/log/store.js';
 import { cleanupTempDirs, tempDir } from './helpers.js';
 
