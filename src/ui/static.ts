@@ -26,8 +26,11 @@ export async function loadAssets(): Promise<Map<string, Asset>> {
   const require = createRequire(import.meta.url);
   const files: Array<[string, string, string]> = [
     ['/', path.join(dir, 'index.html'), 'text/html; charset=utf-8'],
-    ['/assets/app.js', path.join(dir, 'app.js'), 'text/javascript; charset=utf-8'],
-    ['/assets/chart.js', path.join(dir, 'chart.js'), 'text/javascript; charset=utf-8'],
+    // The page's ES modules (app.js imports the others): every .js file of the folder, by exact path.
+    ...(await fsp.readdir(dir))
+      .filter((name) => name.endsWith('.js'))
+      .sort()
+      .map((name): [string, string, string] => [`/assets/${name}`, path.join(dir, name), 'text/javascript; charset=utf-8']),
     ['/assets/app.css', path.join(dir, 'app.css'), 'text/css; charset=utf-8'],
     ['/assets/uPlot.iife.min.js', require.resolve('uplot/dist/uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
     ['/assets/uPlot.min.css', require.resolve('uplot/dist/uPlot.min.css'), 'text/css; charset=utf-8'],
