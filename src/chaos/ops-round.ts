@@ -8,7 +8,9 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fsck } from './fsck.js';
-import { errorLine, runCli, type ChaosProblem, type CliPaths, type CliResult, type Rng } from './harness.js';
+import { errorLine, runCli, type CliPaths, type CliResult } from './child.js';
+import type { Rng } from './kill-plan.js';
+import type { ChaosProblem } from './observe.js';
 import { EXPORT_KILL_POINTS, RM_KILL_POINTS } from './kill-points.js';
 
 export interface OpsRoundOptions {

@@ -7,8 +7,9 @@ import { isCheckpointStep } from '../../machines/training.machine.js';
 import type { BlobStore } from '../log/blobs.js';
 import { encodeFloat, toMachineEvent, type RunCreated } from '../log/events.js';
 import type { TrainingSession } from '../train/session.js';
+import { weightsHashOfBytes } from '../train/weights-hash.js';
 import type { Emitter } from './emitter.js';
-import { describeTensors, hashWeights, persistTensors, persistTrainerState } from './snapshots.js';
+import { describeTensors, persistTensors, persistTrainerState } from './snapshots.js';
 
 export interface DriveOptions {
   runId: string;
@@ -138,7 +139,7 @@ async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 
   const intent = blobs?.intent(opts.runId);
   const { weightsHash, weights, optimizer } = blobs
     ? await persistTrainerState(blobs, state, intent)
-    : { weightsHash: hashWeights(state.weights), weights: describeTensors(state.weights), optimizer: describeTensors(state.optimizer) };
+    : { weightsHash: weightsHashOfBytes(state.weights.map((w) => w.bytes)), weights: describeTensors(state.weights), optimizer: describeTensors(state.optimizer) };
   const event: TrainingEvent = { type: 'checkpoint.committed', kind, index, step: ctx.step, weightsHash };
   await emitter.machine(
     event,
@@ -167,7 +168,7 @@ async function snapshotWeights(opts: DriveOptions) {
   const intent = blobs?.intent(opts.runId);
   const weights = blobs ? await persistTensors(blobs, state.weights, intent) : describeTensors(state.weights);
   await emitter.fact(
-    { type: 'snapshot.taken', data: { step: emitter.snapshot.context.step, weightsHash: hashWeights(state.weights), weights } },
+    { type: 'snapshot.taken', data: { step: emitter.snapshot.context.step, weightsHash: weightsHashOfBytes(state.weights.map((w) => w.bytes)), weights } },
     { sync: true },
   );
   await intent?.release();

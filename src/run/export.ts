@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { stateName } from '../../machines/fold.js';
 import type { LogRecord } from '../log/events.js';
-import type { Store } from '../log/store.js';
+import type { RunStore } from '../storage/types.js';
 import { initBackend } from '../train/backend.js';
 import { saveModelToDir } from '../train/model-io.js';
 import { writeWeights } from '../train/weights.js';
@@ -53,7 +53,7 @@ export interface ExportResult {
 }
 
 /** The chain of parents, nearest first, each with the point the child branched from. */
-export async function lineage(store: Store, history: RunHistory): Promise<Array<{ runId: string; point: string; step: number }>> {
+export async function lineage(store: RunStore, history: RunHistory): Promise<Array<{ runId: string; point: string; step: number }>> {
   const chain: Array<{ runId: string; point: string; step: number }> = [];
   let parent = history.created.parent;
   while (parent && chain.length < 1000) {

@@ -3,7 +3,7 @@
 import { fromPlain, startMachine, step as machineStep, stateName, type PlainSnapshot, type TrainingSnapshot } from '../../machines/fold.js';
 import { parseRecord, toMachineEvent, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
 import { fromJsonSafe } from '../log/json-safe.js';
-import type { RunLog } from '../log/run-log.js';
+import type { EventLog } from '../storage/types.js';
 import type { ReadableLog } from './reader.js';
 import { checkpointName, PointError, resolvePoint, type Point } from './points.js';
 
@@ -165,13 +165,13 @@ export function restoreMachine(data: CheckpointData): TrainingSnapshot {
 }
 
 /** Reads and validates every record of a run. */
-export async function readHistory(log: RunLog, runId: string, range: { from?: number; to?: number } = {}): Promise<LogRecord[]> {
+export async function readHistory(log: Pick<EventLog, 'read'>, runId: string, range: { from?: number; to?: number } = {}): Promise<LogRecord[]> {
   const out: LogRecord[] = [];
   for await (const raw of log.read(range)) out.push(parseRecord(runId, raw));
   return out;
 }
 
-export async function loadHistory(log: RunLog, runId: string): Promise<RunHistory> {
+export async function loadHistory(log: Pick<EventLog, 'read'>, runId: string): Promise<RunHistory> {
   return new RunHistory(runId, await readHistory(log, runId));
 }
 

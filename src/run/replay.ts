@@ -4,7 +4,7 @@
 // checkpoints, by re-executing from the nearest checkpoint before it.
 import type { BackendRequest, Dataset, TrainerState } from '../train/types.js';
 import type { ModelFactory } from '../train/models.js';
-import type { Store } from '../log/store.js';
+import type { RunStore } from '../storage/types.js';
 import { withStore, type RecordListener, type StoreOption } from './common.js';
 import { drive } from './driver.js';
 import { DivergenceError, Emitter } from './emitter.js';
@@ -99,7 +99,7 @@ export async function replay(runId: string, opts: ReplayOptions = {}): Promise<R
 
 /** checkpoint0Problems and branchPointProblem, with the parent's state at the branch point read from the parent's log
  * (when the parent is still in the store and its log holds that state). */
-async function checkStartState(store: Store, history: RunHistory): Promise<string[]> {
+async function checkStartState(store: RunStore, history: RunHistory): Promise<string[]> {
   const created = history.created;
   let parentAt: { weightsHash: string; what: string } | null = null;
   if (created.parent && (await store.hasRun(created.parent.runId))) {
@@ -120,7 +120,7 @@ async function checkStartState(store: Store, history: RunHistory): Promise<strin
 
 /** Re-executes `history` from `start`; also used by branch to reach a step between checkpoints. */
 export async function replayFrom(
-  store: Store,
+  store: RunStore,
   history: RunHistory,
   start: CheckpointRecord,
   opts: ReplayOptions & { stopAtStep?: number },

@@ -5,25 +5,19 @@ import type { BlobIntent } from '../storage/types.js';
 import { sha256HexAsync, type BlobStore } from '../log/blobs.js';
 import type { TensorRef } from '../log/events.js';
 import type { TensorBytes, TrainerState } from '../train/types.js';
+import { weightsHashOfBytesAsync } from '../train/weights-hash.js';
 
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** The public weightsHash: SHA-256 of the concatenated float32 bytes in canonical order. */
-export function hashWeights(weights: readonly TensorBytes[]): string {
-  const h = createHash('sha256');
-  for (const w of weights) h.update(w.bytes);
-  return h.digest('hex');
 }
 
 export function describeTensors(tensors: readonly TensorBytes[]): TensorRef[] {
   return tensors.map((t) => ({ name: t.name, shape: [...t.shape], dtype: t.dtype, hash: sha256(t.bytes), bytes: t.bytes.byteLength }));
 }
 
-/** The weightsHash without blocking the event loop for the whole hash (see sha256HexAsync). */
+/** The weightsHash of a trainer state's weights (weights-hash.ts); the name benchmarks import. */
 export function hashWeightsAsync(weights: readonly TensorBytes[]): Promise<string> {
-  return sha256HexAsync(weights.map((w) => w.bytes));
+  return weightsHashOfBytesAsync(weights.map((w) => w.bytes));
 }
 
 /** Writes every tensor's blob (durably, before the event that names them) and returns the refs.

@@ -14,7 +14,7 @@ import { buildEnvironment, CALLER_PREFIX, recordedConfig, recordedFiles, RETRACE
 import type { TrainerState } from '../train/types.js';
 import { canonicalVariables } from '../train/weights.js';
 import { persistTrainerState } from './snapshots.js';
-import type { Store } from '../log/store.js';
+import type { RunStore } from '../storage/types.js';
 import type { BranchPlan } from './inherit.js';
 import { checkRecordable } from './recordable.js';
 
@@ -90,7 +90,7 @@ export interface StartRunOptions {
 }
 
 /** Claims the run id, records the run's creation, and trains it to a stop. */
-export async function startRun(store: Store, opts: StartRunOptions): Promise<RunSummary> {
+export async function startRun(store: RunStore, opts: StartRunOptions): Promise<RunSummary> {
   const { env, config } = opts;
   const files = recordedFiles(config, env, opts.caller ?? { dataset: false, model: null }, opts.cwd);
   if (opts.initialState) env.session.restore(opts.initialState);

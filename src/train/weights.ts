@@ -6,10 +6,10 @@
 // A weight's canonical name is its LayerVariable.originalName ("<layer name>/<weight name>",
 // e.g. "dense_hidden/kernel"): unlike the tf.Variable's name it carries no process-wide "_1"
 // de-duplication suffix, and it is the name tfjs writes in a saved model's weightsManifest.
-import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { TensorBytes } from './types.js';
+import { weightsHashOfBytes } from './weights-hash.js';
 
 type LayersModel = tf.LayersModel;
 type Layer = tf.layers.Layer;
@@ -199,21 +199,17 @@ export function writeWeights(model: LayersModel, weights: readonly TensorBytes[]
 }
 
 /**
- * SHA-256 (lowercase hex) of the concatenated little-endian bytes of all weights in canonical
- * order. For a TensorBytes list the list's own order is used (readWeights returns canonical order).
+ * The weightsHash (weights-hash.ts) of a model's weights or of a TensorBytes list. For a list the
+ * list's own order is used (readWeights returns canonical order).
  */
 export function weightsHash(source: LayersModel | readonly TensorBytes[]): string {
-  const hash = createHash('sha256');
-  if (Array.isArray(source)) {
-    for (const w of source as readonly TensorBytes[]) hash.update(w.bytes);
-  } else {
-    for (const v of canonicalVariables(source as LayersModel)) {
+  if (Array.isArray(source)) return weightsHashOfBytes((source as readonly TensorBytes[]).map((w) => w.bytes));
+  return weightsHashOfBytes(
+    canonicalVariables(source as LayersModel).map((v) => {
       const data = v.variable.dataSync() as Float32Array | Int32Array;
-      const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      hash.update(BIG_ENDIAN ? toLittleEndianBytes(data) : view);
-    }
-  }
-  return hash.digest('hex');
+      return BIG_ENDIAN ? toLittleEndianBytes(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    }),
+  );
 }
 
 /** True when no float weight is NaN or ±Infinity. */

@@ -1,0 +1,85 @@
+// The page's state and its API client: what is loaded (runs, jobs, each run's series) and the
+// fetches that fill it. A run's data grows by views merged after what it has.
+
+export async function api(path, body) {
+  const res = await fetch(path, body === undefined ? {} : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  let json = null;
+  try {
+    json = await res.json();
+  } catch {
+    // not JSON
+  }
+  if (!res.ok) {
+    const err = new Error(json?.error ?? `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
+  return json;
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+export const S = {
+  meta: null,
+  runs: [],
+  byId: new Map(),
+  jobs: [],
+  filter: '',
+  selected: null, // run id
+  data: new Map(), // run id → { run, created, steps, evals, checkpoints, transitions, marks, lastSeq }
+  hidden: new Set(), // overlay runs the user unticked
+  selSeq: null,
+  follow: true,
+  stream: null,
+  chart: null,
+  stateReq: 0,
+  replayJob: null,
+  pending: new Map(), // run id → promise of a fetch in flight
+};
+
+export function emptyData(run) {
+  return { run, created: null, steps: { seq: [], step: [], loss: [], lr: [] }, evals: [], checkpoints: [], transitions: [], marks: [], lastSeq: -1 };
+}
+
+/** Appends the part of `view` after what `d` has (views may overlap: a fetch and the stream).
+ * Returns false when the view starts after a gap (the caller fetches what is missing). */
+export function merge(d, view) {
+  if (view.from > d.lastSeq + 1) return false;
+  const after = d.lastSeq;
+  const steps = view.steps;
+  for (let i = 0; i < steps.seq.length; i += 1) {
+    if (steps.seq[i] <= after) continue;
+    d.steps.seq.push(steps.seq[i]);
+    d.steps.step.push(steps.step[i]);
+    d.steps.loss.push(steps.loss[i]);
+    d.steps.lr.push(steps.lr[i]);
+  }
+  for (const k of ['evals', 'checkpoints', 'transitions', 'marks']) d[k].push(...view[k].filter((x) => x.seq > after));
+  d.lastSeq = Math.max(d.lastSeq, view.lastSeq);
+  return true;
+}
+
+export async function loadRun(runId) {
+  if (S.pending.has(runId)) return S.pending.get(runId);
+  const p = (async () => {
+    const have = S.data.get(runId);
+    const since = have ? have.lastSeq : -1;
+    const res = await api(`/api/runs/${encodeURIComponent(runId)}?since=${since}`);
+    let d = S.data.get(runId);
+    if (!d) {
+      d = emptyData(res.run);
+      S.data.set(runId, d);
+    }
+    d.run = res.run;
+    if (res.created) d.created = res.created;
+    merge(d, res.view);
+    return d;
+  })();
+  S.pending.set(runId, p);
+  try {
+    return await p;
+  } finally {
+    S.pending.delete(runId);
+  }
+}
