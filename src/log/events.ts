@@ -360,8 +360,8 @@ export function sameFacts(a: { type: string; data: unknown }, b: { type: string;
 }
 
 /**
- * The record types a store indexes by type (EventLog.readIndexed): every type except the two a run
- * writes per step (`step.finished`, `state.changed`), so a reader finds run.created, the
- * checkpoints, evaluations, resumes and snapshots without reading the steps between them.
+ * The record types a store indexes by type (EventLog.readIndexed): every type except the one a run
+ * writes at every step (`step.finished`), so a reader finds run.created, the checkpoints,
+ * evaluations, transitions, resumes and snapshots without reading the steps between them.
  */
-export const INDEXED_TYPES: readonly string[] = Object.keys(RECORD_SCHEMAS).filter((t) => t !== 'step.finished' && t !== 'state.changed');
+export const INDEXED_TYPES: readonly string[] = Object.keys(RECORD_SCHEMAS).filter((t) => t !== 'step.finished');

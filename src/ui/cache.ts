@@ -19,7 +19,10 @@ import { UnknownRunError } from '../log/errors.js';
 import { parseRecord, type LogRecord } from '../log/events.js';
 import { RUN_ID_RE, type Store } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
-import { runRow, type RunRow } from './view.js';
+import { buildOverview, createdInfo, runRow, type RunRow, type RunView } from './view.js';
+import { RunReader } from '../run/reader.js';
+import { runLiveness } from '../run/inspect.js';
+import { parseSummary, summarizeRun, summaryIsCurrent } from '../run/summary.js';
 import { isErrno, pidAlive } from '../log/processes.js';
 
 export interface RunWriter {
@@ -121,6 +124,43 @@ export class RunCache {
     const out = this.entries.get(runId);
     if (!out) throw new UnknownRunError(runId, await this.store.listRuns());
     return this.view(out);
+  }
+
+  /**
+   * The run's row from the summary stored with its committed mark (summary.ts), without reading its
+   * log: null when the run is written by this process, held by another, or its summary is missing
+   * or may be behind its log (then `get` reads the log).
+   */
+  async summaryRow(runId: string): Promise<RunRow | null> {
+    if (this.options.writingHere(runId)) return null;
+    const [stored, writer] = await Promise.all([this.store.readSummary(runId).catch(() => null), this.writer(runId)]);
+    const summary = parseSummary(stored);
+    if (!summary || !summaryIsCurrent(summary, writer !== null)) return null;
+    const { version: _version, ...rest } = summary;
+    void _version;
+    return { ...rest, writer, liveness: runLiveness(summary.state, writer !== null), error: null };
+  }
+
+  /**
+   * A run's first paint without loading its log (view.ts buildOverview): its row, creation facts
+   * and an overview of its series. Null for a run this process writes (its records are in memory:
+   * `get` is as fast). UnknownRunError if there is no such run.
+   */
+  async overview(runId: string): Promise<{ run: RunRow; created: ReturnType<typeof createdInfo>; view: RunView & { sampled: boolean } } | null> {
+    if (this.options.writingHere(runId)) return null;
+    const writer = await this.writer(runId);
+    const log = await this.store.openRun(runId, 'read');
+    try {
+      const reader = await RunReader.open(log, runId);
+      const view = await buildOverview(reader);
+      const { snapshot } = await reader.stateAfter();
+      const { version: _version, ...summary } = summarizeRun({ created: reader.created, createdAt: reader.createdAt }, snapshot, reader.lastSeq, reader.lastAt);
+      void _version;
+      const run: RunRow = { ...summary, writer, liveness: runLiveness(summary.state, writer !== null), error: null };
+      return { run, created: createdInfo(reader.created), view };
+    } finally {
+      await log.close();
+    }
   }
 
   /** Waits until no read of the run is in flight (before a job of this process opens it for writing). */

@@ -68,7 +68,8 @@ export function createContext(settings: UiSettings): UiContext {
     const read = await Promise.all(
       ids.map(async (id): Promise<RunRow | null> => {
         try {
-          return (await cache.get(id)).row;
+          // One small read per run when its stored summary is current; the log only otherwise.
+          return (await cache.summaryRow(id)) ?? (await cache.get(id)).row;
         } catch (err) {
           if (err instanceof UnknownRunError) return null;
           return { ...emptyRow(id), state: 'unreadable', error: (err as Error).message };

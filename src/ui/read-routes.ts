@@ -2,6 +2,7 @@
 // and marks, the machine state at any event, a run's events, and this server's jobs. None writes.
 import type { Hono } from 'hono';
 import { DEFAULTS, OPTIMIZERS } from '../config.js';
+import { UnknownRunError } from '../log/errors.js';
 import { RUN_ID_RE } from '../log/store.js';
 import { RETRACE_VERSION } from '../run/environment.js';
 import { resolveAt, stateAt } from '../run/inspect.js';
@@ -40,10 +41,19 @@ export function readRoutes(app: Hono, ctx: UiContext): void {
   app.get('/api/runs/:id', async (c) => {
     const runId = runIdParam(c.req.param('id'));
     const since = seqParam(c.req.query('since'), 'since', -1);
+    // A page opening a run draws first from an overview read without loading the log (the full
+    // series follows with `since`); a run that cannot be read that way goes the usual way.
+    if (c.req.query('overview') === '1' && since < 0) {
+      const first = await cache.overview(runId).catch((err: unknown) => {
+        if (err instanceof UnknownRunError && !jobs.running().some((j) => j.runId === runId)) throw err;
+        return null;
+      });
+      if (first) return c.json(first);
+    }
     const entry = await runOrStarting(runId);
     return c.json({
       run: entry.row,
-      created: entry.history ? createdInfo(entry.history) : null,
+      created: entry.history ? createdInfo(entry.history.created) : null,
       view: buildView(entry.records, since),
     });
   });

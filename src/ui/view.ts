@@ -4,7 +4,7 @@
 import { runLiveness, type Liveness } from '../run/inspect.js';
 import { summarizeRun } from '../run/summary.js';
 import { stateName } from '../../machines/fold.js';
-import { decodeFloat, type LoggedFloat, type LogRecord } from '../log/events.js';
+import { decodeFloat, type LoggedFloat, type LogRecord, type RunCreated } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
 import type { RunReader } from '../run/reader.js';
 import type { RunWriter } from './cache.js';
@@ -176,8 +176,7 @@ export function lightRecord(r: LogRecord): LightRecord {
 }
 
 /** The run's creation facts the page shows (config, settings, lineage). */
-export function createdInfo(history: RunHistory) {
-  const c = history.created;
+export function createdInfo(c: RunCreated) {
   return {
     runId: c.runId,
     config: c.config,

@@ -52,6 +52,11 @@ export async function selectRun(runId) {
   openStream(runId);
 }
 
+// A run's whole series arrived after its overview: draw it (it may be the run shown or one drawn with it).
+window.addEventListener('retrace:series', () => {
+  if (S.selected && S.data.has(S.selected)) renderRun();
+});
+
 function openStream(runId) {
   const d = S.data.get(runId);
   const es = new EventSource(`/api/runs/${encodeURIComponent(runId)}/stream?since=${d ? d.lastSeq : -1}`);

@@ -60,12 +60,42 @@ export function merge(d, view) {
   return true;
 }
 
+/** The part of `d` after event `after`, shaped as a view (what the stream added meanwhile). */
+function tailOf(d, after) {
+  const keep = d.steps.seq.map((seq, i) => (seq > after ? i : -1)).filter((i) => i >= 0);
+  const pick = (xs) => keep.map((i) => xs[i]);
+  const view = { from: after + 1, lastSeq: d.lastSeq, steps: { seq: pick(d.steps.seq), step: pick(d.steps.step), loss: pick(d.steps.loss), lr: pick(d.steps.lr) } };
+  for (const k of ['evals', 'checkpoints', 'transitions', 'marks']) view[k] = d[k].filter((x) => x.seq > after);
+  return view;
+}
+
+/** Replaces a run's sampled series with the whole one, keeping what the stream added since, then
+ * tells the page (`retrace:series`) to draw it again. */
+function completeSeries(runId) {
+  api(`/api/runs/${encodeURIComponent(runId)}?since=-1`).then(
+    (res) => {
+      const d = S.data.get(runId);
+      if (!d) return;
+      const full = emptyData(res.run);
+      merge(full, res.view);
+      if (d.lastSeq > full.lastSeq) merge(full, tailOf(d, full.lastSeq));
+      for (const k of ['steps', 'evals', 'checkpoints', 'transitions', 'marks', 'lastSeq']) d[k] = full[k];
+      window.dispatchEvent(new CustomEvent('retrace:series', { detail: runId }));
+    },
+    () => {
+      // The sampled series stays; the next delta or a reload brings the rest.
+    },
+  );
+}
+
 export async function loadRun(runId) {
   if (S.pending.has(runId)) return S.pending.get(runId);
   const p = (async () => {
     const have = S.data.get(runId);
     const since = have ? have.lastSeq : -1;
-    const res = await api(`/api/runs/${encodeURIComponent(runId)}?since=${since}`);
+    // A run opened for the first time draws from an overview (its steps sampled when it is long);
+    // the whole series follows in the background (completeSeries).
+    const res = await api(`/api/runs/${encodeURIComponent(runId)}?since=${since}${have ? '' : '&overview=1'}`);
     let d = S.data.get(runId);
     if (!d) {
       d = emptyData(res.run);
@@ -74,6 +104,7 @@ export async function loadRun(runId) {
     d.run = res.run;
     if (res.created) d.created = res.created;
     merge(d, res.view);
+    if (res.view.sampled) completeSeries(runId);
     return d;
   })();
   S.pending.set(runId, p);
