@@ -391,6 +391,11 @@ export class Store implements RunStore {
     return store;
   }
 
+  /** The record types readIndexed accepts. */
+  get indexedTypes(): readonly string[] {
+    return this.options.indexedTypes ?? INDEXED_TYPES;
+  }
+
   /** The store's folder (RunStore.location). */
   get location(): string {
     return this.dir;

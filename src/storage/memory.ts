@@ -363,6 +363,10 @@ export class MemoryRunStore implements RunStore {
     this.opts = { indexedTypes: opts.indexedTypes ?? INDEXED_TYPES, schemaVersion: opts.schemaVersion ?? 1 };
   }
 
+  get indexedTypes(): readonly string[] {
+    return this.opts.indexedTypes;
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new StoreError(`the store ${this.location} is closed`, this.location);
   }
