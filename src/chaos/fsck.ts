@@ -661,7 +661,7 @@ async function fsckRun(storeDir: string, runId: string, blobs: BlobChecker, scra
       lineage.set(runId, { created: first.data, ckpt0Seq: ckpt0?.seq ?? null, ckpt0: ckpt0?.data ?? null, weightsAt: weightsBySeq(records) });
     }
   } else if (lastSeq >= 0 || committed) {
-    problems.push({ runId, kind: 'record', seq: 0, message: `run "${runId}" has no readable run.created event` });
+    problems.push({ runId, kind: 'schema', seq: 0, message: `run "${runId}" has no readable run.created event` });
   } else {
     notes.push('the log is empty: the run was stopped before it recorded its creation');
   }

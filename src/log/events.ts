@@ -343,6 +343,10 @@ export function toMachineEvent(record: LogRecord): TrainingEvent | null {
   }
 }
 
+/** The only record types that name blobs (blobRefs of any other is empty): gc reads these
+ * through the type index, so a type added here must be indexed (INDEXED_TYPES). */
+export const BLOB_TYPES: readonly string[] = ['run.created', 'checkpoint.committed', 'snapshot.taken'];
+
 /** Blob hashes a record references (checkpoints and snapshots): what gc must keep. */
 export function blobRefs(record: { type: string; data: unknown }): string[] {
   if (record.type === 'run.created') {

@@ -30,6 +30,7 @@ import * as path from 'node:path';
 import type { Store } from './store.js';
 import type { StoredRecord } from './codec.js';
 import type { IntentScan } from './blob-intents.js';
+import { BLOB_TYPES, blobRefs as schemaBlobRefs } from './events.js';
 import { MissingBlobError, StoreError } from './errors.js';
 import { isErrno } from './processes.js';
 
@@ -123,7 +124,14 @@ async function referencesByRun(store: Store, blobRefs: BlobRefs, pause?: (runId:
       throw err;
     }
     try {
-      for await (const rec of log.read()) for (const h of blobRefs(rec)) refs.add(h);
+      // With the schema's blobRefs, only the records that can name blobs, through the type index
+      // (the per-step records, most of a log, name none); another blobRefs, or a store configured
+      // not to index one of those types, reads the whole log.
+      if (blobRefs === schemaBlobRefs && BLOB_TYPES.every((t) => store.indexedTypes.includes(t))) {
+        for (const type of BLOB_TYPES) for await (const rec of log.readIndexed(type)) for (const h of blobRefs(rec)) refs.add(h);
+      } else {
+        for await (const rec of log.read()) for (const h of blobRefs(rec)) refs.add(h);
+      }
     } finally {
       await log.close();
     }

@@ -391,6 +391,11 @@ export class Store implements RunStore {
     return store;
   }
 
+  /** The record types readIndexed accepts. */
+  get indexedTypes(): readonly string[] {
+    return this.options.indexedTypes ?? INDEXED_TYPES;
+  }
+
   /** The store's folder (RunStore.location). */
   get location(): string {
     return this.dir;
@@ -852,20 +857,20 @@ export class Store implements RunStore {
       if (!(await this.hasRun(id))) return;
       const token = await this.changeToken(id);
       const batch: StoredRecord[] = [];
-      let log: RunLog;
       try {
-        log = await this.openRun(id, 'read');
-      } catch (err) {
-        if (err instanceof UnknownRunError) return;
-        throw err;
-      }
-      try {
-        for await (const r of log.read({ from: next })) {
-          batch.push(r);
-          if (batch.length >= FOLLOW_BATCH) break;
+        const log = await this.openRun(id, 'read');
+        try {
+          for await (const r of log.read({ from: next })) {
+            batch.push(r);
+            if (batch.length >= FOLLOW_BATCH) break;
+          }
+        } finally {
+          await log.close();
         }
-      } finally {
-        await log.close();
+      } catch (err) {
+        // Removed meanwhile (its folder may vanish in the middle of taking the copy): the end.
+        if (err instanceof UnknownRunError || !(await this.hasRun(id))) return;
+        throw err;
       }
       for (const r of batch) {
         if (signal.aborted) return;

@@ -141,6 +141,8 @@ export interface RunStore {
   /** Where the store is, as a user would name it (a folder, a URL): for messages and `--json`. */
   readonly location: string;
   readonly blobs: BlobStore;
+  /** The record types EventLog.readIndexed accepts (default INDEXED_TYPES, src/log/events.ts). */
+  readonly indexedTypes: readonly string[];
 
   /** Run ids, sorted. */
   listRuns(): Promise<string[]>;

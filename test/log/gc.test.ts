@@ -1,8 +1,11 @@
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { ClassicLevel } from 'classic-level';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectGarbage, diskUsage } from '../../src/log/gc.js';
 import { Store } from '../../src/log/store.js';
 import type { StoredRecord } from '../../src/log/codec.js';
+import { blobRefs } from '../../src/log/events.js';
 import { cleanupTempDirs, tempDir } from './helpers.js';
 
 afterEach(cleanupTempDirs);
@@ -258,5 +261,39 @@ describe('collectGarbage: safety that does not depend on timing', () => {
     await expect(collectGarbage(store, refs, { graceMs: 0 })).rejects.toThrow(/runs\/unmounted is a symlink to .*nowhere, which does not exist/);
     expect(await store.blobs.has(orphan)).toBe(true);
     await store.close();
+  });
+});
+
+describe('collectGarbage with the schema blobRefs', () => {
+  const ref = (hash: string, size: number) => ({ name: 'w', shape: [size], dtype: 'float32', hash, size: size * 4 });
+
+  it('finds the blobs of checkpoints, snapshots and the start state through the type index, in indexed and older logs alike', async () => {
+    const dir = await tempDir();
+    const store = await Store.open(dir);
+    const [start, ck, snap, orphan] = await store.blobs.putMany([blob(8, 1), blob(8, 2), blob(8, 3), blob(8, 4)]);
+    const w = await store.createRun('r');
+    await w.append(
+      [
+        { type: 'run.created', data: { start: { weights: [ref(start!, 2)], optimizer: [] } } },
+        ...Array.from({ length: 50 }, (_, i) => ({ type: 'step.finished', data: { step: i } })),
+        { type: 'checkpoint.committed', data: { weights: [ref(ck!, 2)], optimizer: [] } },
+        { type: 'snapshot.taken', data: { weights: [], optimizer: [ref(snap!, 2)] } },
+      ],
+      { sync: true },
+    );
+    await w.close();
+    for (const h of [start, ck, snap, orphan]) await age(store, h!, 3600_000);
+    expect((await collectGarbage(store, blobRefs, { graceMs: 0, dryRun: true })).deleted).toEqual([orphan]);
+    // The same log as an older retrace wrote it (no index): read in full, same answer.
+    await store.close();
+    const db = new ClassicLevel<string, string>(path.join(dir, 'runs', 'r', 'log'));
+    await db.open();
+    for (const k of await db.keys().all()) if (!/^\d+$/.test(k)) await db.del(k);
+    await db.close();
+    const again = await Store.open(dir);
+    const res = await collectGarbage(again, blobRefs, { graceMs: 0 });
+    expect(res.deleted).toEqual([orphan]);
+    expect(res.referenced).toBe(3);
+    await again.close();
   });
 });
