@@ -21,7 +21,7 @@ const CLI = path.join(ROOT, 'bin', 'retrace.js');
 
 /** Before the storage seam (docs/benchmarks.md of 2026-11-29): every read scanned the whole log. */
 const BEFORE = {
-  stateMs: { '10,046': 119, '100,419': 967, '1,000,131': 7505 } as Record<string, number>,
+  stateMs: { 10000: 119, 100000: 967, 1000000: 7505 } as Record<number, number>,
   stateRatio: 63.2,
   listMs: 5499,
   listRuns: 1000,
@@ -121,7 +121,7 @@ main('seek', async () => {
       fmt(median(lib.b)),
       fmt(libRatio.median),
       `${fmt(libRatio.min)}–${fmt(libRatio.max)}`,
-      `${fmt(BEFORE.stateRatio)} (${fmt(BEFORE.stateMs['1,000,131'])} ms on 1,000,131 events)`,
+      `${fmt(BEFORE.stateRatio)} (${fmt(BEFORE.stateMs[1000000])} ms on 1,000,131 events)`,
     ]);
     targets.push({ what: `showState at an event of a ${fmt(events[bigLib])}-event run ÷ of a ${fmt(events[smallLib])}-event run`, target: '≤ 2', measured: `${fmt(libRatio.median)} (before: ${fmt(BEFORE.stateRatio)})`, met: libRatio.median <= 2 });
     data.showState = { small: byName(smallLib), big: byName(bigLib), ...lib };
@@ -133,7 +133,7 @@ main('seek', async () => {
       for (const at of ats) times.push(await time(() => showState(byName(size), { store, at: String(at) })));
       perSize.push(median(times));
     }
-    sizeRows.forEach((row, i) => row.push(fmt(perSize[i]), BEFORE.stateMs[row[0]!] === undefined ? '' : fmt(BEFORE.stateMs[row[0]!])));
+    sizeRows.forEach((row, i) => row.push(fmt(perSize[i]), BEFORE.stateMs[SIZES[i]!] === undefined ? '' : fmt(BEFORE.stateMs[SIZES[i]!])));
 
     // 2. The listing of 1,000 runs against reading 1,000 files of a summary's size.
     const listDir = scratchDir('list');
@@ -241,7 +241,7 @@ main('seek', async () => {
         '`runs` reads one small file per run: the summary (state, step, best metric, parent, ...) each writer stores inside committed.json at every commit, so it ' +
           'describes exactly the committed event (src/run/summary.ts). A run that is being written, or whose writer died mid-training, is read from its log instead ' +
           '(its last checkpoint and the events after it).',
-        `Before this change (the same benchmark on 2026-11-29): \`state --at\` took ${fmt(BEFORE.stateMs['1,000,131'])} ms on a 1,000,131-event run, ` +
+        `Before this change (the same benchmark on 2026-11-29): \`state --at\` took ${fmt(BEFORE.stateMs[1000000])} ms on a 1,000,131-event run, ` +
           `${fmt(BEFORE.stateRatio)}× the 10,046-event run, because it copied and scanned the whole log and validated every record; \`runs\` took ` +
           `${fmt(BEFORE.listMs)} ms for 1,000 runs (a LevelDB copied and opened per run).`,
       ],

@@ -4,7 +4,8 @@
 // `store.events(runId)` as an async iterator), and stop a run with an AbortSignal.
 import { Store } from './log/store.js';
 import type { LogRecord } from './log/events.js';
-import { assertStoreFolder, storeDir } from './run/common.js';
+import { openStoreOption, storeSpec } from './run/common.js';
+import type { RunStore } from './storage/types.js';
 import { listRuns, readLog, resolveAt, stateAt, withReader, type LogQuery, type RunListing, type StateView } from './run/inspect.js';
 
 export { train, type TrainOptions } from './run/train.js';
@@ -28,10 +29,13 @@ export type { LogRecord, RecordType } from './log/events.js';
 export { trainingMachine } from '../machines/training.machine.js';
 export type { TrainingEvent, StopReason } from '../machines/training.events.js';
 export { Store };
+export { openRunStore, dropMemoryStore } from './storage/open.js';
+export type { RunStore, EventLog, BlobStore, StoredRecord } from './storage/types.js';
 
 /** A store opened for reading and maintenance; pass it as `store` to the operations to share it. */
 export interface RetraceStore {
-  readonly store: Store;
+  /** The store itself (RunStore, src/storage/types.ts): pass it as `store` to the operations. */
+  readonly store: RunStore;
   readonly dir: string;
   runs(): Promise<RunListing[]>;
   /** A run's events in order (validated), optionally between two points and of some types only. */
@@ -44,9 +48,8 @@ export interface RetraceStore {
 /** Opens the store at `dir` (default `$RETRACE_STORE`, else ./.retrace). A folder that does not
  * exist is a StoreError unless `create` (reading must not leave an empty store behind). */
 export async function openStore(dir?: string, opts: { create?: boolean } = {}): Promise<RetraceStore> {
-  const resolved = storeDir(dir);
-  if (!opts.create) await assertStoreFolder(resolved);
-  const store = await Store.open(resolved);
+  const resolved = storeSpec(dir);
+  const store = await openStoreOption({ store: resolved, create: opts.create });
   return {
     store,
     dir: resolved,

@@ -9,7 +9,7 @@ import type { TrainingStateName } from '../../machines/training.machine.js';
 import type { LogRecord, ProcessAttached } from '../log/events.js';
 import { stat } from 'node:fs/promises';
 import { StoreError } from '../log/errors.js';
-import { Store } from '../log/store.js';
+import { MEMORY_PREFIX, openRunStore } from '../storage/open.js';
 import type { RunStore } from '../storage/types.js';
 import type { BackendInfo } from '../train/types.js';
 import type { RunHistory } from './history.js';
@@ -41,12 +41,25 @@ export async function assertStoreFolder(dir: string): Promise<void> {
   }
 }
 
-/** Opens the store named by the option (and closes it afterwards only if it opened it). */
+/** The store a spec names, as openRunStore takes it: `memory:NAME` as it is, anything else the
+ * folder it resolves to (--store, then RETRACE_STORE, then ./.retrace). */
+export function storeSpec(explicit?: string, cwd = process.cwd()): string {
+  const given = explicit ?? process.env.RETRACE_STORE;
+  return given?.startsWith(MEMORY_PREFIX) ? given : storeDir(given, cwd);
+}
+
+/** Opens the store named by the option (and closes it afterwards only if it opened it). A folder
+ * that does not exist is a StoreError unless `create`. */
+export async function openStoreOption(opt: StoreOption): Promise<RunStore> {
+  const spec = storeSpec(typeof opt.store === 'string' ? opt.store : undefined, opt.cwd);
+  if (!spec.startsWith(MEMORY_PREFIX) && !opt.create) await assertStoreFolder(spec);
+  return openRunStore(spec);
+}
+
+/** Runs `fn` with the store named by the option (closing it afterwards only if it opened it). */
 export async function withStore<T>(opt: StoreOption, fn: (store: RunStore) => Promise<T>): Promise<T> {
   if (typeof opt.store === 'object' && opt.store !== null) return fn(opt.store);
-  const dir = storeDir(opt.store, opt.cwd);
-  if (!opt.create) await assertStoreFolder(dir);
-  const store = await Store.open(dir);
+  const store = await openStoreOption(opt);
   try {
     return await fn(store);
   } finally {

@@ -6,7 +6,8 @@ import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingContext, TrainingStateName } from '../../machines/training.machine.js';
 import { decodeFloat, parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
 import { isErrno } from '../log/processes.js';
-import { storeDir, withStore, type StoreOption } from './common.js';
+import { storeSpec, withStore, type StoreOption } from './common.js';
+import { MEMORY_PREFIX } from '../storage/open.js';
 import { loadHistory, type PointTimeline, type RunHistory } from './history.js';
 import { RunReader } from './reader.js';
 import { parseSummary, summarizeRun, summaryIsCurrent, type RunSummaryDoc } from './summary.js';
@@ -57,9 +58,10 @@ export interface RunListing {
  * does not exist has no runs: the list is empty and nothing is created. Each run costs one small
  * read (the summary stored with its committed mark) unless it is being written or crashed. */
 export async function listRuns(opts: StoreOption = {}): Promise<RunListing[]> {
-  if (typeof opts.store !== 'object' && !opts.create) {
+  const spec = typeof opts.store === 'object' ? null : storeSpec(opts.store, opts.cwd);
+  if (spec !== null && !spec.startsWith(MEMORY_PREFIX) && !opts.create) {
     try {
-      await stat(storeDir(opts.store, opts.cwd));
+      await stat(spec);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return [];
       throw err;

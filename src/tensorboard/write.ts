@@ -4,9 +4,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LogRecord } from '../log/events.js';
-import { Store } from '../log/store.js';
 import type { RunStore } from '../storage/types.js';
-import { storeDir, type StoreOption } from '../run/common.js';
+import { openStoreOption, type StoreOption } from '../run/common.js';
 import { readLog, readRun } from '../run/inspect.js';
 import { encodeEvents, EventFileAppender, eventFileName, writeEventFileAtomic } from './event-file.js';
 import { RunProjection } from './projection.js';
@@ -87,7 +86,7 @@ export async function writeTensorBoard(runIds: string[], opts: TensorBoardOption
   if (!opts.out) throw new TensorBoardError('--out DIR is required: the folder to give `tensorboard --logdir`');
   const out = path.resolve(opts.cwd ?? process.cwd(), opts.out);
   const ids = [...new Set(runIds)];
-  const store = typeof opts.store === 'object' ? opts.store : await Store.open(storeDir(opts.store, opts.cwd), { create: false });
+  const store = typeof opts.store === 'object' ? opts.store : await openStoreOption(opts);
   try {
     const histories = [];
     for (const id of ids) histories.push(await readRun(store, id));

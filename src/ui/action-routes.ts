@@ -7,7 +7,7 @@ import { stateName } from '../../machines/fold.js';
 import { initialBudget } from '../../machines/training.machine.js';
 import { resolveConfig, type Config, type ConfigInput } from '../config.js';
 import type { LogRecord } from '../log/events.js';
-import type { Store } from '../log/store.js';
+import type { RunStore } from '../storage/types.js';
 import { newRunId } from '../run/common.js';
 import { checkpointHolding, resolvePoint } from '../run/points.js';
 import type { UiContext } from './context.js';
@@ -224,7 +224,7 @@ interface TrainingJob {
 
 /** What train(), branch() and resume() get from the job besides their own options. */
 interface TrainingHooks {
-  store: Store;
+  store: RunStore;
   cwd: string;
   signal: AbortSignal;
   command: string;

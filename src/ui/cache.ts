@@ -5,25 +5,24 @@
 // `store.openRun(id, 'read')`, which opens a private copy of the run's LevelDB (see store.ts); only
 // the records after the ones already cached are decoded. Copying is not free, so it happens only
 // when the run's files changed (a signature of the LevelDB folder's file names, sizes and mtimes,
-// committed.json and owner.json: a readdir and a few stat calls) and at most once per
+// committed.json and owner.json: RunStore.changeToken) and at most once per
 // `minCopyIntervalMs` per run, however many pages watch it. The writer makes its steps visible at
 // least every second (run-log.ts flushes a pending record that is a second old).
 //
 // A run this process writes (trained from the page) is never read from disk while it trains: the
 // writer's `onRecord` hands each record to `push`, so the page sees a step as soon as it is logged
 // and the training loop is not slowed by reads.
-import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { UnknownRunError } from '../log/errors.js';
 import { parseRecord, type LogRecord } from '../log/events.js';
-import { RUN_ID_RE, type Store } from '../log/store.js';
+import { RUN_ID_RE } from '../log/store.js';
+import type { EventLog, RunStore } from '../storage/types.js';
 import { RunHistory } from '../run/history.js';
 import { buildOverview, createdInfo, runRow, type RunRow, type RunView } from './view.js';
 import { RunReader } from '../run/reader.js';
 import { runLiveness } from '../run/inspect.js';
 import { parseSummary, summarizeRun, summaryIsCurrent } from '../run/summary.js';
-import { isErrno, pidAlive } from '../log/processes.js';
 
 export interface RunWriter {
   pid: number;
@@ -71,7 +70,7 @@ export class RunCache {
   private readonly host = hostname();
 
   constructor(
-    private readonly store: Store,
+    private readonly store: RunStore,
     private readonly options: RunCacheOptions,
   ) {}
 
@@ -212,57 +211,16 @@ export class RunCache {
     return { runId: e.runId, records: e.records, history: e.history, row: e.row };
   }
 
-  private runDir(runId: string): string {
-    return path.join(this.store.dir, 'runs', runId);
-  }
-
-  /** A cheap fingerprint of everything a new record changes on disk. */
+  /** A cheap fingerprint of everything a new record changes (RunStore.changeToken). */
   private async signature(runId: string): Promise<string> {
-    const dir = this.runDir(runId);
-    let names: string[];
-    try {
-      names = (await fsp.readdir(path.join(dir, 'log'))).sort().map((x) => path.join('log', x));
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err;
-      names = [];
-    }
-    const parts = await Promise.all(
-      [...names, 'committed.json', 'owner.json'].map(async (n) => {
-        try {
-          const st = await fsp.stat(path.join(dir, n));
-          return `${n}:${st.size}:${st.mtimeMs}`;
-        } catch (err) {
-          if (isErrno(err, 'ENOENT')) return '';
-          throw err;
-        }
-      }),
-    );
-    return parts.join('|');
+    return this.store.changeToken(runId);
   }
 
-  /** Who holds the run open for writing, from its owner.json (a dead local pid holds nothing). */
+  /** Who holds the run open for writing (RunStore.holder: a dead local writer holds nothing). */
   private async writer(runId: string): Promise<RunWriter | null> {
-    try {
-      const o = JSON.parse(await fsp.readFile(path.join(this.runDir(runId), 'owner.json'), 'utf8')) as {
-        pid?: unknown;
-        hostname?: unknown;
-        command?: unknown;
-        startedAt?: unknown;
-      };
-      if (typeof o.pid !== 'number') return null;
-      const host = typeof o.hostname === 'string' ? o.hostname : '';
-      // A writer killed with SIGKILL leaves its owner.json behind; its lock is gone with it.
-      if (host === this.host && !pidAlive(o.pid)) return null;
-      return {
-        pid: o.pid,
-        hostname: host,
-        command: typeof o.command === 'string' ? o.command : '',
-        since: typeof o.startedAt === 'string' ? o.startedAt : '',
-        inProcess: o.pid === process.pid && host === this.host,
-      };
-    } catch {
-      return null;
-    }
+    const o = await this.store.holder(runId).catch(() => null);
+    if (!o) return null;
+    return { pid: o.pid, hostname: o.hostname, command: o.command, since: o.startedAt, inProcess: o.pid === process.pid && o.hostname === this.host };
   }
 
   private setWriter(e: Entry, writer: RunWriter | null): void {
@@ -361,7 +319,7 @@ export class RunCache {
     }
   }
 
-  private async reload(e: Entry, log: Awaited<ReturnType<Store['openRun']>>): Promise<void> {
+  private async reload(e: Entry, log: EventLog): Promise<void> {
     e.records = [];
     e.historyLength = -1;
     for await (const raw of log.read({ from: 0 })) e.records.push(parseRecord(e.runId, raw));

@@ -2,7 +2,7 @@
 // cache, this server's jobs, the hub that wakes streams, and reading a run for a request (a run a
 // job of this server is creating shows up at once, as "starting").
 import { UnknownRunError } from '../log/errors.js';
-import type { Store } from '../log/store.js';
+import type { RunStore } from '../storage/types.js';
 import { RunCache, type CachedRun } from './cache.js';
 import type { DataRoots } from './data-roots.js';
 import { Hub } from './hub.js';
@@ -12,7 +12,7 @@ import { runRow, type RunRow } from './view.js';
 
 /** The server's settings, fixed at start (see UiServerOptions in server.ts). */
 export interface UiSettings {
-  store: Store;
+  store: RunStore;
   cwd: string;
   /** Absolute. */
   exportDir: string;

@@ -16,7 +16,7 @@ export function readRoutes(app: Hono, ctx: UiContext): void {
   app.get('/api/meta', (c) =>
     c.json({
       version: RETRACE_VERSION,
-      store: store.dir,
+      store: store.location,
       exportDir,
       dataRoots: roots.real,
       host,

@@ -10,8 +10,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
-import { Store } from '../log/store.js';
-import { storeDir } from '../run/common.js';
+import { storeSpec } from '../run/common.js';
+import { openRunStore } from '../storage/open.js';
+import type { RunStore } from '../storage/types.js';
 import { actionRoutes } from './action-routes.js';
 import { checkToken, newToken } from './auth.js';
 import { createContext } from './context.js';
@@ -26,8 +27,8 @@ import { errorResponse, HttpError } from './validate.js';
 export { isLoopback } from './security.js';
 
 export interface UiServerOptions {
-  /** A store folder (default: $RETRACE_STORE or ./.retrace) or an open Store. */
-  store?: string | Store;
+  /** A store (a folder, default $RETRACE_STORE or ./.retrace, or memory:NAME) or an open RunStore. */
+  store?: string | RunStore;
   /** Interface to listen on (default 127.0.0.1). Anything but loopback makes the page reachable from other hosts. */
   host?: string;
   /** Port (default 0: a free one). */
@@ -62,7 +63,7 @@ export interface UiServer {
   dataRoots: readonly string[];
   host: string;
   port: number;
-  store: Store;
+  store: RunStore;
   jobs: Jobs;
   /** Stops the jobs (each training commits an interrupt checkpoint), the streams and the server. */
   close(): Promise<void>;
@@ -78,8 +79,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
   const token = opts.token === undefined ? newToken() : checkToken(opts.token, 'token');
   const roots = await DataRoots.open(opts.dataRoots ?? [], cwd);
   const log = opts.log ?? ((line: string) => void process.stderr.write(`retrace ui: ${line}\n`));
-  const ownStore = !(opts.store instanceof Store);
-  const store = opts.store instanceof Store ? opts.store : await Store.open(storeDir(opts.store, cwd));
+  const ownStore = typeof opts.store !== 'object';
+  const store = typeof opts.store === 'object' ? opts.store : await openRunStore(storeSpec(opts.store, cwd));
   const assets = await loadAssets();
   const ctx = createContext({ store, cwd, exportDir, roots, host, loopback, pollMs, log });
   const { hub, jobs } = ctx;

@@ -52,7 +52,7 @@ export function registerUi(program: Command): void {
       const generated = choice.source === 'generated';
       const shown = generated ? server.openUrl : server.url;
       const how = generated ? 'open this URL once; it sets a cookie' : `token from ${choice.source === 'env' ? '$RETRACE_UI_TOKEN' : flags.tokenFile}: open ${server.url}?token=TOKEN once`;
-      out.result({ url: shown, store: server.store.dir, dataRoots: server.dataRoots }, () => `retrace ui: ${shown}  (${how}; store ${server.store.dir}; data roots ${server.dataRoots.join(', ')}; Ctrl-C to stop)`);
+      out.result({ url: shown, store: server.store.location, dataRoots: server.dataRoots }, () => `retrace ui: ${shown}  (${how}; store ${server.store.location}; data roots ${server.dataRoots.join(', ')}; Ctrl-C to stop)`);
       // Ctrl-C: stop the page's trainings gracefully (each commits an interrupt checkpoint), then exit.
       await new Promise<void>((resolve) => {
         let stopping = false;
