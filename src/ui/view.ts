@@ -231,8 +231,9 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
   return { ...summary, writer, liveness: runLiveness(summary.state, writer !== null), error };
 }
 
-/** Step points a run's first paint carries at most (the page loads the rest afterwards). */
-export const OVERVIEW_STEPS = 2000;
+/** Step points a run's first paint carries at most: about one per pixel of a wide chart (the page
+ * loads the rest afterwards). */
+export const OVERVIEW_STEPS = 1000;
 
 /**
  * A run's series for its first paint, read without loading the log (reader.ts): every

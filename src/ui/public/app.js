@@ -99,6 +99,10 @@ async function main() {
     if (e.key === 'ArrowLeft') selectSeq(S.selSeq - 1, { now: true });
     else if (e.key === 'ArrowRight') selectSeq(S.selSeq + 1, { now: true });
   });
+  // A page opened on a run fetches that run while the list loads (loadRun shares the request with
+  // the selectRun below), so the first chart does not wait for the whole list.
+  const opened = /^#\/run\/(.+)$/.exec(location.hash);
+  if (opened) loadRun(decodeURIComponent(opened[1])).catch(() => {});
   try {
     // The list comes in pages (at most 1000 runs each); the stream below keeps it current.
     const runs = [];

@@ -196,6 +196,9 @@ export class RunChart {
     const data = buildData(model);
     const primary = model.runs.find((r) => r.primary);
     this.topEl.dataset.points = String(primary ? primary.steps.step.length : 0);
+    // When a chart was first drawn with points, in ms since the page's navigation (the dashboard
+    // benchmark reads it).
+    if (primary && primary.steps.step.length > 0 && !this.topEl.dataset.drawnAt) this.topEl.dataset.drawnAt = String(Math.round(performance.now()));
     this.topEl.dataset.runs = model.runs.map((r) => r.runId).join(',');
     this.topEl.dataset.checkpoints = String(primary ? primary.checkpoints.length : 0);
     this.topEl.dataset.best = primary && primary.best !== null ? String(primary.best) : '';

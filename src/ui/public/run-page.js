@@ -2,7 +2,7 @@
 // live stream, and hovering or picking a point on the chart.
 import { RunChart, runColor, STATE_COLORS, visibleBands } from './chart.js';
 import { $, fmt, h, toast, when } from './util.js';
-import { api, emptyData, loadRun, merge, S } from './state.js';
+import { api, completeSampled, emptyData, loadRun, merge, S } from './state.js';
 import { renderRuns, stateBadge, stopJob } from './runs-list.js';
 import { selectSeq } from './time-travel.js';
 
@@ -50,6 +50,7 @@ export async function selectRun(runId) {
   if (S.selected !== runId) return;
   renderRun();
   openStream(runId);
+  completeSampled();
 }
 
 // A run's whole series arrived after its overview: draw it (it may be the run shown or one drawn with it).

@@ -49,6 +49,8 @@ export function renderRuns() {
   };
   walk(null, 0);
   list.replaceChildren(...rows);
+  // When the list first showed runs, in ms since the page's navigation (the dashboard benchmark reads it).
+  if (rows.length > 0 && !list.dataset.drawnAt) list.dataset.drawnAt = String(Math.round(performance.now()));
   if (rows.length === 0) list.append(h('li', { class: 'muted empty-row' }, S.runs.length ? 'no run matches the filter' : 'no runs yet: start one below or with `retrace train`'));
   $('#runs-count').textContent = S.filter ? `${direct.size} of ${S.runs.length}` : String(S.runs.length);
 }

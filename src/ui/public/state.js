@@ -72,7 +72,7 @@ function tailOf(d, after) {
 /** Replaces a run's sampled series with the whole one, keeping what the stream added since, then
  * tells the page (`retrace:series`) to draw it again. */
 function completeSeries(runId) {
-  api(`/api/runs/${encodeURIComponent(runId)}?since=-1`).then(
+  return api(`/api/runs/${encodeURIComponent(runId)}?since=-1`).then(
     (res) => {
       const d = S.data.get(runId);
       if (!d) return;
@@ -80,12 +80,26 @@ function completeSeries(runId) {
       merge(full, res.view);
       if (d.lastSeq > full.lastSeq) merge(full, tailOf(d, full.lastSeq));
       for (const k of ['steps', 'evals', 'checkpoints', 'transitions', 'marks', 'lastSeq']) d[k] = full[k];
+      d.sampled = false;
       window.dispatchEvent(new CustomEvent('retrace:series', { detail: runId }));
     },
     () => {
       // The sampled series stays; the next delta or a reload brings the rest.
     },
   );
+}
+
+/** Asks for the whole series of every run drawn from a sample (after the first paint: reading a
+ * long log keeps the server busy for a moment, which must not delay what the page draws first). */
+export function completeSampled() {
+  for (const [runId, d] of S.data) {
+    if (d.sampled && !d.completing) {
+      d.completing = true;
+      completeSeries(runId).finally(() => {
+        d.completing = false;
+      });
+    }
+  }
 }
 
 export async function loadRun(runId) {
@@ -104,7 +118,8 @@ export async function loadRun(runId) {
     d.run = res.run;
     if (res.created) d.created = res.created;
     merge(d, res.view);
-    if (res.view.sampled) completeSeries(runId);
+    // Drawn from a sample: the page asks for the rest once it has drawn (completeSampled).
+    if (res.view.sampled) d.sampled = true;
     return d;
   })();
   S.pending.set(runId, p);
