@@ -140,4 +140,34 @@ describe('the LevelDB store', () => {
     expect((await s.runBytes('a')) % 512).toBe(0);
     await s.close();
   });
+
+  it('checkIntegrity: byte-level problems of a run (damaged record, gap) and of the store (a blob that does not hash to its name)', async () => {
+    const dir = await tempDir();
+    const s = await Store.open(dir);
+    const w = await s.createRun('a');
+    await w.append(Array.from({ length: 20 }, (_, i) => ({ type: 'step.finished', data: i })), { sync: true });
+    await w.close();
+    const h = await s.blobs.put(new Uint8Array([7, 7, 7]));
+    expect(await s.checkIntegrity('a')).toEqual([]);
+    expect(await s.checkIntegrity(null)).toEqual([]);
+    await s.close();
+    const db = new ClassicLevel<string, string>(path.join(dir, 'runs', 'a', 'log'));
+    await db.open();
+    await db.put(encodeKey(4), 'not a record at all');
+    await db.del(encodeKey(9));
+    await db.close();
+    await fsp.writeFile(path.join(dir, 'blobs', h.slice(0, 2), h), 'other bytes');
+    const s2 = await Store.open(dir);
+    const run = await s2.checkIntegrity('a');
+    expect(run).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ runId: 'a', kind: 'record', seq: 4 }),
+        expect.objectContaining({ runId: 'a', kind: 'sequence', seq: 9, message: expect.stringMatching(/events 9 are missing/) }),
+      ]),
+    );
+    expect(run.every((p) => ['record', 'sequence'].includes(p.kind))).toBe(true);
+    const store = await s2.checkIntegrity(null);
+    expect(store).toEqual([expect.objectContaining({ runId: null, kind: 'blob', file: `blobs/${h.slice(0, 2)}/${h}` })]);
+    await s2.close();
+  });
 });
