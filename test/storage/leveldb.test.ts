@@ -3,6 +3,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeKey } from '../../src/log/codec.js';
 import { CorruptLogError } from '../../src/log/errors.js';
@@ -169,5 +170,41 @@ describe('the LevelDB store', () => {
     const store = await s2.checkIntegrity(null);
     expect(store).toEqual([expect.objectContaining({ runId: null, kind: 'blob', file: `blobs/${h.slice(0, 2)}/${h}` })]);
     await s2.close();
+  });
+
+  it('the stores made by earlier releases read by type as they read in full, before and after their first writer indexes them', async () => {
+    const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
+    for (const made of [path.join(fixtures, 'pre-seam-store', 'store'), path.join(fixtures, 'rules1-store', 'store')]) {
+      const dir = await tempDir();
+      await fsp.cp(made, dir, { recursive: true });
+      const s = await Store.open(dir);
+      for (const id of await s.listRuns()) {
+        const byScan = async (): Promise<Map<string, number[]>> => {
+          const r = await s.openRun(id, 'read');
+          const out = new Map<string, number[]>();
+          for await (const x of r.read()) out.set(x.type, [...(out.get(x.type) ?? []), x.seq]);
+          await r.close();
+          return out;
+        };
+        const byIndex = async (): Promise<Map<string, number[]>> => {
+          const r = await s.openRun(id, 'read');
+          const out = new Map<string, number[]>();
+          for (const type of s.indexedTypes) {
+            const seqs = (await collect(r.readIndexed(type))).map((x) => x.seq);
+            if (seqs.length > 0) out.set(type, seqs);
+          }
+          await r.close();
+          return out;
+        };
+        const all = await byScan();
+        const want = new Map([...all].filter(([t]) => s.indexedTypes.includes(t)));
+        expect(want.get('run.created')).toEqual([0]);
+        expect(await byIndex()).toEqual(want);
+        await (await s.openRun(id, 'write')).close();
+        expect(await byIndex()).toEqual(want);
+        expect(await byScan()).toEqual(all);
+      }
+      await s.close();
+    }
   });
 });
