@@ -6,6 +6,7 @@
 //   - committed.json is readable;
 //   - every record: its checksum, its key, its schema (zod), its schema version; the seqs are
 //     0..last without a gap and reach committed.json's seq, whose record carries the committed crc;
+//     every type index entry names a record of its type;
 //   - folding the log through the machine from event 0 (RunHistory.foldFromStart) accepts every
 //     event, reproduces every logged `state.changed` (and no transition is left unlogged), and
 //     every checkpoint's stored `machine` snapshot;
@@ -16,16 +17,16 @@
 // The checks live beside what they check: the byte-level ones in the LevelDB store's own code
 // (src/log/leveldb-fsck.ts, also RunStore.checkIntegrity), the fold check next to replay
 // (src/run/verify-log.ts). This file runs both over a store and assembles the report.
-import * as path from 'node:path';
-import { BlobChecker, checkBlobFiles, checkRunBytes, checkStoreLayout, type FsckProblem, type FsckReport, type FsckRunReport } from '../log/leveldb-fsck.js';
-import { sweepSystemScratch, systemScratchPath } from '../log/scratch.js';
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { BlobChecker, checkBlobFiles, checkRunBytes, checkStoreLayout, type FsckOptions, type FsckProblem, type FsckReport, type FsckRunReport } from '../log/leveldb-fsck.js';
+import { sweepSystemScratch, systemScratchPath } from '../log/scratch.js';
 import { checkLineage, verifyRunLog, type LineageFacts } from '../run/verify-log.js';
 
 export type { FsckKind, FsckProblem, FsckReport, FsckRunReport, FsckOptions } from '../log/leveldb-fsck.js';
 
 /** Checks a store, or one run of it. Changes nothing. */
-export async function fsck(storeDir: string, opts: { runId?: string } = {}): Promise<FsckReport> {
+export async function fsck(storeDir: string, opts: FsckOptions = {}): Promise<FsckReport> {
   const t0 = Date.now();
   const dir = path.resolve(storeDir);
   const { problems, runIds } = await checkStoreLayout(dir, opts.runId);
