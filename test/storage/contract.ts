@@ -254,6 +254,11 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
       await a.close();
       await expect(store.createRun('a')).rejects.toThrow(RunExistsError);
       await expect(store.openRun('zz', 'read')).rejects.toThrow(UnknownRunError);
+      expect(await store.holder('zz')).toBeNull();
+      expect(await store.readSummary('zz')).toBeNull();
+      expect(await store.recordedParent('zz')).toBeUndefined();
+      expect(await store.changeToken('zz')).not.toBe(await store.changeToken('a'));
+      await expect(store.runBytes('zz')).rejects.toThrow(UnknownRunError);
       await expect(store.openRun('zz', 'write')).rejects.toThrow(UnknownRunError);
       const b = await store.createRun('b', { parent: 'a' });
       expect(await store.recordedParent('b')).toBe('a');

@@ -10,7 +10,7 @@ import { CorruptLogError } from '../../src/log/errors.js';
 import { FENCE_KEY, INDEX_MARKER_KEY, INDEX_PREFIX } from '../../src/log/run-log.js';
 import { Store } from '../../src/log/store.js';
 import { openRunStore } from '../../src/storage/open.js';
-import { cleanupTempDirs, collect, tempDir } from '../log/helpers.js';
+import { cleanupTempDirs, collect, killAndWait, spawnFixture, tempDir, waitForLine } from '../log/helpers.js';
 import { runStoreContract } from './contract.js';
 
 afterAll(cleanupTempDirs);
@@ -204,6 +204,32 @@ describe('the LevelDB store', () => {
         expect(await byIndex()).toEqual(want);
         expect(await byScan()).toEqual(all);
       }
+      await s.close();
+    }
+  });
+
+  it('follow sees the records another process appends, in order, until aborted; after a SIGKILL of the writer every committed record reads', async () => {
+    const dir = await tempDir();
+    const s = await Store.open(dir);
+    const child = spawnFixture('writer.ts', [dir, 'r', 'append']);
+    try {
+      await waitForLine(child, /^ready (\d+)/);
+      const ac = new AbortController();
+      const seen: number[] = [];
+      for await (const r of s.follow('r', 0, ac.signal)) {
+        expect((r.data as { i: number }).i).toBe(r.seq);
+        seen.push(r.seq);
+        if (seen.length >= 600) ac.abort();
+      }
+      expect(seen).toEqual(Array.from({ length: 600 }, (_, i) => i));
+      await killAndWait(child);
+      const log = await s.openRun('r', 'read');
+      const committed = await log.committedSeq();
+      expect(committed).toBeGreaterThanOrEqual(0);
+      expect((await collect(log.read({ to: committed }))).length).toBe(committed + 1);
+      await log.close();
+    } finally {
+      await killAndWait(child);
       await s.close();
     }
   });
