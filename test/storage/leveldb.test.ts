@@ -142,7 +142,7 @@ describe('the LevelDB store', () => {
     await s.close();
   });
 
-  it('checkIntegrity: byte-level problems of a run (damaged record, gap) and of the store (a blob that does not hash to its name)', async () => {
+  it('checkIntegrity: byte-level problems of a run (damaged record, gap, a type index entry naming another type) and of the store (a blob that does not hash to its name)', async () => {
     const dir = await tempDir();
     const s = await Store.open(dir);
     const w = await s.createRun('a');
@@ -156,6 +156,7 @@ describe('the LevelDB store', () => {
     await db.open();
     await db.put(encodeKey(4), 'not a record at all');
     await db.del(encodeKey(9));
+    await db.put(`${INDEX_PREFIX}checkpoint.committed:${encodeKey(12)}`, '');
     await db.close();
     await fsp.writeFile(path.join(dir, 'blobs', h.slice(0, 2), h), 'other bytes');
     const s2 = await Store.open(dir);
@@ -164,6 +165,7 @@ describe('the LevelDB store', () => {
       expect.arrayContaining([
         expect.objectContaining({ runId: 'a', kind: 'record', seq: 4 }),
         expect.objectContaining({ runId: 'a', kind: 'sequence', seq: 9, message: expect.stringMatching(/events 9 are missing/) }),
+        expect.objectContaining({ runId: 'a', kind: 'record', seq: 12, message: expect.stringMatching(/type index entry .* names event 12, a step.finished/) }),
       ]),
     );
     expect(run.every((p) => ['record', 'sequence'].includes(p.kind))).toBe(true);
