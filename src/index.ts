@@ -30,7 +30,9 @@ export { trainingMachine } from '../machines/training.machine.js';
 export type { TrainingEvent, StopReason } from '../machines/training.events.js';
 export { Store };
 export { openRunStore, dropMemoryStore } from './storage/open.js';
-export type { RunStore, EventLog, BlobStore, StoredRecord } from './storage/types.js';
+export { MemoryRunStore } from './storage/memory.js';
+export { WrongExpectedSeqError, RunFencedError } from './storage/types.js';
+export type { RunStore, EventLog, BlobStore, StoredRecord, StoredSummary, AppendInput, AppendOptions, ReadRange, BackwardRange } from './storage/types.js';
 
 /** A store opened for reading and maintenance; pass it as `store` to the operations to share it. */
 export interface RetraceStore {

@@ -330,8 +330,6 @@ export async function listRunIds(storeDir: string): Promise<string[]> {
 const FOLLOW_POLL_MS = 200;
 /** Records follow() reads per private copy before it yields them. */
 const FOLLOW_BATCH = 1024;
-/** The byte-level kinds of fsck's problems (the rest are the fold's: src/run/). */
-const BYTE_KINDS = new Set(['store', 'committed', 'leveldb-file', 'leveldb-open', 'record', 'sequence', 'blob']);
 
 export class Store implements RunStore {
   readonly kind = 'leveldb';
@@ -913,16 +911,20 @@ export class Store implements RunStore {
   }
 
   /**
-   * Byte-level checks (RunStore.checkIntegrity): store.json, the run's LevelDB files, its marks,
-   * its records' checksums and seqs, and blob hashes; the fsck problems of those kinds.
+   * Byte-level checks (RunStore.checkIntegrity, leveldb-fsck.ts): of one run, its folder's files,
+   * marks, LevelDB files, records' checksums and keys, seq continuity and type index; of the store
+   * (`null`), store.json, its folders and every blob file's hash. Changes nothing.
    */
   async checkIntegrity(runId: string | null): Promise<StoreProblem[]> {
     this.assertOpen();
-    const { fsck } = await import('../chaos/fsck.js');
-    const report = await fsck(this.dir, runId === null ? {} : { runId });
-    return report.problems
-      .filter((p) => BYTE_KINDS.has(p.kind) && (runId === null ? p.runId === null : p.runId === runId))
-      .map((p) => ({ runId: p.runId, kind: p.kind, ...(p.file !== undefined ? { file: p.file } : {}), ...(p.seq !== undefined ? { seq: p.seq } : {}), message: p.message }));
+    const { checkLevelStore } = await import('./leveldb-fsck.js');
+    return (await checkLevelStore(this.dir, runId)).map((p) => ({
+      runId: p.runId,
+      kind: p.kind,
+      ...(p.file !== undefined ? { file: p.file } : {}),
+      ...(p.seq !== undefined ? { seq: p.seq } : {}),
+      message: p.message,
+    }));
   }
 
   /** Closes every run log opened through this Store (writers flush with sync first). Idempotent. */

@@ -475,13 +475,15 @@ export class MemoryRunStore implements RunStore {
     }
   }
 
+  /** The run's writer (always this process), or null (none, or no such run: as for a folder). */
   async holder(id: string): Promise<RunOwner | null> {
-    return (await this.runOf(id)).owner;
+    this.assertOpen();
+    return this.backend.runs.get(id)?.owner ?? null;
   }
 
   /** Always null: an in-memory run's writer is in this process. */
-  async liveWriter(id: string): Promise<RunOwner | null> {
-    await this.runOf(id);
+  async liveWriter(): Promise<RunOwner | null> {
+    this.assertOpen();
     return null;
   }
 

@@ -121,6 +121,10 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
       expect(await w.append([step(1)], { sync: false, expectedSeq: 1 })).toEqual([1]);
       await expect(w.append([step(2)], { sync: false, expectedSeq: 5 })).rejects.toThrow(WrongExpectedSeqError);
       expect(await w.lastSeq()).toBe(1);
+      for (const bad of [-1, 1.5, NaN, '2' as unknown as number]) {
+        await expect(w.append([step(2)], { sync: true, expectedSeq: bad })).rejects.toThrow(TypeError);
+      }
+      expect(await w.lastSeq()).toBe(1);
       await w.close();
     });
 
@@ -185,6 +189,32 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
       await r.close();
     });
 
+    it('a summarizer that throws or gives what JSON cannot carry stores no summary, and the commit still happens', async () => {
+      const { store } = await make();
+      const w = await store.createRun('a');
+      for (const bad of [() => ({ loss: NaN }), () => ({ t: new Float32Array(1) }), (): unknown => { throw new Error('no'); }]) {
+        w.setSummarizer(bad);
+        const [seq] = await w.append([step(0)], { sync: true });
+        expect(await w.committedSeq()).toBe(seq);
+        expect(await store.readSummary('a')).toBeNull();
+      }
+      w.setSummarizer(null);
+      await w.append([step(1)], { sync: true });
+      expect(await store.readSummary('a')).toBeNull();
+      await w.close();
+    });
+
+    it('range arguments that are not integers are a RangeError', async () => {
+      const { store } = await make();
+      const w = await store.createRun('a');
+      await fill(w, 3);
+      await expect(collect(w.read({ from: 0.5 }))).rejects.toThrow(RangeError);
+      await expect(collect(w.readBackward({ to: NaN }))).rejects.toThrow(RangeError);
+      await expect(collect(w.readIndexed(INDEXED, { to: 1.5 }))).rejects.toThrow(RangeError);
+      await expect(w.get(0.5)).rejects.toThrow(RangeError);
+      await w.close();
+    });
+
     it('follow yields the records so far, then each new one, and stops on abort', async () => {
       const { store } = await make();
       const w = await store.createRun('a');
@@ -224,6 +254,11 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
       await a.close();
       await expect(store.createRun('a')).rejects.toThrow(RunExistsError);
       await expect(store.openRun('zz', 'read')).rejects.toThrow(UnknownRunError);
+      expect(await store.holder('zz')).toBeNull();
+      expect(await store.readSummary('zz')).toBeNull();
+      expect(await store.recordedParent('zz')).toBeUndefined();
+      expect(await store.changeToken('zz')).not.toBe(await store.changeToken('a'));
+      await expect(store.runBytes('zz')).rejects.toThrow(UnknownRunError);
       await expect(store.openRun('zz', 'write')).rejects.toThrow(UnknownRunError);
       const b = await store.createRun('b', { parent: 'a' });
       expect(await store.recordedParent('b')).toBe('a');

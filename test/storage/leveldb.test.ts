@@ -3,13 +3,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeKey } from '../../src/log/codec.js';
 import { CorruptLogError } from '../../src/log/errors.js';
 import { FENCE_KEY, INDEX_MARKER_KEY, INDEX_PREFIX } from '../../src/log/run-log.js';
 import { Store } from '../../src/log/store.js';
 import { openRunStore } from '../../src/storage/open.js';
-import { cleanupTempDirs, collect, tempDir } from '../log/helpers.js';
+import { cleanupTempDirs, collect, killAndWait, spawnFixture, tempDir, waitForLine } from '../log/helpers.js';
 import { runStoreContract } from './contract.js';
 
 afterAll(cleanupTempDirs);
@@ -139,5 +140,99 @@ describe('the LevelDB store', () => {
     await w.close();
     expect((await s.runBytes('a')) % 512).toBe(0);
     await s.close();
+  });
+
+  it('checkIntegrity: byte-level problems of a run (damaged record, gap, a type index entry naming another type) and of the store (a blob that does not hash to its name)', async () => {
+    const dir = await tempDir();
+    const s = await Store.open(dir);
+    const w = await s.createRun('a');
+    await w.append(Array.from({ length: 20 }, (_, i) => ({ type: 'step.finished', data: i })), { sync: true });
+    await w.close();
+    const h = await s.blobs.put(new Uint8Array([7, 7, 7]));
+    expect(await s.checkIntegrity('a')).toEqual([]);
+    expect(await s.checkIntegrity(null)).toEqual([]);
+    await s.close();
+    const db = new ClassicLevel<string, string>(path.join(dir, 'runs', 'a', 'log'));
+    await db.open();
+    await db.put(encodeKey(4), 'not a record at all');
+    await db.del(encodeKey(9));
+    await db.put(`${INDEX_PREFIX}checkpoint.committed:${encodeKey(12)}`, '');
+    await db.close();
+    await fsp.writeFile(path.join(dir, 'blobs', h.slice(0, 2), h), 'other bytes');
+    const s2 = await Store.open(dir);
+    const run = await s2.checkIntegrity('a');
+    expect(run).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ runId: 'a', kind: 'record', seq: 4 }),
+        expect.objectContaining({ runId: 'a', kind: 'sequence', seq: 9, message: expect.stringMatching(/events 9 are missing/) }),
+        expect.objectContaining({ runId: 'a', kind: 'record', seq: 12, message: expect.stringMatching(/type index entry .* names event 12, a step.finished/) }),
+      ]),
+    );
+    expect(run.every((p) => ['record', 'sequence'].includes(p.kind))).toBe(true);
+    const store = await s2.checkIntegrity(null);
+    expect(store).toEqual([expect.objectContaining({ runId: null, kind: 'blob', file: `blobs/${h.slice(0, 2)}/${h}` })]);
+    await s2.close();
+  });
+
+  it('the stores made by earlier releases read by type as they read in full, before and after their first writer indexes them', async () => {
+    const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
+    for (const made of [path.join(fixtures, 'pre-seam-store', 'store'), path.join(fixtures, 'rules1-store', 'store')]) {
+      const dir = await tempDir();
+      await fsp.cp(made, dir, { recursive: true });
+      const s = await Store.open(dir);
+      for (const id of await s.listRuns()) {
+        const byScan = async (): Promise<Map<string, number[]>> => {
+          const r = await s.openRun(id, 'read');
+          const out = new Map<string, number[]>();
+          for await (const x of r.read()) out.set(x.type, [...(out.get(x.type) ?? []), x.seq]);
+          await r.close();
+          return out;
+        };
+        const byIndex = async (): Promise<Map<string, number[]>> => {
+          const r = await s.openRun(id, 'read');
+          const out = new Map<string, number[]>();
+          for (const type of s.indexedTypes) {
+            const seqs = (await collect(r.readIndexed(type))).map((x) => x.seq);
+            if (seqs.length > 0) out.set(type, seqs);
+          }
+          await r.close();
+          return out;
+        };
+        const all = await byScan();
+        const want = new Map([...all].filter(([t]) => s.indexedTypes.includes(t)));
+        expect(want.get('run.created')).toEqual([0]);
+        expect(await byIndex()).toEqual(want);
+        await (await s.openRun(id, 'write')).close();
+        expect(await byIndex()).toEqual(want);
+        expect(await byScan()).toEqual(all);
+      }
+      await s.close();
+    }
+  });
+
+  it('follow sees the records another process appends, in order, until aborted; after a SIGKILL of the writer every committed record reads', async () => {
+    const dir = await tempDir();
+    const s = await Store.open(dir);
+    const child = spawnFixture('writer.ts', [dir, 'r', 'append']);
+    try {
+      await waitForLine(child, /^ready (\d+)/);
+      const ac = new AbortController();
+      const seen: number[] = [];
+      for await (const r of s.follow('r', 0, ac.signal)) {
+        expect((r.data as { i: number }).i).toBe(r.seq);
+        seen.push(r.seq);
+        if (seen.length >= 600) ac.abort();
+      }
+      expect(seen).toEqual(Array.from({ length: 600 }, (_, i) => i));
+      await killAndWait(child);
+      const log = await s.openRun('r', 'read');
+      const committed = await log.committedSeq();
+      expect(committed).toBeGreaterThanOrEqual(0);
+      expect((await collect(log.read({ to: committed }))).length).toBe(committed + 1);
+      await log.close();
+    } finally {
+      await killAndWait(child);
+      await s.close();
+    }
   });
 });
