@@ -9,7 +9,7 @@
 //   3. reads the intents again, THEN asks for the live set again;
 //   4. puts back each condemned blob that step 3 found named, unlinks the others.
 import type { FileBlobStore } from './blobs.js';
-import { scanIntents, type IntentScan } from './blob-intents.js';
+import { scanIntents } from './blob-intents.js';
 import { MissingBlobError } from './errors.js';
 import type { SweepOptions, SweepResult } from '../storage/types.js';
 
@@ -22,20 +22,8 @@ export interface FileSweepOptions {
   pause?: (point: string) => Promise<void> | void;
 }
 
-export interface FileSweepResult extends SweepResult {
-  /** Unreferenced blobs kept because they are younger than the grace period. */
-  keptYoung: string[];
-  /** Unreferenced blobs kept because a writer's intent names them. */
-  keptIntent: string[];
-  /** Condemned blobs put back because an intent or a run named them by the second check. */
-  restored: string[];
-  /** Live intents seen at the first check. */
-  intents: number;
-  /** Intents of dead processes of this host that were removed. */
-  staleIntentsRemoved: number;
-  /** Intents written on other hosts (never judged stale here; their blobs are kept). */
-  otherHostIntents: IntentScan['otherHosts'];
-}
+/** The file store's sweep reports what every sweep does (SweepResult). */
+export type FileSweepResult = SweepResult;
 
 /**
  * See the top of this file. Throws (deleting nothing that is not yet unlinked, and putting back

@@ -27,7 +27,7 @@
 // version, a symlinked run whose target is missing), nothing is deleted: its references are unknown.
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { Store } from './store.js';
+import type { RunStore } from '../storage/types.js';
 import type { StoredRecord } from './codec.js';
 import type { IntentScan } from './blob-intents.js';
 import { BLOB_TYPES, blobRefs as schemaBlobRefs } from './events.js';
@@ -82,35 +82,7 @@ export function checkGraceMs(graceMs: unknown): number {
   return graceMs;
 }
 
-/**
- * Refuses to work while a run's folder is a symlink whose target is missing (a disk not mounted):
- * its references are unknown. Symlinks to folders are followed like folders (Store.listRuns).
- */
-async function checkRunLinks(store: Store, refusal = 'gc deletes nothing while a run\'s blobs are unknown'): Promise<void> {
-  let entries;
-  try {
-    entries = await fsp.readdir(path.join(store.dir, 'runs'), { withFileTypes: true });
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return;
-    throw err;
-  }
-  for (const e of entries) {
-    if (!e.isSymbolicLink()) continue;
-    const link = path.join(store.dir, 'runs', e.name);
-    try {
-      await fsp.stat(link);
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
-      const target = await fsp.readlink(link).catch(() => '?');
-      throw new StoreError(
-        `run folder runs/${e.name} is a symlink to ${target}, which does not exist; ${refusal} (mount or restore it, or remove the link)`,
-        store.dir,
-      );
-    }
-  }
-}
-
-async function referencesByRun(store: Store, blobRefs: BlobRefs, pause?: (runId: string) => Promise<void> | void): Promise<Map<string, Set<string>>> {
+async function referencesByRun(store: RunStore, blobRefs: BlobRefs, pause?: (runId: string) => Promise<void> | void): Promise<Map<string, Set<string>>> {
   const out = new Map<string, Set<string>>();
   for (const runId of await store.listRuns()) {
     await pause?.(runId);
@@ -140,8 +112,8 @@ async function referencesByRun(store: Store, blobRefs: BlobRefs, pause?: (runId:
   return out;
 }
 
-async function allReferences(store: Store, blobRefs: BlobRefs, pause?: (runId: string) => Promise<void> | void): Promise<{ runs: number; referenced: Set<string> }> {
-  await checkRunLinks(store);
+async function allReferences(store: RunStore, blobRefs: BlobRefs, pause?: (runId: string) => Promise<void> | void): Promise<{ runs: number; referenced: Set<string> }> {
+  await store.assertRunsReachable("gc deletes nothing while a run's blobs are unknown");
   const byRun = await referencesByRun(store, blobRefs, pause);
   const referenced = new Set<string>();
   for (const refs of byRun.values()) for (const h of refs) referenced.add(h);
@@ -154,7 +126,7 @@ async function allReferences(store: Store, blobRefs: BlobRefs, pause?: (runId: s
  * Throws (deleting nothing) when a run cannot be read or an intent file is unreadable; a grace
  * period that is not a finite number ≥ 0 is a TypeError / RangeError.
  */
-export async function collectGarbage(store: Store, blobRefs: BlobRefs, opts: GcOptions = {}): Promise<GcResult> {
+export async function collectGarbage(store: RunStore, blobRefs: BlobRefs, opts: GcOptions = {}): Promise<GcResult> {
   const graceMs = checkGraceMs(opts.graceMs ?? DEFAULT_GC_GRACE_MS);
   const pause: GcPause = opts.pause ?? (() => {});
   let pass = 0;
@@ -215,9 +187,9 @@ export interface DiskUsage {
 }
 
 /** Bytes per run (its log plus the blobs it references); shared blobs are counted once in the total. */
-export async function diskUsage(store: Store, blobRefs: BlobRefs): Promise<DiskUsage> {
+export async function diskUsage(store: RunStore, blobRefs: BlobRefs): Promise<DiskUsage> {
   // Its blobs would show as unreferenced, and "gc frees them" would be a lie.
-  await checkRunLinks(store, "du cannot tell which blobs its run names");
+  await store.assertRunsReachable('du cannot tell which blobs its run names');
   const byRun = await referencesByRun(store, blobRefs);
   const owners = new Map<string, string[]>();
   for (const [runId, refs] of byRun) {

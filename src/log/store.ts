@@ -429,6 +429,32 @@ export class Store implements RunStore {
     await finishRemovals(this.target(), (id) => this.lockRun(id));
   }
 
+  /**
+   * Refuses (StoreError) while a run's folder is a symlink whose target is missing (a disk not
+   * mounted): its references are unknown. Symlinks to folders are followed like folders (listRuns).
+   */
+  async assertRunsReachable(why: string): Promise<void> {
+    this.assertOpen();
+    let entries;
+    try {
+      entries = await fsp.readdir(path.join(this.dir, 'runs'), { withFileTypes: true });
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw err;
+    }
+    for (const e of entries) {
+      if (!e.isSymbolicLink()) continue;
+      const link = path.join(this.dir, 'runs', e.name);
+      try {
+        await fsp.stat(link);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
+        const target = await fsp.readlink(link).catch(() => '?');
+        throw new StoreError(`run folder runs/${e.name} is a symlink to ${target}, which does not exist; ${why} (mount or restore it, or remove the link)`, this.dir);
+      }
+    }
+  }
+
   /** Run ids, sorted (a run folder may be a symlink to a folder elsewhere: see listRunIds). */
   async listRuns(): Promise<string[]> {
     this.assertOpen();

@@ -120,7 +120,7 @@ export class RunReader implements PointTimeline {
   }
 
   /**
-   * Every record of the indexed types (all but the per-step ones: evaluations, checkpoints,
+   * Every record of the indexed types (all but the per-step one: evaluations, checkpoints,
    * transitions, stops, resumes, exports, ...) in seq order, read through the index.
    */
   async rareRecords(): Promise<LogRecord[]> {

@@ -319,12 +319,16 @@ export class MemoryBlobStore implements BlobStore {
     const all = await this.list();
     const intents1 = held();
     const live1 = await opts.live();
-    const now = Date.now();
+    const now = opts.now ?? Date.now();
+    const result: SweepResult = { deleted: [], bytesFreed: 0, kept: 0, keptYoung: [], keptIntent: [], restored: [], intents: this.backend.intents.size, staleIntentsRemoved: 0, otherHostIntents: [] };
     const candidates = all.filter((h) => {
       const b = this.backend.blobs.get(h);
-      return b !== undefined && !live1.has(h) && !intents1.has(h) && now - b.mtimeMs >= opts.graceMs;
+      if (b === undefined || live1.has(h)) return false;
+      if (intents1.has(h)) result.keptIntent.push(h);
+      else if (now - b.mtimeMs < opts.graceMs) result.keptYoung.push(h);
+      else return true;
+      return false;
     });
-    const result: SweepResult = { deleted: [], bytesFreed: 0, kept: 0 };
     if (opts.dryRun) {
       for (const h of candidates) {
         result.deleted.push(h);
@@ -335,7 +339,11 @@ export class MemoryBlobStore implements BlobStore {
       const live2 = await opts.live();
       for (const h of candidates) {
         const b = this.backend.blobs.get(h);
-        if (!b || intents2.has(h) || live2.has(h) || now - b.mtimeMs < opts.graceMs) continue;
+        if (!b) continue;
+        if (intents2.has(h) || live2.has(h) || now - b.mtimeMs < opts.graceMs) {
+          result.restored.push(h);
+          continue;
+        }
         this.backend.blobs.delete(h);
         result.deleted.push(h);
         result.bytesFreed += b.bytes.byteLength;
@@ -383,6 +391,11 @@ export class MemoryRunStore implements RunStore {
     const run = this.backend.runs.get(id);
     if (!run) throw new UnknownRunError(id, await this.listRuns());
     return run;
+  }
+
+  /** Every run of an in-memory store is reachable. */
+  async assertRunsReachable(_why: string): Promise<void> {
+    this.assertOpen();
   }
 
   async listRuns(): Promise<string[]> {

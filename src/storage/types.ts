@@ -146,6 +146,12 @@ export interface RunStore {
 
   /** Run ids, sorted. */
   listRuns(): Promise<string[]>;
+  /**
+   * Throws StoreError (its message ending with `why`) when a run exists that listRuns cannot
+   * reach, e.g. a run folder linked to a disk that is not mounted: gc and du call it first, so
+   * such a run's blobs are never taken for unreferenced. A backend without such runs returns.
+   */
+  assertRunsReachable(why: string): Promise<void>;
   hasRun(id: string): Promise<boolean>;
   /** True when the run exists but nothing was ever committed to it and its log is empty (what a
    * creator killed before its first durable event leaves; createRun reclaims it). */
@@ -199,12 +205,28 @@ export interface SweepOptions {
   graceMs: number;
   /** Report what would be deleted, delete nothing. */
   dryRun?: boolean;
+  /** The clock, ms since the epoch (default Date.now()). */
+  now?: number;
+  /** Tests only: awaited before each step of the sweep (the points are the implementation's). */
+  pause?: (point: string) => Promise<void> | void;
 }
 
 export interface SweepResult {
   deleted: string[];
   bytesFreed: number;
   kept: number;
+  /** Unreferenced blobs kept because they are younger than the grace period. */
+  keptYoung: string[];
+  /** Unreferenced blobs kept because a writer's intent names them. */
+  keptIntent: string[];
+  /** Blobs chosen for deletion, then kept because an intent or a run named them by the second check. */
+  restored: string[];
+  /** Live intents seen. */
+  intents: number;
+  /** Intents of writers that died, removed. */
+  staleIntentsRemoved: number;
+  /** Intents written on other hosts (never judged stale; their blobs are kept). */
+  otherHostIntents: Array<{ file: string; host: string; pid: number; runId: string | null; startedAt: string }>;
 }
 
 export interface BlobStore {
