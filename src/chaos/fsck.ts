@@ -24,6 +24,7 @@ import { stateName, toPlain } from '../../machines/fold.js';
 import { canonicalJson, decodeKey, decodeValue } from '../log/codec.js';
 import { StoreError, UnknownRunError } from '../log/errors.js';
 import { parseRecord, SCHEMA_VERSION, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
+import { blobOf, checkPackedTensor } from '../log/packs.js';
 import { branchPointProblem, checkpoint0Problems } from '../run/start-state.js';
 import { toJsonSafe } from '../log/json-safe.js';
 import { COMMITTED_COPY_FILE, readCommittedMarks, type CommittedMark, type CommittedMarks } from '../log/run-log.js';
@@ -416,9 +417,9 @@ async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobChecke
     const weightBytes: Uint8Array[] = [];
     let allWeights = true;
     for (const [ref, kind] of refs) {
-      const c = await blobs.check(ref.hash);
+      const c = ref.pack ? checkPackedTensor(ref, await blobs.check(ref.pack.hash)) : await blobs.check(ref.hash);
       if (!c.ok) {
-        problems.push({ runId, kind: 'blob', seq: r.seq, blob: ref.hash, message: `run "${runId}": ${what}: ${kind} tensor ${ref.name}: ${c.message}` });
+        problems.push({ runId, kind: 'blob', seq: r.seq, blob: blobOf(ref), message: `run "${runId}": ${what}: ${kind} tensor ${ref.name}: ${c.message}` });
         if (kind === 'weights') allWeights = false;
         continue;
       }

@@ -141,10 +141,11 @@ describe('damaged logs', () => {
 });
 
 describe('missing and damaged snapshot blobs', () => {
-  async function checkpointBlobs(store: string, run: string, which: 'first' | 'last'): Promise<string[]> {
+  /** The checkpoint's tensors; iris's are all small, so their bytes are in the checkpoint's pack blob. */
+  async function checkpointTensors(store: string, run: string, which: 'first' | 'last'): Promise<Array<{ name: string; hash: string; pack: { hash: string } }>> {
     const ckpts = (await logOf(store, run)).filter((x) => x.type === 'checkpoint.committed');
     const c = which === 'first' ? ckpts[0]! : ckpts.at(-1)!;
-    return (c.data.weights as Array<{ hash: string }>).map((t) => t.hash);
+    return c.data.weights as Array<{ name: string; hash: string; pack: { hash: string } }>;
   }
   const blobPath = (store: string, hash: string) => path.join(store, 'blobs', hash.slice(0, 2), hash);
 
@@ -157,7 +158,8 @@ describe('missing and damaged snapshot blobs', () => {
       ];
       for (const c of cases) {
         const store = await copyOf(c.store);
-        const hash = (await checkpointBlobs(store, c.run, c.which))[0]!;
+        const tensor = (await checkpointTensors(store, c.run, c.which))[0]!;
+        const hash = tensor.pack.hash;
         const file = blobPath(store, hash);
         const bytes = await fsp.readFile(file);
         if (damage === 'deleted') await fsp.rm(file);
@@ -166,8 +168,8 @@ describe('missing and damaged snapshot blobs', () => {
         const out = await tempDir();
         const re =
           damage === 'deleted'
-            ? new RegExp(`^retrace: blob ${hash} is missing from the store$`)
-            : new RegExp(`^retrace: blob ${hash} is corrupt \\(its bytes hash to [0-9a-f]{64}\\)$`);
+            ? new RegExp(`^retrace: pack blob ${hash} holding tensor ${tensor.name} is missing from the store; run \`retrace fsck\`$`)
+            : new RegExp(`^retrace: tensor ${tensor.name} in pack blob ${hash} is corrupt: the pack's bytes hash to [0-9a-f]{64}; run \`retrace fsck\`$`);
         expectOneLine(await cli([...c.args(out), '--store', store]), 1, re);
         // The log is untouched; with the blob back, the operation works.
         expect(await logOf(store, c.run)).toEqual(records);
