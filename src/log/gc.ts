@@ -243,9 +243,10 @@ export async function collectGarbage(store: Store, blobRefs: BlobRefs, opts: GcO
 
 export interface RunUsage {
   runId: string;
-  /** The run's LevelDB folder, committed.json and owner.json. */
+  /** Bytes allocated on disk (st.blocks × 512) by the run's folder: its LevelDB, committed marks,
+   * owner.json, and the folders themselves. */
   logBytes: number;
-  /** All blobs the run references (each once). */
+  /** All blobs the run references (each once), allocated on disk. */
   blobBytes: number;
   /** Of blobBytes, blobs no other run references. */
   exclusiveBlobBytes: number;
@@ -258,6 +259,7 @@ export interface RunUsage {
 
 export interface SharedBlob {
   hash: string;
+  /** Allocated on disk. */
   bytes: number;
   runs: string[];
 }
@@ -269,11 +271,42 @@ export interface DiskUsage {
   /** Blobs no run references (gc candidates, young or old). */
   unreferencedBlobs: number;
   unreferencedBlobBytes: number;
-  /** All logs plus every blob in the store, each blob once. */
+  /** Allocated on disk by all run folders plus every blob in the store, each blob once. */
   totalBytes: number;
+  /** The same files' contents (what they hold, not what they take): totalBytes minus block rounding
+   * and folders. */
+  totalContentBytes: number;
 }
 
-/** Bytes per run (its log plus the blobs it references); shared blobs are counted once in the total. */
+/** Bytes allocated on disk (st.blocks × 512) and content bytes of `p` and everything under it
+ * (symlinks inside are not followed; `p` itself is); zeros if it does not exist. */
+export async function allocatedBytes(p: string, follow = true): Promise<{ allocated: number; content: number }> {
+  let st;
+  try {
+    st = follow ? await fsp.stat(p) : await fsp.lstat(p);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return { allocated: 0, content: 0 };
+    throw err;
+  }
+  const own = { allocated: st.blocks * 512, content: st.isDirectory() ? 0 : st.size };
+  if (!st.isDirectory()) return own;
+  let names: string[];
+  try {
+    names = await fsp.readdir(p);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return own;
+    throw err;
+  }
+  for (const n of names) {
+    const u = await allocatedBytes(path.join(p, n), false);
+    own.allocated += u.allocated;
+    own.content += u.content;
+  }
+  return own;
+}
+
+/** Bytes per run (its log plus the blobs it references), allocated on disk: what `du` of the
+ * files would say, block rounding included. Shared blobs are counted once in the total. */
 export async function diskUsage(store: Store, blobRefs: BlobRefs): Promise<DiskUsage> {
   // Its blobs would show as unreferenced, and "gc frees them" would be a lie.
   await checkRunLinks(store, "du cannot tell which blobs its run names");
@@ -286,13 +319,14 @@ export async function diskUsage(store: Store, blobRefs: BlobRefs): Promise<DiskU
       else owners.set(h, [runId]);
     }
   }
-  const sizes = new Map<string, number | null>();
-  const sizeOf = async (h: string): Promise<number | null> => {
+  const sizes = new Map<string, { allocated: number; content: number } | null>();
+  const sizeOf = async (h: string): Promise<{ allocated: number; content: number } | null> => {
     if (!sizes.has(h)) {
       try {
-        sizes.set(h, await store.blobs.size(h));
+        const st = await fsp.stat(store.blobs.pathOf(h));
+        sizes.set(h, { allocated: st.blocks * 512, content: st.size });
       } catch (err) {
-        if (!(err instanceof MissingBlobError) && !(err instanceof TypeError)) throw err;
+        if (!isErrno(err, 'ENOENT') && !(err instanceof TypeError)) throw err;
         sizes.set(h, null);
       }
     }
@@ -300,13 +334,12 @@ export async function diskUsage(store: Store, blobRefs: BlobRefs): Promise<DiskU
   };
   const runs: RunUsage[] = [];
   let total = 0;
+  let content = 0;
   for (const [runId, refs] of byRun) {
+    const log = await allocatedBytes(path.join(store.dir, 'runs', runId));
     const u: RunUsage = {
       runId,
-      logBytes: await store.runBytes(runId).catch((err: unknown) => {
-        if ((err as { code?: string }).code === 'RETRACE_UNKNOWN_RUN') return 0;
-        throw err;
-      }),
+      logBytes: log.allocated,
       blobBytes: 0,
       exclusiveBlobBytes: 0,
       sharedBlobBytes: 0,
@@ -320,28 +353,30 @@ export async function diskUsage(store: Store, blobRefs: BlobRefs): Promise<DiskU
         continue;
       }
       u.blobs++;
-      u.blobBytes += size;
-      if ((owners.get(h)?.length ?? 0) > 1) u.sharedBlobBytes += size;
-      else u.exclusiveBlobBytes += size;
+      u.blobBytes += size.allocated;
+      if ((owners.get(h)?.length ?? 0) > 1) u.sharedBlobBytes += size.allocated;
+      else u.exclusiveBlobBytes += size.allocated;
     }
     total += u.logBytes;
+    content += log.content;
     runs.push(u);
   }
   const shared: SharedBlob[] = [];
   for (const [h, rs] of owners) {
     const size = sizes.get(h);
-    if (rs.length > 1 && size != null) shared.push({ hash: h, bytes: size, runs: rs });
+    if (rs.length > 1 && size != null) shared.push({ hash: h, bytes: size.allocated, runs: rs });
   }
   let unreferencedBlobs = 0;
   let unreferencedBlobBytes = 0;
   for (const h of await store.blobs.list()) {
     const size = await sizeOf(h);
     if (size === null) continue;
-    total += size;
+    total += size.allocated;
+    content += size.content;
     if (!owners.has(h)) {
       unreferencedBlobs++;
-      unreferencedBlobBytes += size;
+      unreferencedBlobBytes += size.allocated;
     }
   }
-  return { runs, shared, unreferencedBlobs, unreferencedBlobBytes, totalBytes: total };
+  return { runs, shared, unreferencedBlobs, unreferencedBlobBytes, totalBytes: total, totalContentBytes: content };
 }
