@@ -429,18 +429,19 @@ describe('divergence, disk errors, signals', () => {
     }
   });
 
-  it('EIO injected at blob-before:2 (the start state, written before run.created): one clear line; train claims the empty run again', async () => {
+  // blob-before:1: the start state's pack (iris's tensors are all small: one pack blob per state).
+  it('EIO injected at blob-before:1 (the start state, written before run.created): one clear line; train claims the empty run again', async () => {
     const store = await tempDir();
-    const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: 'blob-before:2:EIO' }) });
-    expectOneLine(r, 1, /^retrace: write error \(EIO: i\/o error \(injected at blob-before:2\)\); everything committed before is kept$/);
+    const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: 'blob-before:1:EIO' }) });
+    expectOneLine(r, 1, /^retrace: write error \(EIO: i\/o error \(injected at blob-before:1\)\); everything committed before is kept$/);
     const again = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store, '--json']);
     expect(again.code, again.stderr).toBe(0);
     expect(json<{ weightsHash: string }>(again).weightsHash).toBe(baseHash);
   });
 
-  // blob-before:9: a blob of checkpoint 1 (the start state's seven tensors, weights and Adam's
-  // slots, are the first blobs, and checkpoint 0 names the same ones, already stored).
-  for (const point of ['blob-before:9', 'sync-batch-before:2', 'committed-before:2', 'batch-after:3']) {
+  // blob-before:2: checkpoint 1's pack (the start state's pack is the first blob, and checkpoint 0
+  // names the same one, already stored).
+  for (const point of ['blob-before:2', 'sync-batch-before:2', 'committed-before:2', 'batch-after:3']) {
     it(`EIO injected at ${point}: one clear line, non-zero exit, resumable to the same weights`, async () => {
       const store = await tempDir();
       const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: `${point}:EIO` }) });
