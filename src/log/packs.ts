@@ -71,8 +71,10 @@ export class CorruptPackedTensorError extends CorruptBlobError {
     readonly tensor: string,
     readonly pack: string,
     detail: string,
+    /** What the pack's bytes hash to when the pack itself is damaged (else its own name). */
+    actualHash = pack,
   ) {
-    super(pack, pack);
+    super(pack, actualHash);
     this.message = `tensor ${tensor} in pack blob ${pack} is corrupt: ${detail}; run \`retrace fsck\``;
     this.name = 'CorruptPackedTensorError';
   }
@@ -93,7 +95,7 @@ export class MissingPackError extends MissingBlobError {
 /** The error of reading a packed tensor's pack, naming the tensor (same class family and code). */
 function namingTensor(err: unknown, ref: TensorRef & { pack: PackLocation }): unknown {
   if (err instanceof CorruptPackedTensorError) return err;
-  if (err instanceof CorruptBlobError) return new CorruptPackedTensorError(ref.name, ref.pack.hash, `the pack's bytes hash to ${err.actualHash}`);
+  if (err instanceof CorruptBlobError) return new CorruptPackedTensorError(ref.name, ref.pack.hash, `the pack's bytes hash to ${err.actualHash}`, err.actualHash);
   if (err instanceof MissingBlobError) return new MissingPackError(ref.name, ref.pack.hash);
   return err;
 }

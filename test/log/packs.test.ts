@@ -78,6 +78,25 @@ describe('packing a checkpoint', () => {
     }
   });
 
+  it('a big tensor that does not change is stored once across checkpoints; only the small ones are packed again', async () => {
+    const dir = await tempDir();
+    const store = await Store.open(dir);
+    try {
+      // A frozen layer: the same kernel at every checkpoint, the trained layer's tensors change.
+      const frozen = tensor('frozen/kernel', 'float32', 784 * 128, 1);
+      const states = [1, 2, 3].map((k) => ({ weights: [frozen, tensor('frozen/bias', 'float32', 128, 2), tensor('out/kernel', 'float32', 1280, 10 + k)], optimizer: [tensor('adam/m/out/kernel', 'float32', 1280, 20 + k)] }));
+      const written: Array<Awaited<ReturnType<typeof persistTrainerState>>> = [];
+      for (const st of states) written.push(await persistTrainerState(store.blobs, st));
+      expect(new Set(written.map((w) => w.weights[0]!.hash)).size).toBe(1);
+      expect(written.every((w) => w.weights[0]!.pack === undefined)).toBe(true);
+      const packs = new Set(written.map((w) => w.weights[1]!.pack!.hash));
+      expect(packs.size).toBe(3);
+      expect(await blobFiles(dir)).toEqual([written[0]!.weights[0]!.hash, ...packs].sort());
+    } finally {
+      await store.close();
+    }
+  });
+
   it('any list of tensors of random sizes and dtypes packs and unpacks to the same bytes and refs', async () => {
     const dir = await tempDir();
     const store = await Store.open(dir);
@@ -186,6 +205,21 @@ describe('packed runs', () => {
     expect(await blobFiles(dir)).toEqual([...keep].sort());
     expect((await fsck(dir)).problems).toEqual([]);
     expect((await replay('keep', { store: dir, verify: true })).identical).toBe(true);
+  });
+
+  it('a run written before packs resumes: its old checkpoints stay unpacked, its new ones are packed, and it all verifies', async () => {
+    const store = path.join(await tempDir(), 'store');
+    await cp(path.join(FIXTURES, 'pre-seam-store', 'store'), store, { recursive: true });
+    const before = (await history(store, 'exp')).checkpoints.length;
+    await resume('exp', { store });
+    const h = await history(store, 'exp');
+    expect(h.checkpoints.length).toBeGreaterThan(before);
+    for (const c of h.checkpoints.slice(0, before)) expect(c.data.weights.every((r) => r.pack === undefined)).toBe(true);
+    for (const c of h.checkpoints.slice(before)) expect(c.data.weights.every((r) => r.pack !== undefined)).toBe(true);
+    expect((await fsck(store)).problems).toEqual([]);
+    const r = await replay('exp', { store, verify: true });
+    expect(r.message).toBeNull();
+    expect(r.identical).toBe(true);
   });
 
   it('a branch from a checkpoint written before packs (one blob per tensor) trains, packs its own, and verifies', async () => {
