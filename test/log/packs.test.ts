@@ -19,7 +19,7 @@ import { resume } from '../../src/run/resume.js';
 import { loadTensors, loadTrainerState, persistTensors, persistTrainerState } from '../../src/run/snapshots.js';
 import { train } from '../../src/run/train.js';
 import type { TensorBytes } from '../../src/train/types.js';
-import { history, IRIS, tempDir } from '../run/helpers.js';
+import { history, IRIS, tamper, tempDir } from '../run/helpers.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 
@@ -184,6 +184,25 @@ describe('packed runs', () => {
     await expect(resume('d', { store })).rejects.toThrow(MissingPackError);
     await expect(resume('d', { store })).rejects.toThrow(new RegExp(`pack blob ${pack} holding tensor ${first} is missing`));
     expect((await fsck(store)).problems.some((p) => p.blob === pack && p.message.includes('is missing from the store'))).toBe(true);
+  });
+
+  it('a ref that points at the wrong bytes of an intact pack: fsck and branch name the tensor and the pack', async () => {
+    const store = await tempDir();
+    await train({ store, config: { ...IRIS, runId: 'f', stopPoint: 2, checkpoints: 2 } });
+    const ckpt1 = (await history(store, 'f')).checkpoints.find((c) => c.data.index === 1)!;
+    const bias = ckpt1.data.weights[1]!;
+    const pack = blobOf(bias);
+    // A forged history (valid checksum): checkpoint 1 says its bias starts where its kernel does.
+    await tamper(store, 'f', ckpt1.seq, (rec) => {
+      const data = rec.data as { weights: TensorRef[] };
+      return { ...rec, data: { ...data, weights: data.weights.map((r) => (r.name === bias.name ? { ...r, pack: { hash: pack, offset: 0 } } : r)) } };
+    });
+    const report = await fsck(store);
+    const problem = report.problems.find((p) => p.kind === 'blob' && p.seq === ckpt1.seq);
+    expect(problem?.blob).toBe(pack);
+    expect(problem?.message).toMatch(new RegExp(`weights tensor ${bias.name}: tensor ${bias.name} in pack blob ${pack} is corrupt: its ${bias.bytes} bytes hash to [0-9a-f]{64}, the log says ${bias.hash}`));
+    await expect(branch('f@ckpt:1', { store, overrides: { runId: 'g' } })).rejects.toThrow(CorruptPackedTensorError);
+    await expect(branch('f@ckpt:1', { store, overrides: { runId: 'g' } })).rejects.toThrow(new RegExp(`tensor ${bias.name} in pack blob ${pack} is corrupt`));
   });
 
   it('gc keeps the packs runs name and deletes the packs of a removed run', async () => {
