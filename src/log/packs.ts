@@ -65,7 +65,8 @@ export function blobOf(ref: TensorRef): string {
   return ref.pack ? ref.pack.hash : ref.hash;
 }
 
-/** A packed tensor's bytes are not what its ref says (the pack blob itself is intact). */
+/** A packed tensor's bytes are not what its ref says: its pack blob is damaged, or the ref's slice
+ * of an intact pack is out of it or hashes to something else. */
 export class CorruptPackedTensorError extends CorruptBlobError {
   constructor(
     readonly tensor: string,
