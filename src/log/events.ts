@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { TrainingEvent } from '../../machines/training.events.js';
 import { canonicalJson } from './codec.js';
 import { SchemaVersionError } from './errors.js';
+import { blobOf, withoutPack } from './packs.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -28,6 +29,10 @@ export const TensorRefSchema = z.object({
   /** SHA-256 of the raw bytes: the blob's address. */
   hash: z.string().regex(/^[0-9a-f]{64}$/),
   bytes: z.number().int().nonnegative(),
+  /** Where the bytes are when the tensor is packed with the other small tensors of its checkpoint
+   * (packs.ts): the pack blob and the byte offset in it. Absent: the tensor is its own blob
+   * (large tensors, and every tensor of logs written before packs). */
+  pack: z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/), offset: z.number().int().nonnegative() }).optional(),
 });
 export type TensorRef = z.infer<typeof TensorRefSchema>;
 
@@ -347,20 +352,38 @@ export function toMachineEvent(record: LogRecord): TrainingEvent | null {
  * through the type index, so a type added here must be indexed (INDEXED_TYPES). */
 export const BLOB_TYPES: readonly string[] = ['run.created', 'checkpoint.committed', 'snapshot.taken'];
 
-/** Blob hashes a record references (checkpoints and snapshots): what gc must keep. */
+/** Blob hashes a record references (checkpoints and snapshots): what gc must keep. A packed
+ * tensor's own hash names no blob: its pack's does. Each hash once, in first-seen order. */
 export function blobRefs(record: { type: string; data: unknown }): string[] {
+  return [...new Set(tensorRefsOf(record).map(blobOf))];
+}
+
+/** Every TensorRef a record holds: run.created's start state, a checkpoint's or snapshot's tensors. */
+function tensorRefsOf(record: { type: string; data: unknown }): TensorRef[] {
   if (record.type === 'run.created') {
     const start = (record.data as { start?: StartState }).start;
-    return start ? [...start.weights, ...start.optimizer].map((t) => t.hash) : [];
+    return start ? [...start.weights, ...start.optimizer] : [];
   }
   if (record.type !== 'checkpoint.committed' && record.type !== 'snapshot.taken') return [];
   const d = record.data as { weights?: TensorRef[]; optimizer?: TensorRef[] };
-  return [...(d.weights ?? []), ...(d.optimizer ?? [])].map((t) => t.hash);
+  return [...(d.weights ?? []), ...(d.optimizer ?? [])];
+}
+
+/** A record's facts: where its tensors are stored (packed or not) is not one, so a log written
+ * before packs verifies against a re-execution that packs. */
+function factsOf(record: { type: string; data: unknown }): unknown {
+  if (record.type !== 'checkpoint.committed' && record.type !== 'snapshot.taken') return record.data;
+  const d = record.data as { weights?: TensorRef[]; optimizer?: TensorRef[] };
+  return {
+    ...d,
+    ...(d.weights ? { weights: d.weights.map(withoutPack) } : {}),
+    ...(d.optimizer ? { optimizer: d.optimizer.map(withoutPack) } : {}),
+  };
 }
 
 /** Fields compared when a re-executed step meets an event already in the log (wall clock excluded). */
 export function sameFacts(a: { type: string; data: unknown }, b: { type: string; data: unknown }): boolean {
-  return a.type === b.type && canonicalJson(a.data) === canonicalJson(b.data);
+  return a.type === b.type && canonicalJson(factsOf(a)) === canonicalJson(factsOf(b));
 }
 
 /**

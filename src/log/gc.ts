@@ -25,14 +25,11 @@
 // to drop intents of dead processes of this host, whose events are in their logs by then).
 // The grace period is defence in depth only. If any run cannot be read (corrupt log, unknown schema
 // version, a symlinked run whose target is missing), nothing is deleted: its references are unknown.
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import type { RunStore } from '../storage/types.js';
 import type { StoredRecord } from './codec.js';
 import type { IntentScan } from './blob-intents.js';
 import { BLOB_TYPES, blobRefs as schemaBlobRefs } from './events.js';
-import { MissingBlobError, StoreError } from './errors.js';
-import { isErrno } from './processes.js';
+import { MissingBlobError } from './errors.js';
 
 export type BlobRefs = (rec: StoredRecord) => readonly string[];
 
@@ -156,9 +153,10 @@ export async function collectGarbage(store: RunStore, blobRefs: BlobRefs, opts: 
 
 export interface RunUsage {
   runId: string;
-  /** The run's LevelDB folder, committed.json and owner.json. */
+  /** Bytes allocated on disk (st.blocks × 512) by the run's folder: its LevelDB, committed marks,
+   * owner.json, and the folders themselves. */
   logBytes: number;
-  /** All blobs the run references (each once). */
+  /** All blobs the run references (each once), allocated on disk. */
   blobBytes: number;
   /** Of blobBytes, blobs no other run references. */
   exclusiveBlobBytes: number;
@@ -171,6 +169,7 @@ export interface RunUsage {
 
 export interface SharedBlob {
   hash: string;
+  /** Allocated on disk. */
   bytes: number;
   runs: string[];
 }
@@ -182,11 +181,16 @@ export interface DiskUsage {
   /** Blobs no run references (gc candidates, young or old). */
   unreferencedBlobs: number;
   unreferencedBlobBytes: number;
-  /** All logs plus every blob in the store, each blob once. */
+  /** Allocated on disk by all run folders plus every blob in the store, each blob once. */
   totalBytes: number;
+  /** The same files' contents (what they hold, not what they take): totalBytes minus block rounding
+   * and folders. */
+  totalContentBytes: number;
 }
 
-/** Bytes per run (its log plus the blobs it references); shared blobs are counted once in the total. */
+/** Bytes per run (its log plus the blobs it references), allocated on its medium (for files: what
+ * `du` of them would say, block rounding included), and their contents. Shared blobs are counted
+ * once in the total. */
 export async function diskUsage(store: RunStore, blobRefs: BlobRefs): Promise<DiskUsage> {
   // Its blobs would show as unreferenced, and "gc frees them" would be a lie.
   await store.assertRunsReachable('du cannot tell which blobs its run names');
@@ -199,11 +203,11 @@ export async function diskUsage(store: RunStore, blobRefs: BlobRefs): Promise<Di
       else owners.set(h, [runId]);
     }
   }
-  const sizes = new Map<string, number | null>();
-  const sizeOf = async (h: string): Promise<number | null> => {
+  const sizes = new Map<string, { allocated: number; content: number } | null>();
+  const sizeOf = async (h: string): Promise<{ allocated: number; content: number } | null> => {
     if (!sizes.has(h)) {
       try {
-        sizes.set(h, await store.blobs.size(h));
+        sizes.set(h, { allocated: await store.blobs.allocatedBytes(h), content: await store.blobs.size(h) });
       } catch (err) {
         if (!(err instanceof MissingBlobError) && !(err instanceof TypeError)) throw err;
         sizes.set(h, null);
@@ -213,13 +217,12 @@ export async function diskUsage(store: RunStore, blobRefs: BlobRefs): Promise<Di
   };
   const runs: RunUsage[] = [];
   let total = 0;
+  let content = 0;
   for (const [runId, refs] of byRun) {
+    const log = await store.runBytes(runId);
     const u: RunUsage = {
       runId,
-      logBytes: await store.runBytes(runId).catch((err: unknown) => {
-        if ((err as { code?: string }).code === 'RETRACE_UNKNOWN_RUN') return 0;
-        throw err;
-      }),
+      logBytes: log.allocated,
       blobBytes: 0,
       exclusiveBlobBytes: 0,
       sharedBlobBytes: 0,
@@ -233,28 +236,30 @@ export async function diskUsage(store: RunStore, blobRefs: BlobRefs): Promise<Di
         continue;
       }
       u.blobs++;
-      u.blobBytes += size;
-      if ((owners.get(h)?.length ?? 0) > 1) u.sharedBlobBytes += size;
-      else u.exclusiveBlobBytes += size;
+      u.blobBytes += size.allocated;
+      if ((owners.get(h)?.length ?? 0) > 1) u.sharedBlobBytes += size.allocated;
+      else u.exclusiveBlobBytes += size.allocated;
     }
     total += u.logBytes;
+    content += log.content;
     runs.push(u);
   }
   const shared: SharedBlob[] = [];
   for (const [h, rs] of owners) {
     const size = sizes.get(h);
-    if (rs.length > 1 && size != null) shared.push({ hash: h, bytes: size, runs: rs });
+    if (rs.length > 1 && size != null) shared.push({ hash: h, bytes: size.allocated, runs: rs });
   }
   let unreferencedBlobs = 0;
   let unreferencedBlobBytes = 0;
   for (const h of await store.blobs.list()) {
     const size = await sizeOf(h);
     if (size === null) continue;
-    total += size;
+    total += size.allocated;
+    content += size.content;
     if (!owners.has(h)) {
       unreferencedBlobs++;
-      unreferencedBlobBytes += size;
+      unreferencedBlobBytes += size.allocated;
     }
   }
-  return { runs, shared, unreferencedBlobs, unreferencedBlobBytes, totalBytes: total };
+  return { runs, shared, unreferencedBlobs, unreferencedBlobBytes, totalBytes: total, totalContentBytes: content };
 }

@@ -129,25 +129,31 @@ async function openLevel(location: string, createIfMissing: boolean): Promise<Le
 
 /** Bytes the files under `p` take on disk: allocated blocks (st.blocks × 512), not their length
  * (0 if it does not exist). */
-async function dirBytes(p: string): Promise<number> {
+/** Bytes allocated on disk (st.blocks × 512: folders too) and content bytes of `p` and everything
+ * under it (symlinks inside are not followed; `p` itself is); zeros if it does not exist. */
+async function diskBytes(p: string, follow = true): Promise<{ allocated: number; content: number }> {
   let st;
   try {
-    st = await fsp.lstat(p);
+    st = follow ? await fsp.stat(p) : await fsp.lstat(p);
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) return 0;
+    if (isErrno(err, 'ENOENT')) return { allocated: 0, content: 0 };
     throw err;
   }
-  if (!st.isDirectory()) return st.blocks * 512;
-  let total = 0;
+  const own = { allocated: st.blocks * 512, content: st.isDirectory() ? 0 : st.size };
+  if (!st.isDirectory()) return own;
   let names: string[];
   try {
     names = await fsp.readdir(p);
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) return 0;
+    if (isErrno(err, 'ENOENT')) return own;
     throw err;
   }
-  for (const n of names) total += await dirBytes(path.join(p, n));
-  return total;
+  for (const n of names) {
+    const u = await diskBytes(path.join(p, n), false);
+    own.allocated += u.allocated;
+    own.content += u.content;
+  }
+  return own;
 }
 
 const LEVEL_TABLE = /\.(ldb|sst)$/;
@@ -808,13 +814,11 @@ export class Store implements RunStore {
 
   /** Bytes the run takes on disk outside the blob store (allocated blocks): its LevelDB folder,
    * committed.json and owner.json. */
-  async runBytes(id: string): Promise<number> {
+  /** The run's whole folder (its LevelDB, marks, parent.json, owner.json), folders included. */
+  async runBytes(id: string): Promise<{ allocated: number; content: number }> {
     this.assertOpen();
     await this.assertRun(id);
-    const dir = this.runDir(id);
-    return (
-      (await dirBytes(path.join(dir, 'log'))) + (await dirBytes(path.join(dir, 'committed.json'))) + (await dirBytes(path.join(dir, 'owner.json')))
-    );
+    return diskBytes(this.runDir(id));
   }
 
   /**

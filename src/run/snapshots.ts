@@ -1,9 +1,11 @@
-// Checkpoint bytes ↔ content-addressed blobs. Each tensor is one blob named by the SHA-256 of its
-// bytes, so a tensor that did not change (a frozen layer, a branch's shared history) costs nothing.
+// Checkpoint bytes ↔ content-addressed blobs. Each large tensor is one blob named by the SHA-256 of
+// its bytes, so a tensor that did not change (a frozen layer, a branch's shared history) costs
+// nothing; the small ones of a checkpoint share one pack blob (src/log/packs.ts).
 import { createHash } from 'node:crypto';
 import type { BlobIntent } from '../storage/types.js';
 import { sha256HexAsync, type BlobStore } from '../log/blobs.js';
 import type { TensorRef } from '../log/events.js';
+import { buildPack, PackReader, type BlobSource } from '../log/packs.js';
 import type { TensorBytes, TrainerState } from '../train/types.js';
 import { weightsHashOfBytesAsync } from '../train/weights-hash.js';
 
@@ -20,37 +22,46 @@ export function hashWeightsAsync(weights: readonly TensorBytes[]): Promise<strin
   return weightsHashOfBytesAsync(weights.map((w) => w.bytes));
 }
 
-/** Writes every tensor's blob (durably, before the event that names them) and returns the refs.
- * `intent`: the writer's intent for that event (BlobStore.intent), released once it is durable.
- * One group commit (BlobStore.putMany): the temp files are written while the tensors are hashed,
- * once each, one after the other in slices; then all are made durable together. */
+/** Writes the tensors (durably, before the event that names them) and returns their refs, in
+ * input order. Tensors below PACK_THRESHOLD go into one pack blob (packs.ts), the others are one
+ * blob each. `intent`: the writer's intent for that event (BlobStore.intent), released once it is
+ * durable. One group commit (BlobStore.putMany): the temp files are written while the tensors are
+ * hashed, once each, one after the other in slices; then all are made durable together. */
 export async function persistTensors(blobs: BlobStore, tensors: readonly TensorBytes[], intent?: BlobIntent): Promise<TensorRef[]> {
   const hashes: Array<Promise<string>> = [];
   let previous: Promise<unknown> = Promise.resolve();
-  for (const t of tensors) {
-    const next = previous.then(() => sha256HexAsync([t.bytes]));
-    hashes.push(next);
+  const hashInTurn = (parts: Uint8Array[]): Promise<string> => {
+    const next = previous.then(() => sha256HexAsync(parts));
     previous = next.catch(() => {});
-  }
-  const names = await blobs.putMany(
-    tensors.map((t) => t.bytes),
-    hashes,
-    intent,
-  );
-  return tensors.map((t, i) => ({ name: t.name, shape: [...t.shape], dtype: t.dtype, hash: names[i]!, bytes: t.bytes.byteLength }));
+    return next;
+  };
+  for (const t of tensors) hashes.push(hashInTurn([t.bytes]));
+  const { pack, offsets } = buildPack(tensors.map((t) => t.bytes));
+  const alone = tensors.map((_, i) => i).filter((i) => offsets[i] === null);
+  const packHash = pack ? hashInTurn([pack]) : null;
+  const items = [...(pack ? [pack] : []), ...alone.map((i) => tensors[i]!.bytes)];
+  const names = await blobs.putMany(items, [...(packHash ? [packHash] : []), ...alone.map((i) => hashes[i]!)], intent);
+  const tensorHashes = await Promise.all(hashes);
+  const packName = pack ? names[0]! : null;
+  return tensors.map((t, i) => {
+    const offset = offsets[i];
+    const ref: TensorRef = { name: t.name, shape: [...t.shape], dtype: t.dtype, hash: tensorHashes[i]!, bytes: t.bytes.byteLength };
+    if (offset !== null && offset !== undefined) ref.pack = { hash: packName!, offset };
+    return ref;
+  });
 }
 
-export async function loadTensors(blobs: BlobStore, refs: readonly TensorRef[]): Promise<TensorBytes[]> {
-  return Promise.all(
-    refs.map(async (ref) => ({ name: ref.name, shape: [...ref.shape], dtype: ref.dtype, bytes: await blobs.get(ref.hash) })),
-  );
+/** The tensors `refs` name, read and verified (packed ones from their pack, fetched once). */
+export async function loadTensors(blobs: BlobSource, refs: readonly TensorRef[], reader = new PackReader(blobs)): Promise<TensorBytes[]> {
+  return Promise.all(refs.map(async (ref) => ({ name: ref.name, shape: [...ref.shape], dtype: ref.dtype, bytes: await reader.read(ref) })));
 }
 
 export async function loadTrainerState(
-  blobs: BlobStore,
+  blobs: BlobSource,
   refs: { weights: readonly TensorRef[]; optimizer: readonly TensorRef[] },
 ): Promise<TrainerState> {
-  const [weights, optimizer] = await Promise.all([loadTensors(blobs, refs.weights), loadTensors(blobs, refs.optimizer)]);
+  const reader = new PackReader(blobs);
+  const [weights, optimizer] = await Promise.all([loadTensors(blobs, refs.weights, reader), loadTensors(blobs, refs.optimizer, reader)]);
   return { weights, optimizer };
 }
 
@@ -64,10 +75,7 @@ export async function persistTrainerState(
   state: TrainerState,
   intent?: BlobIntent,
 ): Promise<{ weightsHash: string; weights: TensorRef[]; optimizer: TensorRef[] }> {
-  const [weightsHash, weights, optimizer] = await Promise.all([
-    hashWeightsAsync(state.weights),
-    persistTensors(blobs, state.weights, intent),
-    persistTensors(blobs, state.optimizer, intent),
-  ]);
-  return { weightsHash, weights, optimizer };
+  // One call: the small tensors of weights and optimizer slots share one pack.
+  const [weightsHash, refs] = await Promise.all([hashWeightsAsync(state.weights), persistTensors(blobs, [...state.weights, ...state.optimizer], intent)]);
+  return { weightsHash, weights: refs.slice(0, state.weights.length), optimizer: refs.slice(state.weights.length) };
 }

@@ -4,11 +4,12 @@
 // name must exist, hash to their names, have their sizes, and give each checkpoint's weightsHash.
 // Independent of how records are stored: it takes the records the store's byte checks could read
 // (src/log/leveldb-fsck.ts for the LevelDB store) and a way to check a blob.
-import { createHash } from 'node:crypto';
 import { stateName, toPlain } from '../../machines/fold.js';
 import { canonicalJson, type StoredRecord } from '../log/codec.js';
 import { parseRecord, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
 import { toJsonSafe } from '../log/json-safe.js';
+import { blobOf, checkPackedTensor } from '../log/packs.js';
+import { weightsHashOfBytes } from '../train/weights-hash.js';
 import type { BlobCheck, FsckProblem, FsckRunReport } from '../log/leveldb-fsck.js';
 import { RunHistory } from './history.js';
 import { branchPointProblem, checkpoint0Problems } from './start-state.js';
@@ -103,9 +104,9 @@ async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobSource
     const weightBytes: Uint8Array[] = [];
     let allWeights = true;
     for (const [ref, kind] of refs) {
-      const c = await blobs.check(ref.hash);
+      const c = ref.pack ? checkPackedTensor(ref, await blobs.check(ref.pack.hash)) : await blobs.check(ref.hash);
       if (!c.ok) {
-        problems.push({ runId, kind: 'blob', seq: r.seq, blob: ref.hash, message: `run "${runId}": ${what}: ${kind} tensor ${ref.name}: ${c.message}` });
+        problems.push({ runId, kind: 'blob', seq: r.seq, blob: blobOf(ref), message: `run "${runId}": ${what}: ${kind} tensor ${ref.name}: ${c.message}` });
         if (kind === 'weights') allWeights = false;
         continue;
       }
@@ -115,9 +116,7 @@ async function checkBlobs(runId: string, records: LogRecord[], blobs: BlobSource
       if (kind === 'weights') weightBytes.push(c.bytes!);
     }
     if (allWeights) {
-      const h = createHash('sha256');
-      for (const b of weightBytes) h.update(b);
-      const actual = h.digest('hex');
+      const actual = weightsHashOfBytes(weightBytes);
       if (actual !== data.weightsHash) {
         problems.push({ runId, kind: 'checkpoint', seq: r.seq, message: `run "${runId}": ${what}: weightsHash ${data.weightsHash} is not the hash of its weight blobs (${actual})` });
       }

@@ -541,9 +541,10 @@ export class MemoryRunStore implements RunStore {
     }
   }
 
-  async runBytes(id: string): Promise<number> {
+  async runBytes(id: string): Promise<{ allocated: number; content: number }> {
     const run = await this.runOf(id);
-    return run.values.reduce((n, v) => n + Buffer.byteLength(v), 0);
+    const bytes = run.values.reduce((n, v) => n + Buffer.byteLength(v), 0);
+    return { allocated: bytes, content: bytes };
   }
 
   /** Every record's checksum and key (one run), or every blob's hash (`null`). */

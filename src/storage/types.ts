@@ -182,8 +182,9 @@ export interface RunStore {
    * `signal` aborts. Ends with the records so far if the run is removed.
    */
   follow(id: string, from: number, signal: AbortSignal): AsyncIterable<StoredRecord>;
-  /** Bytes the run's log takes on its medium (allocated, not content length), blobs excluded. */
-  runBytes(id: string): Promise<number>;
+  /** Bytes the run takes outside the blobs (its log and marks): `allocated` on its medium (for
+   * files, their blocks: what `du` says), `content` what they hold. UnknownRunError. */
+  runBytes(id: string): Promise<{ allocated: number; content: number }>;
   /** Byte-level checks of the implementation's own files or tables (fsck): of one run, or of the
    * store itself (`null`: its metadata and every blob). Never modifies anything. */
   checkIntegrity(runId: string | null): Promise<StoreProblem[]>;

@@ -141,10 +141,11 @@ describe('damaged logs', () => {
 });
 
 describe('missing and damaged snapshot blobs', () => {
-  async function checkpointBlobs(store: string, run: string, which: 'first' | 'last'): Promise<string[]> {
+  /** The checkpoint's tensors; iris's are all small, so their bytes are in the checkpoint's pack blob. */
+  async function checkpointTensors(store: string, run: string, which: 'first' | 'last'): Promise<Array<{ name: string; hash: string; pack: { hash: string } }>> {
     const ckpts = (await logOf(store, run)).filter((x) => x.type === 'checkpoint.committed');
     const c = which === 'first' ? ckpts[0]! : ckpts.at(-1)!;
-    return (c.data.weights as Array<{ hash: string }>).map((t) => t.hash);
+    return c.data.weights as Array<{ name: string; hash: string; pack: { hash: string } }>;
   }
   const blobPath = (store: string, hash: string) => path.join(store, 'blobs', hash.slice(0, 2), hash);
 
@@ -157,7 +158,8 @@ describe('missing and damaged snapshot blobs', () => {
       ];
       for (const c of cases) {
         const store = await copyOf(c.store);
-        const hash = (await checkpointBlobs(store, c.run, c.which))[0]!;
+        const tensor = (await checkpointTensors(store, c.run, c.which))[0]!;
+        const hash = tensor.pack.hash;
         const file = blobPath(store, hash);
         const bytes = await fsp.readFile(file);
         if (damage === 'deleted') await fsp.rm(file);
@@ -166,8 +168,8 @@ describe('missing and damaged snapshot blobs', () => {
         const out = await tempDir();
         const re =
           damage === 'deleted'
-            ? new RegExp(`^retrace: blob ${hash} is missing from the store$`)
-            : new RegExp(`^retrace: blob ${hash} is corrupt \\(its bytes hash to [0-9a-f]{64}\\)$`);
+            ? new RegExp(`^retrace: pack blob ${hash} holding tensor ${tensor.name} is missing from the store; run \`retrace fsck\`$`)
+            : new RegExp(`^retrace: tensor ${tensor.name} in pack blob ${hash} is corrupt: the pack's bytes hash to [0-9a-f]{64}; run \`retrace fsck\`$`);
         expectOneLine(await cli([...c.args(out), '--store', store]), 1, re);
         // The log is untouched; with the blob back, the operation works.
         expect(await logOf(store, c.run)).toEqual(records);
@@ -427,18 +429,19 @@ describe('divergence, disk errors, signals', () => {
     }
   });
 
-  it('EIO injected at blob-before:2 (the start state, written before run.created): one clear line; train claims the empty run again', async () => {
+  // blob-before:1: the start state's pack (iris's tensors are all small: one pack blob per state).
+  it('EIO injected at blob-before:1 (the start state, written before run.created): one clear line; train claims the empty run again', async () => {
     const store = await tempDir();
-    const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: 'blob-before:2:EIO' }) });
-    expectOneLine(r, 1, /^retrace: write error \(EIO: i\/o error \(injected at blob-before:2\)\); everything committed before is kept$/);
+    const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: 'blob-before:1:EIO' }) });
+    expectOneLine(r, 1, /^retrace: write error \(EIO: i\/o error \(injected at blob-before:1\)\); everything committed before is kept$/);
     const again = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store, '--json']);
     expect(again.code, again.stderr).toBe(0);
     expect(json<{ weightsHash: string }>(again).weightsHash).toBe(baseHash);
   });
 
-  // blob-before:9: a blob of checkpoint 1 (the start state's seven tensors, weights and Adam's
-  // slots, are the first blobs, and checkpoint 0 names the same ones, already stored).
-  for (const point of ['blob-before:9', 'sync-batch-before:2', 'committed-before:2', 'batch-after:3']) {
+  // blob-before:2: checkpoint 1's pack (the start state's pack is the first blob, and checkpoint 0
+  // names the same one, already stored).
+  for (const point of ['blob-before:2', 'sync-batch-before:2', 'committed-before:2', 'batch-after:3']) {
     it(`EIO injected at ${point}: one clear line, non-zero exit, resumable to the same weights`, async () => {
       const store = await tempDir();
       const r = await cli(['train', ...SMALL, '--run-id', 'io', '--store', store], { env: hookEnv({ fail: `${point}:EIO` }) });

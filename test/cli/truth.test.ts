@@ -232,8 +232,8 @@ describe('du, gc and a store that is not there', () => {
     await cli(['train', ...IRIS, '--stop-point', '1', '--run-id', 'a', '--store', store, '--json']);
     const du = await cli(['du', '--store', store]);
     expect(du.code).toBe(0);
-    expect(du.stdout).toMatch(/^run +log +own blobs +shared blobs +blobs\na +[\d.]+ KiB +[\d.]+ (B|KiB) +0 B +\d+\n/);
-    expect(du.stdout).toMatch(/^total: [\d.]+ KiB$/m);
+    expect(du.stdout).toMatch(/^run +log on disk +own blobs on disk +shared blobs on disk +blobs\na +[\d.]+ KiB +[\d.]+ (B|KiB) +0 B +\d+\n/);
+    expect(du.stdout).toMatch(/^total: [\d.]+ KiB on disk \([\d.]+ KiB of file contents\)$/m);
     expect(() => JSON.parse(du.stdout)).toThrow();
     const duJson = json(await cli(['du', '--store', store, '--json']));
     expect(duJson).toHaveProperty('totalBytes');

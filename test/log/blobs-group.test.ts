@@ -55,6 +55,11 @@ describe('BlobStore.putMany', () => {
     ];
     const refs = await persistTensors(blobs, tensors);
     expect(refs.map((r) => [r.name, r.hash, r.bytes])).toEqual(tensors.map((t) => [t.name, sha256Hex(t.bytes), t.bytes.byteLength]));
-    for (const r of refs) expect(await blobs.has(r.hash)).toBe(true);
+    // The big tensor is its own blob; the two small ones are in one pack blob (src/log/packs.ts).
+    expect(await blobs.has(refs[2]!.hash)).toBe(true);
+    expect(refs[2]!.pack).toBeUndefined();
+    expect(refs[0]!.pack).toEqual({ hash: refs[1]!.pack!.hash, offset: 0 });
+    expect(refs[1]!.pack!.offset).toBe(24);
+    expect(await blobs.list()).toEqual([refs[1]!.pack!.hash, refs[2]!.hash].sort());
   });
 });

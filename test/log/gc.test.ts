@@ -94,14 +94,23 @@ describe('diskUsage', () => {
 
     const u = await diskUsage(store, refs);
     const [u1, u2] = u.runs;
-    expect(u1).toMatchObject({ runId: 'r1', blobBytes: 5000, exclusiveBlobBytes: 1000, sharedBlobBytes: 4000, blobs: 2, missingBlobs: [] });
-    expect(u2).toMatchObject({ runId: 'r2', blobBytes: 6000, exclusiveBlobBytes: 2000, sharedBlobBytes: 4000, blobs: 2, missingBlobs: [missing] });
-    expect(u1.logBytes).toBe(await store.runBytes('r1'));
-    expect(u1.logBytes).toBeGreaterThan(0);
-    expect(u.shared).toEqual([{ hash: s, bytes: 4000, runs: ['r1', 'r2'] }]);
+    // Every figure is what the files take on disk (st.blocks × 512), block rounding included.
+    const onDisk = async (h: string) => (await fsp.stat(store.blobs.pathOf(h))).blocks * 512;
+    const [A, B, S, O] = [await onDisk(a), await onDisk(b), await onDisk(s), await onDisk(orphan)];
+    expect(A).toBeGreaterThanOrEqual(1000);
+    expect(u1).toMatchObject({ runId: 'r1', blobBytes: A + S, exclusiveBlobBytes: A, sharedBlobBytes: S, blobs: 2, missingBlobs: [] });
+    expect(u2).toMatchObject({ runId: 'r2', blobBytes: B + S, exclusiveBlobBytes: B, sharedBlobBytes: S, blobs: 2, missingBlobs: [missing] });
+    // The run's folder: its LevelDB files and marks, each at least a block, and the folders.
+    expect(u1.logBytes).toBe((await store.runBytes('r1')).allocated);
+    expect(u.shared).toEqual([{ hash: s, bytes: S, runs: ['r1', 'r2'] }]);
     expect(u.unreferencedBlobs).toBe(1);
-    expect(u.unreferencedBlobBytes).toBe(8000);
-    expect(u.totalBytes).toBe(u1.logBytes + u2.logBytes + 1000 + 2000 + 4000 + 8000);
+    expect(u.unreferencedBlobBytes).toBe(O);
+    expect(u.totalBytes).toBe(u1.logBytes + u2.logBytes + A + B + S + O);
+    // The contents: the blobs' bytes and every file of the run folders (the LevelDB, committed.json
+    // and its copy), less than what they take.
+    const contents = 1000 + 2000 + 4000 + 8000 + (await store.runBytes('r1')).content + (await store.runBytes('r2')).content;
+    expect(u.totalContentBytes).toBe(contents);
+    expect(u.totalContentBytes).toBeLessThan(u.totalBytes);
     void orphan;
     await store.close();
   });

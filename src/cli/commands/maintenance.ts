@@ -11,7 +11,7 @@ import { commonFlags } from './index.js';
 
 /** `du` for people: a row per run, then what is shared, unreferenced and in all. */
 export function duTable(usage: DiskUsage): string {
-  if (usage.runs.length === 0 && usage.unreferencedBlobs === 0) return `no runs; ${formatBytes(usage.totalBytes)} in all`;
+  if (usage.runs.length === 0 && usage.unreferencedBlobs === 0) return `no runs; ${formatBytes(usage.totalBytes)} on disk in all`;
   const rows = usage.runs.map((r) => [
     r.runId,
     formatBytes(r.logBytes),
@@ -20,12 +20,13 @@ export function duTable(usage: DiskUsage): string {
     String(r.blobs),
     r.missingBlobs.length > 0 ? `${r.missingBlobs.length} missing (run \`retrace fsck ${r.runId}\`)` : '',
   ]);
-  const lines = [table(['run', 'log', 'own blobs', 'shared blobs', 'blobs', ''], rows, [1, 2, 3, 4])];
+  // Allocated blocks, as `du` of the files says: a small file takes a whole block.
+  const lines = [table(['run', 'log on disk', 'own blobs on disk', 'shared blobs on disk', 'blobs', ''], rows, [1, 2, 3, 4])];
   const sharedBytes = usage.shared.reduce((a, b) => a + b.bytes, 0);
   lines.push('');
   lines.push(`shared between runs (counted once): ${usage.shared.length} blob(s), ${formatBytes(sharedBytes)}`);
   lines.push(`unreferenced: ${usage.unreferencedBlobs} blob(s), ${formatBytes(usage.unreferencedBlobBytes)}${usage.unreferencedBlobs > 0 ? ' (`retrace gc` frees them)' : ''}`);
-  lines.push(`total: ${formatBytes(usage.totalBytes)}`);
+  lines.push(`total: ${formatBytes(usage.totalBytes)} on disk (${formatBytes(usage.totalContentBytes)} of file contents)`);
   return lines.join('\n');
 }
 
@@ -57,7 +58,7 @@ export function registerMaintenance(program: Command): void {
       out.result(result, () => gcReport(result, graceMs / 1000));
     });
 
-  commonFlags(program.command('du').description('bytes per run; blobs shared between runs counted once')).action(async (flags: { store?: string; json?: boolean }) => {
+  commonFlags(program.command('du').description('bytes on disk per run (allocated blocks); blobs shared between runs counted once')).action(async (flags: { store?: string; json?: boolean }) => {
     const out = makeOutput(Boolean(flags.json));
     const usage = await withStore({ store: flags.store }, (store) => diskUsage(store, blobRefs));
     out.result(usage, () => duTable(usage));
