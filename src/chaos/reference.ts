@@ -1,5 +1,6 @@
 // The chaos harness's reference: the same run made without interruption, which every chaos run
 // must end equal to, and what the kill plan needs to know of it (its steps, timings, blobs).
+import { blobRefs } from '../log/events.js';
 import { Store } from '../log/store.js';
 import { errorLine, jsonResult, MARKER, runCli, type CliPaths } from './child.js';
 
@@ -48,8 +49,8 @@ export async function runReference(create: string[], opts: { storeDir: string; r
       totalSteps = created.settings.totalSteps;
       for await (const rec of log.read()) {
         if (rec.type === 'checkpoint.committed') {
-          const d = rec.data as { weights: unknown[]; optimizer: unknown[] };
-          blobsPerCheckpoint = d.weights.length + d.optimizer.length;
+          // The blobs a checkpoint writes (its pack and its big tensors), where blob kill points land.
+          blobsPerCheckpoint = Math.max(1, blobRefs(rec).length);
           break;
         }
       }
