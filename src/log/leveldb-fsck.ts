@@ -14,7 +14,7 @@ import { ClassicLevel } from 'classic-level';
 import { decodeKey, decodeValue, type StoredRecord } from './codec.js';
 import { StoreError, UnknownRunError } from './errors.js';
 import { SCHEMA_VERSION } from './events.js';
-import { COMMITTED_COPY_FILE, FENCE_KEY, INDEX_MARKER_KEY, INDEX_PREFIX, indexKeySeq, readCommittedMarks, type CommittedMark, type CommittedMarks } from './run-log.js';
+import { COMMITTED_COPY_FILE, FENCE_KEY, INDEX_MARKER_KEY, INDEX_PREFIX, indexKeySeq, parseSummaryText, readCommittedMarks, type CommittedMark, type CommittedMarks } from './run-log.js';
 import { listRunIds, RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from './store.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from './leveldb-files.js';
 import { isErrno, pidAlive } from './processes.js';
@@ -383,6 +383,9 @@ export async function checkRunBytes(storeDir: string, runId: string, scratch: st
     marks = await readCommittedMarks(runDir, runId);
     committed = marks.highest;
     if (marks.problem) problems.push({ runId, kind: 'committed', file: `runs/${runId}/committed.json`, message: marks.problem.message });
+    const text = await readRegularFile(path.join(runDir, 'committed.json'), 'utf8').catch(() => null);
+    const summary = text === null ? {} : parseSummaryText(text);
+    if (summary.problem) problems.push({ runId, kind: 'committed', file: `runs/${runId}/committed.json`, message: `run "${runId}": ${summary.problem}; the log is intact, and the next commit writes a new summary` });
   } catch (err) {
     problems.push({ runId, kind: 'committed', file: `runs/${runId}/committed.json`, message: (err as Error).message });
   }

@@ -26,7 +26,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { ClassicLevel } from 'classic-level';
 import { writeFileAtomic } from './blobs.js';
-import { canonicalJson, decodeKey, decodeValue, encodeKey, encodeValue, MAX_SEQ, type StoredRecord } from './codec.js';
+import { canonicalJson, crc32Hex, decodeKey, decodeValue, encodeKey, encodeValue, MAX_SEQ, type StoredRecord } from './codec.js';
 import { CorruptLogError } from './errors.js';
 import { NotRegularFileError, readRegularFile } from './regular-file.js';
 import { WrongExpectedSeqError } from '../storage/types.js';
@@ -60,12 +60,38 @@ export interface CommittedMark {
 
 /**
  * committed.json may also carry the run's summary as of its seq (EventLog.setSummarizer):
- * `{"seq":N,"crc":"...","summary":{...}}`, written in the same atomic file as the mark, so it is
- * never ahead of or behind it. Readers of the mark ignore it (older retrace too: it reads seq and
- * crc only); RunStore.readSummary reads it.
+ * `{"crc":"...","seq":N,"summary":{...},"summaryCrc":"..."}`, written in the same atomic file as
+ * the mark, so it is never ahead of or behind it; `summaryCrc` is the CRC-32 of the summary's
+ * canonical JSON, so damage to it is seen (readSummary then reads the log; fsck reports it).
+ * Readers of the mark ignore both (older retrace too: it reads seq and crc only).
  */
 export interface CommittedFile extends CommittedMark {
   summary?: unknown;
+  summaryCrc?: string;
+}
+
+/** The stored summary of committed.json's text, checked: `summary` (undefined when there is none)
+ * or `problem`, one line saying what is damaged. */
+export function parseSummaryText(text: string): { summary?: unknown; problem?: string } {
+  let f: Partial<CommittedFile> | null;
+  try {
+    f = JSON.parse(text) as Partial<CommittedFile> | null;
+  } catch {
+    return {}; // the mark's own parse reports an unreadable file
+  }
+  if (!f || typeof f !== 'object') return {};
+  const has = 'summary' in f;
+  const hasCrc = 'summaryCrc' in f;
+  if (!has && !hasCrc) return {};
+  if (!has || !hasCrc) return { problem: `committed.json has ${has ? 'a summary without its checksum' : 'a summary checksum without a summary'} (damaged)` };
+  let body: string;
+  try {
+    body = canonicalJson(f.summary, 'summary');
+  } catch {
+    return { problem: 'committed.json holds a summary JSON cannot carry (damaged)' };
+  }
+  if (crc32Hex(body) !== f.summaryCrc) return { problem: `committed.json's summary does not match its checksum ${JSON.stringify(f.summaryCrc)} (damaged)` };
+  return { summary: f.summary };
 }
 
 export const COMMITTED_FILE = 'committed.json';
@@ -244,12 +270,8 @@ export async function readSummaryFile(runDir: string): Promise<{ seq: number; su
   }
   const mark = parseMark(text);
   if (!mark || mark.seq < 0) return null;
-  try {
-    const f = JSON.parse(text) as { summary?: unknown };
-    return f.summary === undefined || f.summary === null ? null : { seq: mark.seq, summary: f.summary };
-  } catch {
-    return null;
-  }
+  const { summary } = parseSummaryText(text);
+  return summary === undefined || summary === null ? null : { seq: mark.seq, summary };
 }
 
 /** Writes the copy of the mark (durably). Only the run's writer calls it, after committed.json. */
@@ -540,7 +562,10 @@ export class RunCore {
     if (this.summarizer) {
       try {
         summary = this.summarizer(mark.seq);
-        if (summary !== null && summary !== undefined) return `{"crc":${JSON.stringify(mark.crc)},"seq":${mark.seq},"summary":${canonicalJson(summary, 'summary')}}\n`;
+        if (summary !== null && summary !== undefined) {
+          const body = canonicalJson(summary, 'summary');
+          return `{"crc":${JSON.stringify(mark.crc)},"seq":${mark.seq},"summary":${body},"summaryCrc":${JSON.stringify(crc32Hex(body))}}\n`;
+        }
       } catch {
         // no summary
       }

@@ -12,7 +12,7 @@ import { encodeKey } from '../../src/log/codec.js';
 import { Store } from '../../src/log/store.js';
 import { diskUsage } from '../../src/log/gc.js';
 import { blobRefs } from '../../src/log/events.js';
-import { branch, exportRun, listRuns, openStore, replay, resume, train } from '../../src/index.js';
+import { branch, exportRun, listRuns, openStore, replay, resume, showState, train } from '../../src/index.js';
 import { flipByte, snapshotFiles } from '../chaos/helpers.js';
 import { IRIS, runDbPath, tempDir } from '../run/helpers.js';
 
@@ -85,6 +85,12 @@ const OPERATIONS: Array<{ name: string; run: (store: string, scratch: string) =>
     }
   } },
 ];
+
+/** The mark a committed file holds (committed.json also carries the run's summary; its copy does not). */
+async function markOf(file: string): Promise<{ seq: unknown; crc: unknown }> {
+  const { seq, crc } = JSON.parse(await fsp.readFile(file, 'utf8')) as { seq: unknown; crc: unknown };
+  return { seq, crc };
+}
 
 describe('no command opens a damaged LevelDB', () => {
   for (const damage of DAMAGE) {
@@ -160,7 +166,7 @@ async function committedSeq(store: string): Promise<number> {
 describe('the committed mark has a second copy', () => {
   it('is written beside committed.json and equals it after a run', async () => {
     const dir = path.join(pristine, 'runs', 'r');
-    expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(await fsp.readFile(path.join(dir, 'committed.json'), 'utf8'));
+    expect(await markOf(path.join(dir, 'committed.copy.json'))).toEqual(await markOf(path.join(dir, 'committed.json')));
   });
 
   it('committed.json deleted and the log\'s tail lost: fsck and every reader report it', async () => {
@@ -195,11 +201,11 @@ describe('the committed mark has a second copy', () => {
   it('a copy one commit behind (a kill between the two writes) is no problem, and the next writer brings it up to date', async () => {
     const store = await copyStore();
     const dir = path.join(store, 'runs', 'r');
-    const mark = await fsp.readFile(path.join(dir, 'committed.json'), 'utf8');
+    const mark = await markOf(path.join(dir, 'committed.json'));
     await fsp.writeFile(path.join(dir, 'committed.copy.json'), JSON.stringify({ seq: 0, crc: '00000000' }) + '\n');
     expect((await fsck(store)).ok).toBe(true);
     await resume('r', { store }); // finished: opens for writing and closes
-    expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(mark);
+    expect(await markOf(path.join(dir, 'committed.copy.json'))).toEqual(mark);
   }, 120_000);
 
   it('both marks deleted from a run that keeps them from its creation: every reader and writer reports it', async () => {
@@ -227,7 +233,7 @@ describe('the committed mark has a second copy', () => {
     expect((await s.state('r')).state).toBe('stopped');
     await s.close();
     await resume('r', { store });
-    expect(await fsp.readFile(path.join(dir, 'committed.copy.json'), 'utf8')).toBe(await fsp.readFile(path.join(dir, 'committed.json'), 'utf8'));
+    expect(await markOf(path.join(dir, 'committed.copy.json'))).toEqual(await markOf(path.join(dir, 'committed.json')));
   }, 120_000);
 });
 
@@ -251,6 +257,15 @@ describe('an unreadable branch is still a branch', () => {
     const store = await copyStore();
     await branch('r@ckpt:1', { store, overrides: { runId: 'kid', stopPoint: 2 } });
     await fsp.rm(path.join(runDbPath(store, 'kid'), 'CURRENT'));
+    // `runs` lists a stopped run from the summary stored with its mark, without opening its log:
+    // it is still listed under its parent; `state` opens the log and names the damage.
+    const listed = (await listRuns({ store })).find((r) => r.runId === 'kid')!;
+    expect(listed.parent?.runId).toBe('r');
+    await expect(showState('kid', { store })).rejects.toThrow(/runs\/kid\/log\/CURRENT is missing/);
+    // Without a summary (a run written before summaries), the listing reads the log: its error.
+    const file = path.join(store, 'runs', 'kid', 'committed.json');
+    const { seq, crc } = JSON.parse(await fsp.readFile(file, 'utf8')) as { seq: number; crc: string };
+    await fsp.writeFile(file, JSON.stringify({ seq, crc }) + '\n');
     const kid = (await listRuns({ store })).find((r) => r.runId === 'kid')!;
     expect(kid.parent?.runId).toBe('r');
     expect(kid.error).toMatch(/runs\/kid\/log\/CURRENT is missing/);
