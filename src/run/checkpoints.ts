@@ -1,7 +1,6 @@
 // `retrace checkpoints RUN`: every checkpoint of a run with its step, kind, metrics and weightsHash.
 // Epoch checkpoints (and checkpoint 0) are `ckpt:K`; interrupt checkpoints are `int:N`, evaluate
 // nothing and so have no metrics.
-import { decodeFloat } from '../log/events.js';
 import { withStore, type StoreOption } from './common.js';
 import type { RunHistory } from './history.js';
 import { readRun } from './inspect.js';
@@ -34,7 +33,7 @@ export function checkpointsOf(history: RunHistory): CheckpointListing[] {
       for (let i = c.seq - 1; i >= 0; i -= 1) {
         const r = history.records[i]!;
         if (r.type === 'eval.finished') {
-          if (r.data.step === c.data.step) metrics = { valLoss: decodeFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy };
+          if (r.data.step === c.data.step) metrics = { valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy };
           break;
         }
         if (r.type === 'checkpoint.committed' || r.type === 'step.finished') break;

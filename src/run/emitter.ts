@@ -4,8 +4,7 @@
 // them. So a resumed run never appends a step twice and replay checks exactly what training wrote.
 import { step as machineStep, stateName, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
 import type { TrainingEvent } from '../../machines/training.events.js';
-import { canonicalJson } from '../log/codec.js';
-import { sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord } from '../log/events.js';
+import { canonicalRecordData, encodeRecord, sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord } from '../log/events.js';
 import { toJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
 
@@ -25,13 +24,13 @@ export class DivergenceError extends Error {
   ) {
     super(
       `run ${runId}: re-execution diverged from the log at event ${seq} (step ${step}): ` +
-        `logged ${expected.type} ${short(expected.data)}, computed ${actual.type} ${short(actual.data)}`,
+        `logged ${expected.type} ${short(expected)}, computed ${actual.type} ${short(actual)}`,
     );
   }
 }
 
-function short(data: unknown): string {
-  const text = canonicalJson(data);
+function short(record: { type: string; data: unknown }): string {
+  const text = canonicalRecordData(record);
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
@@ -80,8 +79,9 @@ export class Emitter {
     this.pendingWrites.push(record);
   }
 
-  /** Sends a machine event and records it with the transition it causes. */
-  async machine(event: TrainingEvent, record: NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
+  /** Sends a machine event and records it with the transition it causes: the record logged is the
+   * event itself (a checkpoint's carries its tensors and stored snapshot too). */
+  async machine(event: TrainingEvent & NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
     await this.writePendingIfPastLog();
     const { snapshot: next, accepted } = machineStep(this.snapshot, event);
     if (!accepted) {
@@ -89,7 +89,7 @@ export class Emitter {
     }
     const from = stateName(this.snapshot);
     const to = stateName(next);
-    const records: NewRecord[] = [record];
+    const records: NewRecord[] = [event];
     if (from !== to) {
       records.push({ type: 'state.changed', data: { from, to, cause: this.nextSeq, causeType: event.type } });
     }
@@ -159,7 +159,7 @@ export class Emitter {
     // The time is given to the log, so listeners see the `at` the log stores (a TensorBoard file
     // written live equals one written later from the log).
     const at = new Date().toISOString();
-    const seqs = await this.options.log!.append(batch.map((r) => ({ ...r, at })), { sync: opts.sync });
+    const seqs = await this.options.log!.append(batch.map((r) => ({ ...encodeRecord(r), at })), { sync: opts.sync });
     return batch.map((r, i) => {
       const rec = { v: SCHEMA_VERSION, seq: seqs[i]!, at, ...r } as LogRecord;
       if (rec.seq !== this.nextSeq) throw new Error(`internal: run ${this.options.runId} appended event ${rec.seq}, expected ${this.nextSeq}`);

@@ -1,7 +1,8 @@
 // Reading a run's past without tfjs: its validated records, its checkpoints, the machine state
 // at any event (folded from the nearest checkpoint's stored snapshot), and named points.
 import { fromPlain, startMachine, step as machineStep, stateName, type PlainSnapshot, type TrainingSnapshot } from '../../machines/fold.js';
-import { parseRecord, toMachineEvent, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
+import { isTrainingEvent } from '../../machines/training.events.js';
+import { parseRecord, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
 import { fromJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
 import { PointError, resolvePoint, type Point } from './points.js';
@@ -42,8 +43,8 @@ export class RunHistory {
     let snapshot = checkpoint ? restoreMachine(checkpoint.data) : startMachine(this.created.settings);
     const unaccepted: number[] = [];
     for (let i = (checkpoint?.seq ?? 0) + 1; i <= seq && i < this.records.length; i += 1) {
-      const event = toMachineEvent(this.records[i]!);
-      if (!event) continue;
+      const event = this.records[i]!;
+      if (!isTrainingEvent(event)) continue;
       const r = machineStep(snapshot, event);
       if (!r.accepted) unaccepted.push(i);
       snapshot = r.snapshot;
@@ -56,9 +57,8 @@ export class RunHistory {
   foldFromStart(onEvent?: (record: LogRecord, before: TrainingSnapshot, after: TrainingSnapshot, accepted: boolean) => void): TrainingSnapshot {
     let snapshot = startMachine(this.created.settings);
     for (const record of this.records) {
-      const event = toMachineEvent(record);
-      if (!event) continue;
-      const r = machineStep(snapshot, event);
+      if (!isTrainingEvent(record)) continue;
+      const r = machineStep(snapshot, record);
       onEvent?.(record, snapshot, r.snapshot, r.accepted);
       snapshot = r.snapshot;
     }

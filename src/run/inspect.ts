@@ -1,10 +1,11 @@
 // Read-only views of a store: the runs as a lineage tree, a run's events, and the machine state at
 // any event. None of these touch tfjs, and all work while another process trains the run.
+import { canResume } from '../../machines/queries.js';
 import { stat } from 'node:fs/promises';
 import { stateName } from '../../machines/fold.js';
 import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingContext, TrainingStateName } from '../../machines/training.machine.js';
-import { decodeFloat, parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
+import { parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
 import { isErrno } from '../log/processes.js';
 import { Store } from '../log/store.js';
 import { storeDir, withStore, type StoreOption } from './common.js';
@@ -202,6 +203,9 @@ export interface StateReport extends StateView {
   error: null;
   /** The run now, not at the event shown (see runLiveness). */
   liveness: Liveness;
+  /** The run now: whether `retrace resume` continues it (machines/queries.ts canResume of its
+   * last state, and no process holds it): the same answer the dashboard gives. */
+  resumable: boolean;
 }
 
 /** Resolves `--at`: any point (see points.ts; default: the last event) to the event it names. */
@@ -217,8 +221,8 @@ export function stateAt(history: RunHistory, seq: number, aroundCount = 5): Stat
   const evaluations: StateView['metrics']['evaluations'] = [];
   for (let i = 0; i <= seq; i += 1) {
     const r = history.records[i]!;
-    if (r.type === 'step.finished') lastLoss = decodeFloat(r.data.loss);
-    else if (r.type === 'eval.finished') evaluations.push({ step: r.data.step, valLoss: decodeFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy });
+    if (r.type === 'step.finished') lastLoss = r.data.loss;
+    else if (r.type === 'eval.finished') evaluations.push({ step: r.data.step, valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy });
   }
   return {
     runId: history.runId,
@@ -250,7 +254,8 @@ export async function showState(runId: string, opts: StoreOption & { at?: string
     const history = await readRun(store, runId);
     const view = stateAt(history, resolveAt(history, opts.at));
     const held = (await store.holder(runId)) !== null;
-    return { ...view, error: null, liveness: runLiveness(stateName(history.snapshotAt().snapshot), held) };
+    const last = history.snapshotAt().snapshot;
+    return { ...view, error: null, liveness: runLiveness(stateName(last), held), resumable: !held && canResume(last).ok };
   });
 }
 

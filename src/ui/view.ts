@@ -4,7 +4,8 @@
 import { runLiveness, type Liveness } from '../run/inspect.js';
 import { stateName } from '../../machines/fold.js';
 import { budgetSteps } from '../../machines/training.machine.js';
-import { decodeFloat, type LoggedFloat, type LogRecord } from '../log/events.js';
+import { storedFloat, type StoredFloat } from '../../machines/training.events.js';
+import type { LogRecord } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
 import type { RunWriter } from './cache.js';
 
@@ -43,8 +44,9 @@ export interface RunView {
   /** First seq this view covers (a delta starts after what the page has). */
   from: number;
   lastSeq: number;
-  steps: { seq: number[]; step: number[]; loss: LoggedFloat[]; lr: number[] };
-  evals: Array<{ seq: number; step: number; valLoss: LoggedFloat; valAccuracy: number }>;
+  /** Losses in their stored form ("NaN" for NaN): JSON has no NaN. */
+  steps: { seq: number[]; step: number[]; loss: StoredFloat[]; lr: number[] };
+  evals: Array<{ seq: number; step: number; valLoss: StoredFloat; valAccuracy: number }>;
   checkpoints: Array<{ seq: number; index: number; kind: string; step: number; examplesSeen: number; weightsHash: string }>;
   transitions: Array<{ seq: number; from: string; to: string; step: number; cause: number; causeType: string }>;
   /** Other facts worth a mark: stop requests, resumes, exports, attached processes, snapshots. */
@@ -80,11 +82,11 @@ export function buildView(records: readonly LogRecord[], since: number): RunView
         step = r.data.step;
         view.steps.seq.push(r.seq);
         view.steps.step.push(r.data.step);
-        view.steps.loss.push(r.data.loss);
+        view.steps.loss.push(storedFloat(r.data.loss));
         view.steps.lr.push(r.data.lr);
         break;
       case 'eval.finished':
-        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy });
+        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: storedFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy });
         break;
       case 'checkpoint.committed':
         view.checkpoints.push({
@@ -108,8 +110,7 @@ export function buildView(records: readonly LogRecord[], since: number): RunView
   return view;
 }
 
-function num(x: LoggedFloat): string {
-  const v = decodeFloat(x);
+function num(v: number): string {
   return Number.isFinite(v) ? String(Number(v.toPrecision(6))) : String(v);
 }
 

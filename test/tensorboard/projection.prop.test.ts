@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeFloat, parseRecord, type LogRecord } from '../../src/log/events.js';
+import { storedFloat } from '../../machines/training.events.js';
+import { parseRecord, type LogRecord } from '../../src/log/events.js';
 import { encodeEvents } from '../../src/tensorboard/event-file.js';
 import { RunProjection } from '../../src/tensorboard/projection.js';
 import type { TbEvent } from '../../src/tensorboard/proto.js';
@@ -37,7 +38,7 @@ function simulate(totalSteps: number, every: number, origin: number, crashes: Cr
   const attach = (fromSeq: number | null) =>
     add('process.attached', { pid: 100 + log.length, hostname: 'h', command: 'x', backend: { name: 'wasm', version: '1', tfjsVersion: '1', threads: 1 }, fromSeq, backendMismatch: null });
   const checkpoint = (step: number, index: number) => {
-    add('eval.finished', { step, valLoss: encodeFloat(1 / (step + 1)), valAccuracy: step / (step + 7) });
+    add('eval.finished', { step, valLoss: storedFloat(1 / (step + 1)), valAccuracy: step / (step + 7) });
     add('checkpoint.committed', { kind: index === 0 ? 'initial' : 'epoch', index, step, weightsHash: HASH, examplesSeen: step * 8, weights: [], optimizer: [], optimizerKind: 'adam', machine: { value: 'training', context: {} } });
   };
   const lastCheckpoint = () => [...log].reverse().find((r) => r.type === 'checkpoint.committed') as Extract<LogRecord, { type: 'checkpoint.committed' }>;
@@ -78,7 +79,7 @@ function simulate(totalSteps: number, every: number, origin: number, crashes: Cr
         seen(attach(lastCheckpoint().seq));
         attachPending = false;
       }
-      seen(add('step.finished', { step, loss: step === nanAt ? 'NaN' : encodeFloat(Math.fround(Math.cos(step))), lr: 0.001 * (1 + (step % 3)), examplesSeen: step * 8 }));
+      seen(add('step.finished', { step, loss: step === nanAt ? 'NaN' : storedFloat(Math.fround(Math.cos(step))), lr: 0.001 * (1 + (step % 3)), examplesSeen: step * 8 }));
       computed += 1;
       if (step % every === 0 || step === totalSteps) {
         const index = log.filter((r) => r.type === 'checkpoint.committed').length;
