@@ -13,7 +13,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
-import { stateName } from '../../machines/fold.js';
+import { canExport, canResume } from '../../machines/queries.js';
 import { initialBudget } from '../../machines/training.machine.js';
 import { DEFAULTS, OPTIMIZERS, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import { UnknownRunError } from '../log/errors.js';
@@ -549,9 +549,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     const { history, row } = await runOrThrow(runId, true);
     if (row.writer) throw new HttpError(409, `run ${runId} is being written by process ${row.writer.pid} (${row.writer.command})`, 'RETRACE_RUN_LOCKED');
     const final = history.snapshotAt().snapshot;
-    if (stateName(final) !== 'stopped' || final.context.stopReason !== 'interrupted') {
-      throw new HttpError(409, `run ${runId} is ${stateName(final)}${final.context.stopReason ? ` (${final.context.stopReason})` : ''}: only an interrupted run resumes`, 'NOT_RESUMABLE');
-    }
+    const resumable = canResume(final);
+    if (!resumable.ok) throw new HttpError(409, `run ${runId} cannot be resumed: ${resumable.reason}`, 'NOT_RESUMABLE');
     await cache.settle(runId);
     if (jobs.touching(runId).length > 0) throw new HttpError(409, `run ${runId} became busy in this server: try again`, 'RETRACE_RUN_LOCKED');
     const warnings: string[] = [];
@@ -585,10 +584,8 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     const busy = jobs.touching(runId);
     if (busy.length > 0) throw new HttpError(409, `run ${runId} is busy in this server (${busy.map((j) => `${j.kind} ${j.runId}`).join(', ')}): wait for it to finish`, 'RETRACE_RUN_LOCKED');
     const { history } = await runOrThrow(runId, true);
-    const state = stateName(history.snapshotAt().snapshot);
-    if (state !== 'stopped' && state !== 'exported') {
-      throw new HttpError(409, `run ${runId} is ${state}, not stopped: let it finish (or stop it) before exporting`, 'NOT_STOPPED');
-    }
+    const exportable = canExport(history.snapshotAt().snapshot);
+    if (!exportable.ok) throw new HttpError(409, `run ${runId} cannot be exported: ${exportable.reason}`, 'NOT_STOPPED');
     const resolved = resolvePoint(history, checkpoint, 'checkpoint');
     const ckpt = checkpointHolding(history, resolved);
     const out = path.join(exportDir, name ?? `${runId}-${ckpt ? `ckpt${ckpt.data.index}` : `step${resolved.step}`}`);

@@ -3,6 +3,7 @@
 // (without tensor lists, topologies or stored machine snapshots) for event tables.
 import { runLiveness, type Liveness } from '../run/inspect.js';
 import { stateName } from '../../machines/fold.js';
+import { canResume } from '../../machines/queries.js';
 import { budgetSteps } from '../../machines/training.machine.js';
 import { storedFloat, type StoredFloat } from '../../machines/training.events.js';
 import type { LogRecord } from '../log/events.js';
@@ -36,6 +37,9 @@ export interface RunRow {
   writer: RunWriter | null;
   /** live / crashed / null, as `retrace runs --json` says it (runLiveness). */
   liveness: Liveness;
+  /** Whether `retrace resume` (and the resume button) continues it: interrupted or crashed, and no
+   * process holds it (machines/queries.ts canResume, as `retrace state` decides it). */
+  resumable: boolean;
   /** The log could not be read (the rest is what was read before, or placeholders). */
   error: string | null;
 }
@@ -218,6 +222,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
       lastSeq: -1,
       writer,
       liveness: runLiveness(null, writer !== null),
+      resumable: false,
       error,
     };
   }
@@ -246,6 +251,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
     lastSeq: history.lastSeq,
     writer,
     liveness: runLiveness(stateName(snapshot), writer !== null),
+    resumable: writer === null && canResume(snapshot).ok,
     error,
   };
 }

@@ -664,7 +664,7 @@ function renderActions(v, d) {
   const branchBtn = $('#branch-btn');
   branchBtn.disabled = !v.nearestCheckpoint;
   const resumeBtn = $('#resume-btn');
-  resumeBtn.hidden = !(d.run.state === 'stopped' && d.run.stopReason === 'interrupted');
+  resumeBtn.hidden = !d.run.resumable; // decided by the server (machines/queries.ts canResume)
   resumeBtn.disabled = d.run.writer !== null;
   fillBranchPlaceholders(d);
 }
