@@ -7,7 +7,8 @@ import type { TrainingEvent, TrainingSettings } from './training.events.js';
 
 export type TrainingSnapshot = SnapshotFrom<typeof trainingMachine>;
 
-/** A snapshot as data: what checkpoints store and `state --json` prints. */
+/** A snapshot as data: what checkpoints store and `state --json` prints (its schema:
+ * machines/training.context.ts PlainSnapshotSchema). */
 export interface PlainSnapshot {
   value: TrainingStateName;
   context: TrainingContext;
@@ -29,7 +30,10 @@ export function step(snapshot: TrainingSnapshot, event: TrainingEvent): { snapsh
 // on every call: ~30 µs, ten times the transition itself and most of a training step's
 // bookkeeping. This machine has only assign actions (no children, delays, sent or emitted events),
 // so one inert scope, built as xstate's own createInertActorScope builds it, serves every
-// transition and yields the same snapshots.
+// transition and yields the same snapshots. `machine.transition(snapshot, event, scope)` is
+// xstate's internal API, pinned at xstate 5.33.3 (package.json, exact): the property test
+// test/machines/fold-vs-public.prop.test.ts checks it against the public pure `transition()` for
+// random settings and event sequences; re-run it on any xstate upgrade.
 let scope: AnyActorScope | null = null;
 function inertScope(snapshot: TrainingSnapshot): AnyActorScope {
   if (scope) return scope;
