@@ -23,9 +23,8 @@ import { ClassicLevel } from 'classic-level';
 import { stateName, toPlain } from '../../machines/fold.js';
 import { canonicalJson, decodeKey, decodeValue } from '../log/codec.js';
 import { StoreError, UnknownRunError } from '../log/errors.js';
-import { parseRecord, SCHEMA_VERSION, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
+import { encodeStoredSnapshot, parseRecord, SCHEMA_VERSION, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
 import { branchPointProblem, checkpoint0Problems } from '../run/start-state.js';
-import { toJsonSafe } from '../log/json-safe.js';
 import { COMMITTED_COPY_FILE, readCommittedMarks, type CommittedMark, type CommittedMarks } from '../log/run-log.js';
 import { listRunIds, RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from '../log/store.js';
 import { RunHistory } from '../run/history.js';
@@ -363,9 +362,10 @@ function checkMachine(runId: string, records: LogRecord[], problems: FsckProblem
       add(logged.seq, `state.changed ${logged.data.from} → ${logged.data.to}, but event ${record.seq} (${record.type}) leaves the machine in ${from}`);
     }
     if (record.type === 'checkpoint.committed') {
-      const want = canonicalJson(toJsonSafe(toPlain(after)));
-      const got = canonicalJson(record.data.machine);
-      if (want !== got) add(record.seq, `checkpoint ${record.data.index} (${record.data.kind}) stores a machine snapshot that differs from the fold's: ${firstDifference(record.data.machine, toJsonSafe(toPlain(after)))}`);
+      // Compared as stored (NaN as {"$float": "NaN"}), so NaN equals NaN and nothing else differs.
+      const folded = encodeStoredSnapshot(toPlain(after));
+      const stored = encodeStoredSnapshot(record.data.machine);
+      if (canonicalJson(folded) !== canonicalJson(stored)) add(record.seq, `checkpoint ${record.data.index} (${record.data.kind}) stores a machine snapshot that differs from the fold's: ${firstDifference(stored, folded)}`);
       if (record.data.step !== before.context.step) add(record.seq, `checkpoint ${record.data.index} says step ${record.data.step}; the machine was at step ${before.context.step}`);
     }
   });

@@ -16,6 +16,8 @@ import {
   StopRequestedData,
   TrainingSettingsSchema,
 } from '../../machines/training.events.js';
+import { PlainSnapshotSchema } from '../../machines/training.context.js';
+import { RecordedConfigSchema } from '../config.js';
 import { canonicalJson } from './codec.js';
 import { SchemaVersionError } from './errors.js';
 import { SCHEMA_VERSION, upcast } from './schema-version.js';
@@ -87,7 +89,7 @@ const RunCreatedSchema = z.object({
   retraceVersion: z.string(),
   nodeVersion: z.string(),
   /** The fully resolved config: every default filled in. */
-  config: z.record(z.string(), z.unknown()),
+  config: RecordedConfigSchema,
   settings: SettingsSchema,
   schedule: z.object({
     batchSize: z.number(),
@@ -143,7 +145,8 @@ const RunCreatedSchema = z.object({
 const StepFinishedSchema = StepFinishedData;
 const EvalFinishedSchema = EvalFinishedData;
 
-const MachineSnapshotSchema = z.object({ value: z.string(), context: z.record(z.string(), z.unknown()) });
+/** A machine snapshot as stored: its state name and its context, validated (machines/training.context.ts). */
+const MachineSnapshotSchema = PlainSnapshotSchema;
 
 const CheckpointCommittedSchema = CheckpointCommittedData.extend({
   examplesSeen: z.number().int().nonnegative(),
@@ -263,6 +266,11 @@ export function encodeRecordData(record: { type: string; data: unknown }): unkno
     throw new SchemaError(`a ${record.type} record is malformed: ${issue.path.join('.') || 'data'}: ${issue.message}`);
   }
   return encoded.data;
+}
+
+/** A machine snapshot as a checkpoint stores it (non-finite floats as {"$float": "NaN"}). */
+export function encodeStoredSnapshot(plain: MachineSnapshotData): unknown {
+  return z.encode(MachineSnapshotSchema, plain);
 }
 
 /** A record ready for the log: its payload encoded (see encodeRecordData). */

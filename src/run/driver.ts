@@ -32,7 +32,7 @@ function absolute(created: RunCreated, step: number, examplesSeen: number) {
 export async function drive(opts: DriveOptions): Promise<void> {
   const { emitter, session, created } = opts;
   const settings = created.settings;
-  const snapshotEvery = Number(created.config.snapshotEvery ?? 0);
+  const snapshotEvery = created.config.snapshotEvery;
 
   let lastYield = Date.now();
   for (;;) {

@@ -2,10 +2,9 @@
 // (and the transition it caused) is either appended to the log or, where the log already holds
 // events at those positions (a crashed run's re-executed steps, `replay --verify`), compared with
 // them. So a resumed run never appends a step twice and replay checks exactly what training wrote.
-import { step as machineStep, stateName, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
+import { step as machineStep, stateName, toPlain, type PlainSnapshot, type TrainingSnapshot } from '../../machines/fold.js';
 import type { TrainingEvent } from '../../machines/training.events.js';
 import { canonicalRecordData, encodeRecord, sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord } from '../log/events.js';
-import { toJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
 
 /** Records a process writes that are not facts of the computation: skipped when comparing. */
@@ -114,9 +113,8 @@ export class Emitter {
   }
 
   /** The machine snapshot a checkpoint record stores: the state after its own event. */
-  plainAfter(event: TrainingEvent): Record<string, unknown> & { value: string; context: Record<string, unknown> } {
-    const { snapshot } = machineStep(this.snapshot, event);
-    return toJsonSafe(toPlain(snapshot)) as { value: string; context: Record<string, unknown> };
+  plainAfter(event: TrainingEvent): PlainSnapshot {
+    return toPlain(machineStep(this.snapshot, event).snapshot);
   }
 
   private skipNonDeterministic(): void {

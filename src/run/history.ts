@@ -1,9 +1,8 @@
 // Reading a run's past without tfjs: its validated records, its checkpoints, the machine state
 // at any event (folded from the nearest checkpoint's stored snapshot), and named points.
-import { fromPlain, startMachine, step as machineStep, stateName, type PlainSnapshot, type TrainingSnapshot } from '../../machines/fold.js';
+import { fromPlain, startMachine, step as machineStep, stateName, type TrainingSnapshot } from '../../machines/fold.js';
 import { isTrainingEvent } from '../../machines/training.events.js';
 import { parseRecord, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
-import { fromJsonSafe } from '../log/json-safe.js';
 import type { RunLog } from '../log/run-log.js';
 import { PointError, resolvePoint, type Point } from './points.js';
 
@@ -111,7 +110,7 @@ export class RunHistory {
 }
 
 export function restoreMachine(data: CheckpointData): TrainingSnapshot {
-  return fromPlain(fromJsonSafe<PlainSnapshot>(data.machine));
+  return fromPlain(data.machine);
 }
 
 /** Reads and validates every record of a run. */

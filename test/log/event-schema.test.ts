@@ -3,9 +3,10 @@
 // every other field stays strict.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { startMachine, step, toPlain } from '../../machines/fold.js';
 import { isTrainingEvent, TRAINING_EVENT_DATA, TRAINING_EVENT_TYPES } from '../../machines/training.events.js';
 import { canonicalJson } from '../../src/log/codec.js';
-import { canonicalRecordData, encodeRecordData, parseRecord, RECORD_SCHEMAS, sameFacts, SchemaError } from '../../src/log/events.js';
+import { canonicalRecordData, encodeRecordData, encodeStoredSnapshot, parseRecord, RECORD_SCHEMAS, sameFacts, SchemaError } from '../../src/log/events.js';
 
 const raw = (type: string, data: unknown) => ({ v: 1, seq: 5, type, at: '2026-01-01T00:00:00.000Z', data });
 
@@ -63,5 +64,27 @@ describe('the event schema', () => {
     expect(() => parseRecord('r', raw('step.finished', { step: 1, loss: 1, lr: 'NaN', examplesSeen: 8 }))).toThrow(/event 5 \(step.finished\) is malformed: lr/);
     // canonicalJson itself stays strict: a NaN in a config can never be written.
     expect(() => canonicalJson({ config: { lr: Number.NaN } }, 'data')).toThrow('data.config.lr is NaN');
+  });
+
+  it('validates a checkpoint\'s stored machine snapshot when read back: floats decoded, nothing cast, a damaged one named', () => {
+    const settings = { stepsPerEpoch: 2, totalSteps: 4, batchSize: 2, warmupSteps: 0, baseLr: 0.1, minLr: 0.01, lrFactor: 0.5, minDelta: 0, plateauPatience: 2, cooldown: 0, earlyStopping: false, earlyStopPatience: 2, monitor: 'valLoss' as const, divergenceThreshold: null };
+    let s = startMachine(settings);
+    s = step(s, { type: 'eval.finished', data: { step: 0, valLoss: Number.NaN, valAccuracy: 0 } }).snapshot;
+    s = step(s, { type: 'checkpoint.committed', data: { kind: 'initial', index: 0, step: 0, weightsHash: 'h0' } }).snapshot;
+    const plain = toPlain(s);
+    const stored = encodeStoredSnapshot(plain) as { context: { lastEval: unknown; best: { metric: unknown } } };
+    // The form snapshots have always been stored in.
+    expect(stored.context.lastEval).toEqual({ step: 0, valLoss: { $float: 'NaN' }, valAccuracy: 0 });
+    expect(stored.context.best.metric).toEqual({ $float: 'NaN' });
+    const tensor = { name: 'w', shape: [1], dtype: 'float32', hash: 'a'.repeat(64), bytes: 4 };
+    const data = { kind: 'initial', index: 0, step: 0, weightsHash: 'h0', examplesSeen: 0, weights: [tensor], optimizer: [], optimizerKind: 'sgd', machine: stored };
+    const back = parseRecord('r', raw('checkpoint.committed', JSON.parse(JSON.stringify(data))));
+    expect(back.type === 'checkpoint.committed' && back.data.machine).toEqual(plain);
+    const damaged = JSON.parse(JSON.stringify(data));
+    damaged.machine.context.stopReason = 'tired';
+    expect(() => parseRecord('r', raw('checkpoint.committed', damaged))).toThrow(/event 5 \(checkpoint.committed\) is malformed: machine.context.stopReason/);
+    const extra = JSON.parse(JSON.stringify(data));
+    extra.machine.value = 'sleeping';
+    expect(() => parseRecord('r', raw('checkpoint.committed', extra))).toThrow(/machine.value/);
   });
 });

@@ -7,7 +7,6 @@ import { describe, expect, it } from 'vitest';
 import { stateName, toPlain } from '../../machines/fold.js';
 import { ConfigError } from '../../src/config.js';
 import type { LogRecord } from '../../src/log/events.js';
-import { fromJsonSafe } from '../../src/log/json-safe.js';
 import { Store } from '../../src/log/store.js';
 import { RunExistsError, UnknownRunError, CorruptLogError, MissingBlobError } from '../../src/log/errors.js';
 import { branch } from '../../src/run/branch.js';
@@ -40,7 +39,7 @@ describe('a run and its log', () => {
     const logged = h.records.filter((r) => r.type === 'state.changed').map((r) => ({ from: r.data.from, to: r.data.to, cause: r.data.cause }));
     expect(transitions).toEqual(logged);
     expect(logged.map((t) => t.to)).toContain('warmup');
-    for (const c of h.checkpoints) expect(fromJsonSafe(c.data.machine)).toEqual(checkpointSnapshots.get(c.seq));
+    for (const c of h.checkpoints) expect(c.data.machine).toEqual(checkpointSnapshots.get(c.seq));
     expect(stateName(final)).toBe(summary.state);
     expect(final.context.step).toBe(summary.step);
     expect(final.context.best?.index).toBe(summary.bestCheckpoint);
