@@ -2,7 +2,7 @@
 // initialTransition() compute the next snapshot without executing anything, so folding a log
 // through them rebuilds state exactly, and the live driver uses the very same functions.
 import { createActor, initialTransition, type AnyActorScope, type SnapshotFrom } from 'xstate';
-import { trainingMachine, type TrainingContext, type TrainingStateName } from './training.machine.js';
+import { trainingMachine, type ActiveState, type TrainingContext, type TrainingStateName } from './training.machine.js';
 import type { TrainingEvent, TrainingSettings } from './training.events.js';
 
 export type TrainingSnapshot = SnapshotFrom<typeof trainingMachine>;
@@ -52,14 +52,24 @@ function inertScope(snapshot: TrainingSnapshot): AnyActorScope {
   return scope;
 }
 
+/** The state's flat name: the active states (warmup, training, plateau) are children of one
+ * parent state in the machine, but every log, view and `state --json` names them flat. */
 export function stateName(snapshot: TrainingSnapshot): TrainingStateName {
-  return snapshot.value as TrainingStateName;
+  const value = snapshot.value;
+  return typeof value === 'string' ? value : value.active;
 }
 
 export function toPlain(snapshot: TrainingSnapshot): PlainSnapshot {
   return { value: stateName(snapshot), context: structuredClone(snapshot.context) };
 }
 
+/** A snapshot from data. Stored snapshots name states flat (`training`, as they always have); the
+ * active ones live under the machine's parent state `active`. */
 export function fromPlain(plain: PlainSnapshot): TrainingSnapshot {
-  return trainingMachine.resolveState({ value: plain.value, context: structuredClone(plain.context) });
+  const value = isActiveState(plain.value) ? { active: plain.value } : plain.value;
+  return trainingMachine.resolveState({ value, context: structuredClone(plain.context) });
+}
+
+function isActiveState(name: TrainingStateName): name is ActiveState {
+  return name === 'warmup' || name === 'training' || name === 'plateau';
 }

@@ -11,6 +11,9 @@
 //                                                                                     ▼
 //                                         stopped ──export (rules 1)──▶ exported
 //
+// warmup, training and plateau are children of one parent state, `active`, which handles what
+// they share (a step, a divergence, an export); stored snapshots and logs name them flat.
+//
 // `stopped` is not a final state: `run.resumed` continues an interrupted run, `run.extended` gives
 // a run a longer budget, and export records itself (rules 1: export moved the run to `exported`).
 //
@@ -19,7 +22,7 @@
 // written. Rules 2: the schedule is a plan of checkpoints spread evenly over a step budget (and can
 // be extended), ReduceLROnPlateau is opt-in, export leaves a stopped run stopped, interrupt
 // checkpoints are numbered apart, a branch may start from inherited controller state.
-import { assertEvent, assign, setup } from 'xstate';
+import { and, assertEvent, assign, setup, stateIn } from 'xstate';
 import type { CheckpointCommitted, CheckpointKind, RunExtended, SchedulePlan, StopReason, TrainingEvent, TrainingSettings } from './training.events.js';
 
 export type { SchedulePlan } from './training.events.js';
@@ -395,40 +398,39 @@ export const trainingMachine = setup({
       on: {
         'eval.finished': { actions: 'recordEval' },
         'checkpoint.committed': [
-          { guard: { type: 'isInitialCheckpoint' }, target: 'warmup', actions: 'commitInitial' },
+          { guard: { type: 'isInitialCheckpoint' }, target: 'active.warmup', actions: 'commitInitial' },
         ],
       },
     },
-    warmup: {
-      always: { guard: ({ context }) => !warmingUp(context.settings, context.step), target: 'training' },
+    // The states a run trains in. What they share is handled once, here: a step (diverged, at a
+    // virtual-epoch boundary, or going on: warmup stays in warmup while it lasts, plateau goes
+    // back to training) and an export of a crashed run. A stop request records which one it came
+    // from, so each keeps its own.
+    active: {
+      initial: 'warmup',
       on: {
         'step.finished': [
           { guard: 'isDivergedStep', target: 'stopped', actions: ['countStep', { type: 'stopWith', params: { reason: 'diverged' } }] },
           { guard: 'reachedEpochBoundary', target: 'checkpointing', actions: 'countStep' },
-          { guard: 'stillWarmingUp', actions: 'countStep' },
-          { target: 'training', actions: 'countStep' },
+          { guard: and([stateIn({ active: 'warmup' }), 'stillWarmingUp']), actions: 'countStep' },
+          { guard: stateIn({ active: 'training' }), actions: 'countStep' },
+          { target: '.training', actions: 'countStep' },
         ],
-        'stop.requested': {
-          target: 'checkpointing',
-          actions: { type: 'markInterruptedFrom', params: { from: 'warmup' } },
-        },
         // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
         'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
-    },
-    training: {
-      on: {
-        'step.finished': [
-          { guard: 'isDivergedStep', target: 'stopped', actions: ['countStep', { type: 'stopWith', params: { reason: 'diverged' } }] },
-          { guard: 'reachedEpochBoundary', target: 'checkpointing', actions: 'countStep' },
-          { actions: 'countStep' },
-        ],
-        'stop.requested': {
-          target: 'checkpointing',
-          actions: { type: 'markInterruptedFrom', params: { from: 'training' } },
+      states: {
+        warmup: {
+          always: { guard: ({ context }) => !warmingUp(context.settings, context.step), target: 'training' },
+          on: { 'stop.requested': { target: '#training.checkpointing', actions: { type: 'markInterruptedFrom', params: { from: 'warmup' } } } },
         },
-        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
-        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
+        training: {
+          on: { 'stop.requested': { target: '#training.checkpointing', actions: { type: 'markInterruptedFrom', params: { from: 'training' } } } },
+        },
+        // The learning rate was just reduced; the next step runs at the new rate and training goes on.
+        plateau: {
+          on: { 'stop.requested': { target: '#training.checkpointing', actions: { type: 'markInterruptedFrom', params: { from: 'plateau' } } } },
+        },
       },
     },
     // A virtual-epoch boundary (evaluate, commit, decide) or an interrupt (commit only).
@@ -459,41 +461,25 @@ export const trainingMachine = setup({
             target: 'stopped',
             actions: ['commitEpoch', { type: 'stopWith', params: { reason: 'plateau' } }],
           },
-          { guard: 'plateauDue', target: 'plateau', actions: ['commitEpoch', 'reduceLr'] },
-          { guard: 'warmupNotOver', target: 'warmup', actions: 'commitEpoch' },
-          { target: 'training', actions: 'commitEpoch' },
+          { guard: 'plateauDue', target: 'active.plateau', actions: ['commitEpoch', 'reduceLr'] },
+          { guard: 'warmupNotOver', target: 'active.warmup', actions: 'commitEpoch' },
+          { target: 'active.training', actions: 'commitEpoch' },
         ],
-      },
-    },
-    // The learning rate was just reduced; the next step runs at the new rate and training goes on.
-    plateau: {
-      on: {
-        'step.finished': [
-          { guard: 'isDivergedStep', target: 'stopped', actions: ['countStep', { type: 'stopWith', params: { reason: 'diverged' } }] },
-          { guard: 'reachedEpochBoundary', target: 'checkpointing', actions: 'countStep' },
-          { target: 'training', actions: 'countStep' },
-        ],
-        'stop.requested': {
-          target: 'checkpointing',
-          actions: { type: 'markInterruptedFrom', params: { from: 'plateau' } },
-        },
-        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
-        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     stopped: {
       on: {
         'run.resumed': [
-          { guard: { type: 'resumeToWarmup' }, target: 'warmup', actions: 'clearStop' },
-          { guard: { type: 'resumeToPlateau' }, target: 'plateau', actions: 'clearStop' },
-          { guard: 'wasInterrupted', target: 'training', actions: 'clearStop' },
+          { guard: { type: 'resumeToWarmup' }, target: 'active.warmup', actions: 'clearStop' },
+          { guard: { type: 'resumeToPlateau' }, target: 'active.plateau', actions: 'clearStop' },
+          { guard: 'wasInterrupted', target: 'active.training', actions: 'clearStop' },
         ],
         // Rules 2: exporting is an observation; the run stays stopped (and resumable if it was).
         'export.finished': [{ guard: 'exportEndsRun', target: 'exported', actions: 'recordExport' }, { actions: 'recordExport' }],
         'run.extended': [
           { guard: 'canExtendInterrupted', actions: 'extend' },
-          { guard: 'canExtendIntoWarmup', target: 'warmup', actions: ['extend', 'clearStop'] },
-          { guard: 'canExtend', target: 'training', actions: ['extend', 'clearStop'] },
+          { guard: 'canExtendIntoWarmup', target: 'active.warmup', actions: ['extend', 'clearStop'] },
+          { guard: 'canExtend', target: 'active.training', actions: ['extend', 'clearStop'] },
         ],
       },
     },

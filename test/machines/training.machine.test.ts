@@ -354,4 +354,34 @@ describe('training machine, rules 2', () => {
     g.epoch(0.2);
     expect([g.state, g.ctx.stopReason, g.ctx.step]).toEqual(['stopped', 'budget', 5]); // schedule step 12
   });
+
+  it('keeps the active states (warmup, training, plateau) under one parent, named flat everywhere a snapshot is stored or shown', () => {
+    const g = new Given().started();
+    expect(g.snapshot.value).toEqual({ active: 'training' });
+    expect(g.state).toBe('training');
+    expect(toPlain(g.snapshot).value).toBe('training');
+    // A snapshot stored by any release names the state flat, and reads back into the parent.
+    for (const value of ['warmup', 'training', 'plateau'] as const) {
+      const restored = fromPlain({ value, context: structuredClone(g.ctx) });
+      expect(restored.value).toEqual({ active: value });
+      expect(stateName(restored)).toBe(value);
+    }
+    expect(fromPlain({ value: 'stopped', context: structuredClone(g.ctx) }).value).toBe('stopped');
+  });
+
+  it('leaves a plateau entered during warmup for training at the next step, as before the parent state', () => {
+    // Rules 1: the plateau rule comes before the warmup rule at a checkpoint.
+    const g = new Given({ warmupSteps: 100, plateauPatience: 1 }).started(0.5);
+    expect(g.state).toBe('warmup');
+    g.epoch(0.9);
+    expect(g.state).toBe('plateau');
+    g.steps(1);
+    expect(g.state).toBe('training');
+    // A stop request from each active state records where it came from.
+    const w = new Given({ warmupSteps: 100 }).started();
+    w.interrupt();
+    expect(w.ctx.interruptedFrom).toBe('warmup');
+    w.send({ type: 'run.resumed', data: {} });
+    expect(w.state).toBe('warmup');
+  });
 });
