@@ -244,7 +244,13 @@ export function parseRecord(runId: string, raw: { v: number; seq: number; type: 
   if (raw.v > SCHEMA_VERSION) throw new SchemaVersionError(runId, raw.seq, raw.v, SCHEMA_VERSION);
   const schema = (RECORD_SCHEMAS as Record<string, z.ZodType>)[raw.type];
   if (!schema) throw new SchemaError(`run ${runId}: event ${raw.seq} has unknown type "${raw.type}"`);
-  const parsed = schema.safeParse(upcast(raw.type, raw.v, raw.data));
+  let data: unknown;
+  try {
+    data = upcast(raw.type, raw.v, raw.data);
+  } catch (err) {
+    throw new SchemaError(`run ${runId}: event ${raw.seq} (${raw.type}) cannot be read: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new SchemaError(`run ${runId}: event ${raw.seq} (${raw.type}) is malformed: ${issue.path.join('.') || 'data'}: ${issue.message}`);

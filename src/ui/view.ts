@@ -3,7 +3,7 @@
 // (without tensor lists, topologies or stored machine snapshots) for event tables.
 import { runLiveness, type Liveness } from '../run/inspect.js';
 import { stateName } from '../../machines/fold.js';
-import { canResume } from '../../machines/queries.js';
+import { canExport, canResume } from '../../machines/queries.js';
 import { budgetSteps } from '../../machines/training.machine.js';
 import { storedFloat, type StoredFloat } from '../../machines/training.events.js';
 import type { LogRecord } from '../log/events.js';
@@ -40,6 +40,9 @@ export interface RunRow {
   /** Whether `retrace resume` (and the resume button) continues it: interrupted or crashed, and no
    * process holds it (machines/queries.ts canResume, as `retrace state` decides it). */
   resumable: boolean;
+  /** Whether a checkpoint can be exported now (canExport: stopped, or crashed under rules 2) and no
+   * process holds it, as `retrace export` decides. */
+  exportable: boolean;
   /** The log could not be read (the rest is what was read before, or placeholders). */
   error: string | null;
 }
@@ -223,6 +226,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
       writer,
       liveness: runLiveness(null, writer !== null),
       resumable: false,
+      exportable: false,
       error,
     };
   }
@@ -252,6 +256,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
     writer,
     liveness: runLiveness(stateName(snapshot), writer !== null),
     resumable: writer === null && canResume(snapshot).ok,
+    exportable: writer === null && canExport(snapshot).ok,
     error,
   };
 }

@@ -28,6 +28,7 @@ describe('the schema version and its upcasters', () => {
     expect(() => upcast('step.finished', SCHEMA_VERSION + 1, {})).toThrow('a step.finished record has version 2; this release reads versions 1 to 1');
     expect(() => upcast('step.finished', 1.5, {})).toThrow(UpcastError);
     expect(() => parseRecord('r', { v: SCHEMA_VERSION + 1, seq: 3, type: 'step.finished', at: '', data: {} })).toThrow(/newer|version/);
+    expect(() => parseRecord('r', { v: 0, seq: 3, type: 'step.finished', at: '', data: {} })).toThrow('run r: event 3 (step.finished) cannot be read: a step.finished record has version 0; this release reads versions 1 to 1');
   });
 
   describe.each(['rules1-store', 'pre-seam-store'])('every record of %s', (fixture) => {

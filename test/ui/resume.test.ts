@@ -34,11 +34,11 @@ afterAll(async () => {
 
 describe('resuming from the dashboard', () => {
   it('marks a crashed run resumable and a finished one not, as `retrace state` does', async () => {
-    const rows = (await getJson(base, '/api/runs')).body.runs as Array<{ runId: string; state: string; liveness: string | null; resumable: boolean }>;
+    const rows = (await getJson(base, '/api/runs')).body.runs as Array<{ runId: string; state: string; liveness: string | null; resumable: boolean; exportable: boolean }>;
     const crashed = rows.find((r) => r.runId === 'crashed')!;
     const done = rows.find((r) => r.runId === 'done')!;
-    expect(crashed).toMatchObject({ state: 'training', liveness: 'crashed', resumable: true });
-    expect(done).toMatchObject({ state: 'stopped', resumable: false });
+    expect(crashed).toMatchObject({ state: 'training', liveness: 'crashed', resumable: true, exportable: true });
+    expect(done).toMatchObject({ state: 'stopped', resumable: false, exportable: true });
     expect((await showState('crashed', { store })).resumable).toBe(true);
     expect((await showState('done', { store })).resumable).toBe(false);
     expect((await getJson(base, '/api/runs/crashed')).body.run.resumable).toBe(true);

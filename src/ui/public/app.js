@@ -654,7 +654,7 @@ function renderActions(v, d) {
   const p = pointOf(v);
   $('#point-label').textContent = `${S.selected}@${p.point} — ${p.text}`;
   $('#point-label').dataset.point = p.point;
-  const stopped = d.run.state === 'stopped' || d.run.state === 'exported';
+  const stopped = d.run.exportable; // decided by the server (machines/queries.ts canExport)
   const exportBtn = $('#export-btn');
   const ck = exportableCheckpoint(d, v.seq);
   exportBtn.textContent = ck ? `Export checkpoint ${ck.index}` : 'Export (no checkpoint yet)';
