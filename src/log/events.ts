@@ -296,8 +296,10 @@ export function encodeStoredSnapshot(plain: MachineSnapshotData): unknown {
   return z.encode(MachineSnapshotSchema, plain);
 }
 
-/** A record ready for the log: its payload encoded (see encodeRecordData). */
-export function encodeRecord<R extends { type: string; data: unknown }>(record: R): R {
+/** A record as the log stores it: its payload encoded (see encodeRecordData). For the log, and for
+ * JSON a reader sends on (`log --json`): JSON has no NaN, so floats go in their stored form ("NaN"),
+ * never as null. */
+export function encodeRecord<R extends { type: string; data: unknown }>(record: R): Omit<R, 'data'> & { data: unknown } {
   return { ...record, data: encodeRecordData(record) };
 }
 

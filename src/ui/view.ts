@@ -6,7 +6,7 @@ import { stateName } from '../../machines/fold.js';
 import { canExport, canResume } from '../../machines/queries.js';
 import { budgetSteps } from '../../machines/training.machine.js';
 import { storedFloat, type StoredFloat } from '../../machines/training.events.js';
-import type { LogRecord } from '../log/events.js';
+import { encodeRecordData, type LogRecord } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
 import type { RunWriter } from './cache.js';
 
@@ -167,7 +167,9 @@ export interface LightRecord {
 
 /** A record without its bulky parts (tensor lists, the model topology, the stored snapshot). */
 export function lightRecord(r: LogRecord): LightRecord {
-  let data: unknown = r.data;
+  // As stored: floats in their stored form ("NaN"), since JSON has no NaN. The parts left out of
+  // the projections below hold the only other non-finite numbers (a stored snapshot's).
+  let data: unknown = encodeRecordData(r);
   if (r.type === 'checkpoint.committed') {
     const { weights, optimizer, machine: _machine, ...rest } = r.data;
     void _machine;

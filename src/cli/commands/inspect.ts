@@ -1,6 +1,6 @@
 // `retrace runs`, `retrace log`, `retrace state`: read-only, usable while a run trains.
 import type { Command } from 'commander';
-import type { LogRecord } from '../../log/events.js';
+import { encodeRecord, type LogRecord } from '../../log/events.js';
 import { withStore } from '../../run/common.js';
 import { describeRun, listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
 import { PointError, POINT_FORMS } from '../../run/points.js';
@@ -76,7 +76,7 @@ export function registerInspect(program: Command): void {
       const query = { from: flags.from, to: flags.to, types: flags.type?.split(',').map((t) => t.trim()) };
       await withStore({ store: flags.store }, async (store) => {
         for await (const r of readLog(store, runId, query)) {
-          process.stdout.write(flags.json ? `${JSON.stringify(r)}\n` : `${String(r.seq).padStart(6)}  ${r.at}  ${r.type.padEnd(20)} ${describeRecord(r)}\n`);
+          process.stdout.write(flags.json ? `${JSON.stringify(encodeRecord(r))}\n` : `${String(r.seq).padStart(6)}  ${r.at}  ${r.type.padEnd(20)} ${describeRecord(r)}\n`);
         }
       });
     });
