@@ -15,14 +15,14 @@ import { bodyLimit } from 'hono/body-limit';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
 import { canExport, canResume } from '../../machines/queries.js';
 import { initialBudget } from '../../machines/training.machine.js';
-import { DEFAULTS, OPTIMIZERS, resolveConfig, type Config, type ConfigInput } from '../config.js';
+import { DEFAULTS, OPTIMIZERS, resolveConfig, type ConfigInput } from '../config.js';
 import { UnknownRunError } from '../log/errors.js';
 import type { LogRecord } from '../log/events.js';
 import { RUN_ID_RE, Store } from '../log/store.js';
 import { newRunId, storeDir } from '../run/common.js';
 import { resolveAt, stateAt } from '../run/inspect.js';
 import { checkpointHolding, resolvePoint } from '../run/points.js';
-import { RETRACE_VERSION } from '../run/environment.js';
+import { inheritableConfig, RETRACE_VERSION } from '../run/environment.js';
 import { RunCache, type CachedRun } from './cache.js';
 import { checkToken, guard, newToken } from './auth.js';
 import { DataRoots, publicJobError, readsUserFiles } from './data-roots.js';
@@ -515,9 +515,9 @@ export async function startUiServer(opts: UiServerOptions = {}): Promise<UiServe
     refuseWhileExporting(parentId);
     const { history } = await runOrThrow(parentId);
     const resolved = history.resolvePoint(point);
-    const { runId: _parentRunId, ...inherited } = history.created.config as unknown as Config;
-    void _parentRunId;
-    resolveConfig(inherited as Record<string, unknown>, overrides as Record<string, unknown>);
+    // What a branch inherits, as `retrace branch` decides it (run/environment.ts inheritableConfig).
+    const inherited = inheritableConfig(history.created);
+    resolveConfig(inherited, overrides as Record<string, unknown>);
     const runId = await claimRunId(overrides);
     const warnings: string[] = [];
     const job = jobs.start('branch', runId, { parent: parentId, point, step: resolved.step, seq: resolved.seq, overrides, warnings }, async (h) => {
