@@ -2,12 +2,13 @@
 // initialTransition() compute the next snapshot without executing anything, so folding a log
 // through them rebuilds state exactly, and the live driver uses the very same functions.
 import { createActor, initialTransition, type AnyActorScope, type SnapshotFrom } from 'xstate';
-import { trainingMachine, type TrainingContext, type TrainingStateName } from './training.machine.js';
+import { trainingMachine, type ActiveState, type TrainingContext, type TrainingStateName } from './training.machine.js';
 import type { TrainingEvent, TrainingSettings } from './training.events.js';
 
 export type TrainingSnapshot = SnapshotFrom<typeof trainingMachine>;
 
-/** A snapshot as data: what checkpoints store and `state --json` prints. */
+/** A snapshot as data: what checkpoints store and `state --json` prints (its schema:
+ * machines/training.context.ts PlainSnapshotSchema). */
 export interface PlainSnapshot {
   value: TrainingStateName;
   context: TrainingContext;
@@ -29,7 +30,10 @@ export function step(snapshot: TrainingSnapshot, event: TrainingEvent): { snapsh
 // on every call: ~30 µs, ten times the transition itself and most of a training step's
 // bookkeeping. This machine has only assign actions (no children, delays, sent or emitted events),
 // so one inert scope, built as xstate's own createInertActorScope builds it, serves every
-// transition and yields the same snapshots.
+// transition and yields the same snapshots. `machine.transition(snapshot, event, scope)` is
+// xstate's internal API, pinned at xstate 5.33.3 (package.json, exact): the property test
+// test/machines/fold-vs-public.prop.test.ts checks it against the public pure `transition()` for
+// random settings and event sequences; re-run it on any xstate upgrade.
 let scope: AnyActorScope | null = null;
 function inertScope(snapshot: TrainingSnapshot): AnyActorScope {
   if (scope) return scope;
@@ -48,14 +52,24 @@ function inertScope(snapshot: TrainingSnapshot): AnyActorScope {
   return scope;
 }
 
+/** The state's flat name: the active states (warmup, training, plateau) are children of one
+ * parent state in the machine, but every log, view and `state --json` names them flat. */
 export function stateName(snapshot: TrainingSnapshot): TrainingStateName {
-  return snapshot.value as TrainingStateName;
+  const value = snapshot.value;
+  return typeof value === 'string' ? value : value.active;
 }
 
 export function toPlain(snapshot: TrainingSnapshot): PlainSnapshot {
   return { value: stateName(snapshot), context: structuredClone(snapshot.context) };
 }
 
+/** A snapshot from data. Stored snapshots name states flat (`training`, as they always have); the
+ * active ones live under the machine's parent state `active`. */
 export function fromPlain(plain: PlainSnapshot): TrainingSnapshot {
-  return trainingMachine.resolveState({ value: plain.value, context: structuredClone(plain.context) });
+  const value = isActiveState(plain.value) ? { active: plain.value } : plain.value;
+  return trainingMachine.resolveState({ value, context: structuredClone(plain.context) });
+}
+
+function isActiveState(name: TrainingStateName): name is ActiveState {
+  return name === 'warmup' || name === 'training' || name === 'plateau';
 }

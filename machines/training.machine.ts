@@ -11,6 +11,9 @@
 //                                                                                     ▼
 //                                         stopped ──export (rules 1)──▶ exported
 //
+// warmup, training and plateau are children of one parent state, `active`, which handles what
+// they share (a step, a divergence, an export); stored snapshots and logs name them flat.
+//
 // `stopped` is not a final state: `run.resumed` continues an interrupted run, `run.extended` gives
 // a run a longer budget, and export records itself (rules 1: export moved the run to `exported`).
 //
@@ -19,18 +22,8 @@
 // written. Rules 2: the schedule is a plan of checkpoints spread evenly over a step budget (and can
 // be extended), ReduceLROnPlateau is opt-in, export leaves a stopped run stopped, interrupt
 // checkpoints are numbered apart, a branch may start from inherited controller state.
-import { assign, setup } from 'xstate';
-import type {
-  CheckpointCommitted,
-  EvalFinished,
-  ExportFinished,
-  RunExtended,
-  SchedulePlan,
-  StepFinished,
-  StopReason,
-  TrainingEvent,
-  TrainingSettings,
-} from './training.events.js';
+import { and, assertEvent, assign, setup, stateIn } from 'xstate';
+import type { CheckpointCommitted, CheckpointKind, RunExtended, SchedulePlan, StopReason, TrainingEvent, TrainingSettings } from './training.events.js';
 
 export type { SchedulePlan } from './training.events.js';
 
@@ -88,7 +81,7 @@ export interface TrainingContext {
   /** The checkpoint with the best monitored metric so far (checkpoint 0 included). */
   best: (CheckpointRef & { metric: number }) | null;
   /** The last committed checkpoint of any kind. */
-  lastCheckpoint: (CheckpointRef & { kind: CheckpointCommitted['kind'] }) | null;
+  lastCheckpoint: (CheckpointRef & { kind: CheckpointKind }) | null;
   /** Evaluations since the best improved (early stopping's wait). */
   sinceImprovement: number;
   /** Evaluations without improvement since the last rate reduction (ReduceLROnPlateau's wait). */
@@ -101,7 +94,7 @@ export interface TrainingContext {
   /** Where an interrupt was requested from: the state `run.resumed` returns to. */
   interruptedFrom: ActiveState | null;
   /** The last export, once exported. */
-  exported: { checkpoint: number; kind?: CheckpointCommitted['kind']; out: string } | null;
+  exported: { checkpoint: number; kind?: CheckpointKind; out: string } | null;
   /** Rules 2: the schedule being followed (absent under rules 1: stepsPerEpoch and totalSteps). */
   plan?: SchedulePlan;
   /** Rules 2: the best monitored value (smaller is better) improvement is measured against; for
@@ -192,7 +185,8 @@ function inheritedPlan(settings: TrainingSettings): SchedulePlan {
 type Ctx = { context: TrainingContext; event: TrainingEvent };
 
 function isDivergedStep({ context, event }: Ctx): boolean {
-  const e = event as StepFinished;
+  assertEvent(event, 'step.finished');
+  const e = event.data;
   if (!Number.isFinite(e.loss) || e.weightsFinite === false) return true;
   const threshold = context.settings.divergenceThreshold;
   return threshold !== null && e.loss > threshold;
@@ -200,19 +194,24 @@ function isDivergedStep({ context, event }: Ctx): boolean {
 
 /** After a step: the step that ended a virtual epoch goes to checkpointing. */
 function reachedEpochBoundary({ context, event }: Ctx): boolean {
-  return isCheckpointStep(context, (event as StepFinished).step);
+  assertEvent(event, 'step.finished');
+  return isCheckpointStep(context, event.data.step);
 }
 
 function stillWarmingUp({ context, event }: Ctx): boolean {
-  return warmingUp(context.settings, (event as StepFinished).step);
+  assertEvent(event, 'step.finished');
+  return warmingUp(context.settings, event.data.step);
 }
 
-function isKind(kind: CheckpointCommitted['kind']) {
-  return ({ event }: Ctx) => (event as CheckpointCommitted).kind === kind;
+function isKind(kind: CheckpointKind) {
+  return ({ event }: Ctx) => {
+    assertEvent(event, 'checkpoint.committed');
+    return event.data.kind === kind;
+  };
 }
 
 /** Counters after an epoch checkpoint, computed once so guards and the action agree. */
-function afterEpochCheckpoint(context: TrainingContext, event: CheckpointCommitted): TrainingContext {
+function afterEpochCheckpoint(context: TrainingContext, { data: event }: CheckpointCommitted): TrainingContext {
   const improved = context.improved;
   const inCooldown = context.cooldownLeft > 0;
   const metric = context.lastEval ? monitoredValue(context.settings, context.lastEval) : Number.POSITIVE_INFINITY;
@@ -234,21 +233,24 @@ function budgetReached({ context }: Ctx): boolean {
 }
 
 function earlyStopDue({ context, event }: Ctx): boolean {
-  const next = afterEpochCheckpoint(context, event as CheckpointCommitted);
+  assertEvent(event, 'checkpoint.committed');
+  const next = afterEpochCheckpoint(context, event);
   return context.settings.earlyStopping && next.sinceImprovement >= context.settings.earlyStopPatience;
 }
 
 function plateauDue({ context, event }: Ctx): boolean {
   // Rules 2: ReduceLROnPlateau is a policy, on only when asked for.
   if (rulesOf(context.settings) >= 2 && !context.settings.reduceLrOnPlateau) return false;
-  const next = afterEpochCheckpoint(context, event as CheckpointCommitted);
+  assertEvent(event, 'checkpoint.committed');
+  const next = afterEpochCheckpoint(context, event);
   return next.plateauWait >= context.settings.plateauPatience;
 }
 
 /** Rules 2: a run stopped on budget, early stop, plateau or by an interrupt may be given a longer
  * budget, if the new end is after the current step and has room for each new checkpoint. */
 function canExtend({ context, event }: Ctx): boolean {
-  const e = event as RunExtended;
+  assertEvent(event, 'run.extended');
+  const e = event.data;
   if (rulesOf(context.settings) < 2 || !context.plan) return false;
   if (!['budget', 'early-stop', 'plateau', 'interrupted'].includes(String(context.stopReason))) return false;
   const at = scheduleStep(context.settings, context.step);
@@ -267,7 +269,7 @@ function lastBoundary(context: TrainingContext, plan: SchedulePlan): number {
 /** The plan after an extension: the new checkpoints are spread from the last epoch checkpoint (so
  * an interrupted run extended keeps the spacing an uninterrupted one would have), or from the
  * current step when that would put a new checkpoint at or before it. */
-function extendedPlan(context: TrainingContext, e: RunExtended): SchedulePlan {
+function extendedPlan(context: TrainingContext, { data: e }: RunExtended): SchedulePlan {
   const plan = context.plan!;
   // A run stopped early inside its plan and given that same plan's end keeps its checkpoint steps.
   if (plan.toStep === e.totalSteps && plan.toCheckpoint === e.checkpoints) return plan;
@@ -311,7 +313,8 @@ export const trainingMachine = setup({
   },
   actions: {
     countStep: assign(({ context, event }) => {
-      const e = event as StepFinished;
+      assertEvent(event, 'step.finished');
+      const e = event.data;
       return {
         step: e.step,
         examplesSeen: e.examplesSeen,
@@ -319,7 +322,8 @@ export const trainingMachine = setup({
       };
     }),
     recordEval: assign(({ context, event }) => {
-      const e = event as EvalFinished;
+      assertEvent(event, 'eval.finished');
+      const e = event.data;
       const evaluation: Evaluation = { step: e.step, valLoss: e.valLoss, valAccuracy: e.valAccuracy };
       const metric = monitoredValue(context.settings, evaluation);
       // NaN never improves; the first evaluation (checkpoint 0) always sets the best.
@@ -329,7 +333,8 @@ export const trainingMachine = setup({
       return { lastEval: evaluation, improved };
     }),
     commitInitial: assign(({ context, event }) => {
-      const e = event as CheckpointCommitted;
+      assertEvent(event, 'checkpoint.committed');
+      const e = event.data;
       const ref = { index: e.index, step: e.step, weightsHash: e.weightsHash };
       const metric = context.lastEval ? monitoredValue(context.settings, context.lastEval) : Number.POSITIVE_INFINITY;
       const next: Partial<TrainingContext> = {
@@ -341,9 +346,13 @@ export const trainingMachine = setup({
       if (context.bestMetric !== undefined) next.bestMetric = context.bestMetric ?? metric;
       return next;
     }),
-    commitEpoch: assign(({ context, event }) => afterEpochCheckpoint(context, event as CheckpointCommitted)),
+    commitEpoch: assign(({ context, event }) => {
+      assertEvent(event, 'checkpoint.committed');
+      return afterEpochCheckpoint(context, event);
+    }),
     commitInterrupt: assign(({ context, event }) => {
-      const e = event as CheckpointCommitted;
+      assertEvent(event, 'checkpoint.committed');
+      const e = event.data;
       // An interrupt checkpoint moves no training counter: a resumed run's schedule equals the
       // uninterrupted one. Rules 2 count interrupts apart (`int:N`).
       const next: Partial<TrainingContext> = { lastCheckpoint: { index: e.index, step: e.step, weightsHash: e.weightsHash, kind: e.kind } };
@@ -351,8 +360,8 @@ export const trainingMachine = setup({
       return next;
     }),
     extend: assign(({ context, event }) => {
-      const e = event as RunExtended;
-      const plan = extendedPlan(context, e);
+      assertEvent(event, 'run.extended');
+      const plan = extendedPlan(context, event);
       // The counter of the rule that stopped the run starts again (else it would stop at the next
       // evaluation); every other counter is kept.
       return {
@@ -374,7 +383,8 @@ export const trainingMachine = setup({
     stopWith: assign((_, params: { reason: StopReason }) => ({ stopReason: params.reason })),
     clearStop: assign({ stopReason: null, interruptedFrom: null }),
     recordExport: assign(({ event }) => {
-      const e = event as ExportFinished;
+      assertEvent(event, 'export.finished');
+      const e = event.data;
       return { exported: { checkpoint: e.checkpoint, ...(e.kind ? { kind: e.kind } : {}), out: e.out } };
     }),
   },
@@ -388,40 +398,39 @@ export const trainingMachine = setup({
       on: {
         'eval.finished': { actions: 'recordEval' },
         'checkpoint.committed': [
-          { guard: { type: 'isInitialCheckpoint' }, target: 'warmup', actions: 'commitInitial' },
+          { guard: { type: 'isInitialCheckpoint' }, target: 'active.warmup', actions: 'commitInitial' },
         ],
       },
     },
-    warmup: {
-      always: { guard: ({ context }) => !warmingUp(context.settings, context.step), target: 'training' },
+    // The states a run trains in. What they share is handled once, here: a step (diverged, at a
+    // virtual-epoch boundary, or going on: warmup stays in warmup while it lasts, plateau goes
+    // back to training) and an export of a crashed run. A stop request records which one it came
+    // from, so each keeps its own.
+    active: {
+      initial: 'warmup',
       on: {
         'step.finished': [
           { guard: 'isDivergedStep', target: 'stopped', actions: ['countStep', { type: 'stopWith', params: { reason: 'diverged' } }] },
           { guard: 'reachedEpochBoundary', target: 'checkpointing', actions: 'countStep' },
-          { guard: 'stillWarmingUp', actions: 'countStep' },
-          { target: 'training', actions: 'countStep' },
+          { guard: and([stateIn({ active: 'warmup' }), 'stillWarmingUp']), actions: 'countStep' },
+          { guard: stateIn({ active: 'training' }), actions: 'countStep' },
+          { target: '.training', actions: 'countStep' },
         ],
-        'stop.requested': {
-          target: 'checkpointing',
-          actions: { type: 'markInterruptedFrom', params: { from: 'warmup' } },
-        },
         // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
         'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
-    },
-    training: {
-      on: {
-        'step.finished': [
-          { guard: 'isDivergedStep', target: 'stopped', actions: ['countStep', { type: 'stopWith', params: { reason: 'diverged' } }] },
-          { guard: 'reachedEpochBoundary', target: 'checkpointing', actions: 'countStep' },
-          { actions: 'countStep' },
-        ],
-        'stop.requested': {
-          target: 'checkpointing',
-          actions: { type: 'markInterruptedFrom', params: { from: 'training' } },
+      states: {
+        warmup: {
+          always: { guard: ({ context }) => !warmingUp(context.settings, context.step), target: 'training' },
+          on: { 'stop.requested': { target: '#training.checkpointing', actions: { type: 'markInterruptedFrom', params: { from: 'warmup' } } } },
         },
-        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
-        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
+        training: {
+          on: { 'stop.requested': { target: '#training.checkpointing', actions: { type: 'markInterruptedFrom', params: { from: 'training' } } } },
+        },
+        // The learning rate was just reduced; the next step runs at the new rate and training goes on.
+        plateau: {
+          on: { 'stop.requested': { target: '#training.checkpointing', actions: { type: 'markInterruptedFrom', params: { from: 'plateau' } } } },
+        },
       },
     },
     // A virtual-epoch boundary (evaluate, commit, decide) or an interrupt (commit only).
@@ -452,41 +461,25 @@ export const trainingMachine = setup({
             target: 'stopped',
             actions: ['commitEpoch', { type: 'stopWith', params: { reason: 'plateau' } }],
           },
-          { guard: 'plateauDue', target: 'plateau', actions: ['commitEpoch', 'reduceLr'] },
-          { guard: 'warmupNotOver', target: 'warmup', actions: 'commitEpoch' },
-          { target: 'training', actions: 'commitEpoch' },
+          { guard: 'plateauDue', target: 'active.plateau', actions: ['commitEpoch', 'reduceLr'] },
+          { guard: 'warmupNotOver', target: 'active.warmup', actions: 'commitEpoch' },
+          { target: 'active.training', actions: 'commitEpoch' },
         ],
-      },
-    },
-    // The learning rate was just reduced; the next step runs at the new rate and training goes on.
-    plateau: {
-      on: {
-        'step.finished': [
-          { guard: 'isDivergedStep', target: 'stopped', actions: ['countStep', { type: 'stopWith', params: { reason: 'diverged' } }] },
-          { guard: 'reachedEpochBoundary', target: 'checkpointing', actions: 'countStep' },
-          { target: 'training', actions: 'countStep' },
-        ],
-        'stop.requested': {
-          target: 'checkpointing',
-          actions: { type: 'markInterruptedFrom', params: { from: 'plateau' } },
-        },
-        // Rules 2: a crashed run (its log stops here) may be exported; resume then goes on.
-        'export.finished': { guard: 'exportObserves', actions: 'recordExport' },
       },
     },
     stopped: {
       on: {
         'run.resumed': [
-          { guard: { type: 'resumeToWarmup' }, target: 'warmup', actions: 'clearStop' },
-          { guard: { type: 'resumeToPlateau' }, target: 'plateau', actions: 'clearStop' },
-          { guard: 'wasInterrupted', target: 'training', actions: 'clearStop' },
+          { guard: { type: 'resumeToWarmup' }, target: 'active.warmup', actions: 'clearStop' },
+          { guard: { type: 'resumeToPlateau' }, target: 'active.plateau', actions: 'clearStop' },
+          { guard: 'wasInterrupted', target: 'active.training', actions: 'clearStop' },
         ],
         // Rules 2: exporting is an observation; the run stays stopped (and resumable if it was).
         'export.finished': [{ guard: 'exportEndsRun', target: 'exported', actions: 'recordExport' }, { actions: 'recordExport' }],
         'run.extended': [
           { guard: 'canExtendInterrupted', actions: 'extend' },
-          { guard: 'canExtendIntoWarmup', target: 'warmup', actions: ['extend', 'clearStop'] },
-          { guard: 'canExtend', target: 'training', actions: ['extend', 'clearStop'] },
+          { guard: 'canExtendIntoWarmup', target: 'active.warmup', actions: ['extend', 'clearStop'] },
+          { guard: 'canExtend', target: 'active.training', actions: ['extend', 'clearStop'] },
         ],
       },
     },

@@ -63,6 +63,21 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = Partial<Config>;
 
+/** A library caller's own data set or model factory is recorded by name under this prefix. */
+export const CALLER_PREFIX = 'caller:';
+
+/**
+ * The config a run records in run.created (every default filled in), validated when the log is
+ * read back: this schema, plus a library caller's own data set or model named `caller:NAME`, and
+ * without `reduceLrOnPlateau` in runs made by retrace 0.1.0 (rules 1 always reduced the rate).
+ */
+export const RecordedConfigSchema = ConfigSchema.extend({
+  dataset: z.union([ConfigSchema.shape.dataset, z.string().startsWith(CALLER_PREFIX)]),
+  model: z.union([ConfigSchema.shape.model, z.string().startsWith(CALLER_PREFIX)]),
+  reduceLrOnPlateau: ConfigSchema.shape.reduceLrOnPlateau.optional(),
+});
+export type RecordedConfig = z.infer<typeof RecordedConfigSchema>;
+
 /** The defaults, as documented in README's table. */
 export const DEFAULTS: Omit<Config, 'runId'> = {
   dataset: 'mnist',

@@ -1,7 +1,6 @@
 // Training progress for people: a bar on a terminal, plain lines otherwise (logs, CI, pipes).
 import cliProgress from 'cli-progress';
 import type { LogRecord } from '../log/events.js';
-import { decodeFloat } from '../log/events.js';
 import { formatSchedule, scheduleView } from '../run/schedule.js';
 import { initialBudget } from '../../machines/training.machine.js';
 
@@ -63,7 +62,7 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
           break;
         case 'step.finished':
           lastStep = r.data.step;
-          loss = decodeFloat(r.data.loss);
+          loss = r.data.loss;
           startBar(lastStep);
           if (bar) bar.update(lastStep, payload());
           else if (Date.now() - lastLine > 5000) {
@@ -72,7 +71,7 @@ export function createProgress(opts: { stream: NodeJS.WriteStream; label: string
           }
           break;
         case 'eval.finished':
-          val = `| val loss ${fmt(decodeFloat(r.data.valLoss))} acc ${(r.data.valAccuracy * 100).toFixed(1)}% `;
+          val = `| val loss ${fmt(r.data.valLoss)} acc ${(r.data.valAccuracy * 100).toFixed(1)}% `;
           break;
         case 'state.changed':
           state = r.data.to;

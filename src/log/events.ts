@@ -1,26 +1,29 @@
 // The event log's schema (docs/event-log.md): every record a run's log can hold, as one
-// discriminated union, validated on read. Version 1. A future version bump must come with an
-// upgrade function from the old shape (see `upgradeRecord`), never a silent reinterpretation.
+// discriminated union, validated on read. The machine's inputs are defined once, in
+// machines/training.events.ts; their records here are those payloads (plus, for a checkpoint, the
+// tensors and stored snapshot). Floats the schema marks (`loggedFloat`) are numbers in memory and
+// written as "NaN"/"Infinity"/"-Infinity" only by `encodeRecordData`, the one place a payload is
+// turned into what the log stores; `canonicalJson` stays strict. The version and the upcasters
+// of old versions live in schema-version.ts.
 import { z } from 'zod';
-import type { TrainingEvent } from '../../machines/training.events.js';
+import {
+  CheckpointCommittedData,
+  EvalFinishedData,
+  ExportFinishedData,
+  RunExtendedData,
+  RunResumedData,
+  StepFinishedData,
+  StopRequestedData,
+  TrainingSettingsSchema,
+} from '../../machines/training.events.js';
+import { PlainSnapshotSchema } from '../../machines/training.context.js';
+import { RecordedConfigSchema } from '../config.js';
 import { canonicalJson } from './codec.js';
 import { SchemaVersionError } from './errors.js';
 import { blobOf, withoutPack } from './packs.js';
+import { SCHEMA_VERSION, upcast } from './schema-version.js';
 
-export const SCHEMA_VERSION = 1;
-
-/** JSON cannot hold NaN or ±Infinity; a diverged step's loss must still be logged exactly. */
-export const FloatSchema = z.union([z.number(), z.enum(['NaN', 'Infinity', '-Infinity'])]);
-export type LoggedFloat = z.infer<typeof FloatSchema>;
-export function encodeFloat(x: number): LoggedFloat {
-  if (Number.isNaN(x)) return 'NaN';
-  if (x === Number.POSITIVE_INFINITY) return 'Infinity';
-  if (x === Number.NEGATIVE_INFINITY) return '-Infinity';
-  return x;
-}
-export function decodeFloat(x: LoggedFloat): number {
-  return typeof x === 'number' ? x : Number(x);
-}
+export { SCHEMA_VERSION } from './schema-version.js';
 
 export const TensorRefSchema = z.object({
   name: z.string(),
@@ -36,41 +39,7 @@ export const TensorRefSchema = z.object({
 });
 export type TensorRef = z.infer<typeof TensorRefSchema>;
 
-const SettingsSchema = z.object({
-  stepsPerEpoch: z.number().int().positive(),
-  totalSteps: z.number().int().positive(),
-  batchSize: z.number().int().positive(),
-  warmupSteps: z.number().int().nonnegative(),
-  baseLr: z.number().positive(),
-  minLr: z.number().positive(),
-  lrFactor: z.number(),
-  minDelta: z.number(),
-  plateauPatience: z.number().int().positive(),
-  cooldown: z.number().int().nonnegative(),
-  earlyStopping: z.boolean(),
-  earlyStopPatience: z.number().int().positive(),
-  monitor: z.enum(['valLoss', 'valAccuracy']),
-  divergenceThreshold: z.number().nullable(),
-  // Rules 2 (absent in runs made by retrace 0.1.0, which decide by rules 1): see TrainingSettings.
-  rules: z.number().int().positive().optional(),
-  checkpoints: z.number().int().positive().optional(),
-  reduceLrOnPlateau: z.boolean().optional(),
-  scheduleOffset: z.object({ step: z.number().int().nonnegative(), checkpoints: z.number().int().nonnegative() }).optional(),
-  warmupOffset: z.number().int().nonnegative().optional(),
-  plan: z
-    .object({ fromStep: z.number().int().nonnegative(), fromCheckpoint: z.number().int().nonnegative(), toStep: z.number().int().positive(), toCheckpoint: z.number().int().positive() })
-    .optional(),
-  inherited: z
-    .object({
-      currentBaseLr: z.number().positive(),
-      sinceImprovement: z.number().int().nonnegative(),
-      plateauWait: z.number().int().nonnegative(),
-      cooldownLeft: z.number().int().nonnegative(),
-      // A non-finite best (a run diverged from its start) is inherited as null: no best yet.
-      bestMetric: z.number().nullable(),
-    })
-    .optional(),
-});
+const SettingsSchema = TrainingSettingsSchema;
 
 const BackendInfoSchema = z.object({
   name: z.enum(['wasm', 'cpu', 'tensorflow']),
@@ -125,7 +94,7 @@ const RunCreatedSchema = z.object({
   retraceVersion: z.string(),
   nodeVersion: z.string(),
   /** The fully resolved config: every default filled in. */
-  config: z.record(z.string(), z.unknown()),
+  config: RecordedConfigSchema,
   settings: SettingsSchema,
   schedule: z.object({
     batchSize: z.number(),
@@ -178,27 +147,13 @@ const RunCreatedSchema = z.object({
     .optional(),
 });
 
-const StepFinishedSchema = z.object({
-  step: z.number().int().positive(),
-  loss: FloatSchema,
-  lr: z.number(),
-  examplesSeen: z.number().int().nonnegative(),
-  weightsFinite: z.boolean().optional(),
-});
+const StepFinishedSchema = StepFinishedData;
+const EvalFinishedSchema = EvalFinishedData;
 
-const EvalFinishedSchema = z.object({
-  step: z.number().int().nonnegative(),
-  valLoss: FloatSchema,
-  valAccuracy: z.number(),
-});
+/** A machine snapshot as stored: its state name and its context, validated (machines/training.context.ts). */
+const MachineSnapshotSchema = PlainSnapshotSchema;
 
-const MachineSnapshotSchema = z.object({ value: z.string(), context: z.record(z.string(), z.unknown()) });
-
-const CheckpointCommittedSchema = z.object({
-  kind: z.enum(['initial', 'epoch', 'interrupt']),
-  index: z.number().int().nonnegative(),
-  step: z.number().int().nonnegative(),
-  weightsHash: z.string(),
+const CheckpointCommittedSchema = CheckpointCommittedData.extend({
   examplesSeen: z.number().int().nonnegative(),
   weights: z.array(TensorRefSchema),
   optimizer: z.array(TensorRefSchema),
@@ -207,25 +162,15 @@ const CheckpointCommittedSchema = z.object({
   machine: MachineSnapshotSchema,
 });
 
-const StopRequestedSchema = z.object({ source: z.enum(['signal', 'api']) });
-const RunResumedSchema = z.object({});
-const ExportFinishedSchema = z.object({
-  /** The checkpoint exported; for a step between checkpoints, the one re-executed from. */
-  checkpoint: z.number().int().nonnegative(),
-  /** Rules 2: the kind of checkpoint exported (`int:N` and `ckpt:K` share numbers). */
-  kind: z.enum(['initial', 'epoch', 'interrupt']).optional(),
-  out: z.string(),
+const StopRequestedSchema = StopRequestedData;
+const RunResumedSchema = RunResumedData;
+const ExportFinishedSchema = ExportFinishedData.extend({
   /** The step whose weights were exported (absent in older logs: the checkpoint's step). */
   step: z.number().int().nonnegative().optional(),
   /** The point as given (`best`, `ckpt:3`, `step:120`; absent in older logs). */
   point: z.string().optional(),
 });
-const RunExtendedSchema = z.object({
-  /** The run's new stopPoint and checkpoint count (the whole schedule's), and the step budget they give. */
-  stopPoint: z.number().positive(),
-  checkpoints: z.number().int().positive(),
-  totalSteps: z.number().int().positive(),
-});
+const RunExtendedSchema = RunExtendedData;
 
 const StateChangedSchema = z.object({
   from: z.string(),
@@ -274,7 +219,8 @@ export const RECORD_SCHEMAS = {
 } as const;
 
 export type RecordType = keyof typeof RECORD_SCHEMAS;
-export type RecordData<T extends RecordType> = z.infer<(typeof RECORD_SCHEMAS)[T]>;
+/** A record's payload in memory (floats are numbers, NaN included). */
+export type RecordData<T extends RecordType> = z.output<(typeof RECORD_SCHEMAS)[T]>;
 
 export type RunCreated = RecordData<'run.created'>;
 export type CheckpointData = RecordData<'checkpoint.committed'>;
@@ -296,56 +242,70 @@ export class SchemaError extends Error {
   override name = 'SchemaError';
 }
 
-/** Validates a stored record's payload against its type's schema. */
+/** Validates a stored record's payload against its type's schema, after upcasting it from the
+ * version it was written with (schema-version.ts). Throws SchemaVersionError for a version newer
+ * than this release's, SchemaError naming run, seq and field for anything malformed. */
 export function parseRecord(runId: string, raw: { v: number; seq: number; type: string; at: string; data: unknown }): LogRecord {
   if (raw.v > SCHEMA_VERSION) throw new SchemaVersionError(runId, raw.seq, raw.v, SCHEMA_VERSION);
-  const upgraded = upgradeRecord(raw);
-  const schema = (RECORD_SCHEMAS as Record<string, z.ZodType>)[upgraded.type];
+  const schema = (RECORD_SCHEMAS as Record<string, z.ZodType>)[raw.type];
   if (!schema) throw new SchemaError(`run ${runId}: event ${raw.seq} has unknown type "${raw.type}"`);
-  const parsed = schema.safeParse(upgraded.data);
+  let data: unknown;
+  try {
+    data = upcast(raw.type, raw.v, raw.data);
+  } catch (err) {
+    throw new SchemaError(`run ${runId}: event ${raw.seq} (${raw.type}) cannot be read: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new SchemaError(`run ${runId}: event ${raw.seq} (${raw.type}) is malformed: ${issue.path.join('.') || 'data'}: ${issue.message}`);
   }
-  return { ...upgraded, data: parsed.data } as LogRecord;
+  return { ...raw, v: SCHEMA_VERSION, data: parsed.data } as LogRecord;
 }
 
-/** The hook for reading old logs: each past version maps to the current shape here. */
-export function upgradeRecord<R extends { v: number }>(raw: R): R {
-  // Version 1 is the only version so far.
-  return raw;
-}
-
-/** The machine event a record carries, or null for records the machine does not consume. */
-export function toMachineEvent(record: LogRecord): TrainingEvent | null {
-  switch (record.type) {
-    case 'step.finished':
-      return { type: 'step.finished', ...record.data, loss: decodeFloat(record.data.loss) };
-    case 'eval.finished':
-      return { type: 'eval.finished', ...record.data, valLoss: decodeFloat(record.data.valLoss) };
-    case 'checkpoint.committed': {
-      const d = record.data;
-      return { type: 'checkpoint.committed', kind: d.kind, index: d.index, step: d.step, weightsHash: d.weightsHash };
-    }
-    case 'stop.requested':
-      return { type: 'stop.requested', source: record.data.source };
-    case 'run.resumed':
-      return { type: 'run.resumed' };
-    case 'export.finished':
-      return { type: 'export.finished', checkpoint: record.data.checkpoint, ...(record.data.kind ? { kind: record.data.kind } : {}), out: record.data.out };
-    case 'run.extended':
-      return { type: 'run.extended', stopPoint: record.data.stopPoint, checkpoints: record.data.checkpoints, totalSteps: record.data.totalSteps };
-    case 'run.created':
-    case 'state.changed':
-    case 'snapshot.taken':
-    case 'process.attached':
-    case 'run.forced':
-      return null;
-    default: {
-      const exhaustive: never = record;
-      return exhaustive;
-    }
+/**
+ * A payload as the log stores it: the schema's encoding, where the floats it marks turn into their
+ * stored form (NaN → "NaN"). The bytes are those every release wrote. A payload holding a
+ * non-finite number goes through the schema's encoder, which throws SchemaError naming the field
+ * when that number is not in a declared float (a NaN learning rate is never written); any other
+ * value JSON cannot carry is refused by canonicalJson when the record is encoded.
+ */
+export function encodeRecordData(record: { type: string; data: unknown }): unknown {
+  const schema = (RECORD_SCHEMAS as Record<string, z.ZodType>)[record.type];
+  if (!schema) throw new SchemaError(`no record type "${record.type}"`);
+  // The float codecs write a finite number as itself, so a payload without a non-finite number is
+  // its own encoding: the hot path (a step) skips zod's encoder, ~5× slower than this scan.
+  if (allFinite(record.data)) return record.data;
+  const encoded = z.safeEncode(schema, record.data as never);
+  if (!encoded.success) {
+    const issue = encoded.error.issues[0]!;
+    throw new SchemaError(`a ${record.type} record is malformed: ${issue.path.join('.') || 'data'}: ${issue.message}`);
   }
+  return encoded.data;
+}
+
+/** Whether every number in a JSON-like value is finite. */
+function allFinite(value: unknown): boolean {
+  if (typeof value === 'number') return Number.isFinite(value);
+  if (value === null || typeof value !== 'object') return true;
+  if (Array.isArray(value)) {
+    for (const v of value) if (!allFinite(v)) return false;
+    return true;
+  }
+  for (const k in value) if (!allFinite((value as Record<string, unknown>)[k])) return false;
+  return true;
+}
+
+/** A machine snapshot as a checkpoint stores it (non-finite floats as {"$float": "NaN"}). */
+export function encodeStoredSnapshot(plain: MachineSnapshotData): unknown {
+  return z.encode(MachineSnapshotSchema, plain);
+}
+
+/** A record as the log stores it: its payload encoded (see encodeRecordData). For the log, and for
+ * JSON a reader sends on (`log --json`): JSON has no NaN, so floats go in their stored form ("NaN"),
+ * never as null. */
+export function encodeRecord<R extends { type: string; data: unknown }>(record: R): Omit<R, 'data'> & { data: unknown } {
+  return { ...record, data: encodeRecordData(record) };
 }
 
 /** The only record types that name blobs (blobRefs of any other is empty): gc reads these
@@ -381,9 +341,15 @@ function factsOf(record: { type: string; data: unknown }): unknown {
   };
 }
 
-/** Fields compared when a re-executed step meets an event already in the log (wall clock excluded). */
+/** Fields compared when a re-executed step meets an event already in the log (wall clock
+ * excluded): the bytes their payloads are stored as, so NaN equals NaN and nothing else differs. */
 export function sameFacts(a: { type: string; data: unknown }, b: { type: string; data: unknown }): boolean {
-  return a.type === b.type && canonicalJson(factsOf(a)) === canonicalJson(factsOf(b));
+  return a.type === b.type && canonicalJson(encodeRecordData({ type: a.type, data: factsOf(a) })) === canonicalJson(encodeRecordData({ type: b.type, data: factsOf(b) }));
+}
+
+/** A record's payload as the canonical JSON the log stores. */
+export function canonicalRecordData(record: { type: string; data: unknown }): string {
+  return canonicalJson(encodeRecordData(record));
 }
 
 /**

@@ -15,6 +15,7 @@ import { loadTrainerState } from './snapshots.js';
 import { callerParts, startRun } from './train.js';
 import { planBranch } from './inherit.js';
 import { stateName } from '../../machines/fold.js';
+import { canBranchAt } from '../../machines/queries.js';
 
 export interface BranchOptions extends StoreOption {
   /** Overrides of the parent's config (the same keys as train, plus `freeze`). */
@@ -63,7 +64,10 @@ export async function branch(target: string, opts: BranchOptions = {}): Promise<
     if (!resolved.exact && atBoundary && stateName(history.snapshotAt(resolved.seq).snapshot) === 'checkpointing') {
       resolved = { seq: atBoundary.seq, step: atBoundary.data.step, checkpoint: atBoundary, exact: true };
     }
-    const branchPlan = planBranch(history.created, history.snapshotAt(resolved.seq).snapshot.context, opts.overrides ?? {}, point);
+    const atPoint = history.snapshotAt(resolved.seq).snapshot;
+    const branchable = canBranchAt(atPoint);
+    if (!branchable.ok) throw new PointError(`cannot branch from ${target}: ${branchable.reason}`);
+    const branchPlan = planBranch(history.created, atPoint.context, opts.overrides ?? {}, point);
     const config = resolveConfig(inheritableConfig(history.created), opts.overrides as Record<string, unknown> | undefined);
     const runId = config.runId ?? newRunId();
     if ((await store.hasRun(runId)) && !(await store.isEmptyRun(runId))) throw new RunExistsError(runId, await store.liveWriter(runId));

@@ -1,7 +1,6 @@
 // `retrace checkpoints RUN`: every checkpoint of a run with its step, kind, metrics and weightsHash.
 // Epoch checkpoints (and checkpoint 0) are `ckpt:K`; interrupt checkpoints are `int:N`, evaluate
 // nothing and so have no metrics.
-import { decodeFloat } from '../log/events.js';
 import { withStore, type StoreOption } from './common.js';
 import type { RunHistory } from './history.js';
 import { withReader } from './inspect.js';
@@ -46,7 +45,7 @@ export async function checkpointsOf(run: RunReader | RunHistory): Promise<Checkp
     previous = c.seq;
     const metrics =
       c.data.kind !== 'interrupt' && evaluation && evaluation.data.step === c.data.step
-        ? { valLoss: decodeFloat(evaluation.data.valLoss), valAccuracy: evaluation.data.valAccuracy }
+        ? { valLoss: evaluation.data.valLoss, valAccuracy: evaluation.data.valAccuracy }
         : null;
     return {
       name,

@@ -2,10 +2,10 @@
 // and reports each result to the machine as one event through the Emitter. The same loop trains,
 // resumes (re-verifying a crashed run's leftover steps) and replays (verifying only).
 import { stateName } from '../../machines/fold.js';
-import type { TrainingEvent } from '../../machines/training.events.js';
+import { isTrainingEvent, type TrainingEventOf } from '../../machines/training.events.js';
 import { isCheckpointStep } from '../../machines/training.machine.js';
 import type { BlobStore } from '../log/blobs.js';
-import { encodeFloat, toMachineEvent, type RunCreated } from '../log/events.js';
+import type { RunCreated } from '../log/events.js';
 import type { TrainingSession } from '../train/session.js';
 import { weightsHashOfBytes } from '../train/weights-hash.js';
 import type { Emitter } from './emitter.js';
@@ -33,7 +33,7 @@ function absolute(created: RunCreated, step: number, examplesSeen: number) {
 export async function drive(opts: DriveOptions): Promise<void> {
   const { emitter, session, created } = opts;
   const settings = created.settings;
-  const snapshotEvery = Number(created.config.snapshotEvery ?? 0);
+  const snapshotEvery = created.config.snapshotEvery;
 
   let lastYield = Date.now();
   for (;;) {
@@ -51,12 +51,9 @@ export async function drive(opts: DriveOptions): Promise<void> {
 
     // A logged outside input (a stop request, a resume, an export) is replayed as it happened.
     const external = emitter.peekExternalInput();
-    if (external) {
-      const event = toMachineEvent(external)!;
-      if (emitter.snapshot.can(event)) {
-        await emitter.machine(event, { type: external.type, data: external.data } as never, { sync: false });
-        continue;
-      }
+    if (external && isTrainingEvent(external) && emitter.snapshot.can(external)) {
+      await emitter.machine(external, { sync: false });
+      continue;
     }
 
     switch (state) {
@@ -69,7 +66,7 @@ export async function drive(opts: DriveOptions): Promise<void> {
       case 'plateau':
         if (opts.signal?.aborted && !emitter.verifying) {
           const source = opts.signal.reason === 'signal' ? 'signal' : 'api';
-          await emitter.machine({ type: 'stop.requested', source }, { type: 'stop.requested', data: { source } }, { sync: false });
+          await emitter.machine({ type: 'stop.requested', data: { source } }, { sync: false });
           break;
         }
         await trainOneStep(opts, snapshotEvery, settings.batchSize);
@@ -107,13 +104,9 @@ async function trainOneStep(opts: DriveOptions, snapshotEvery: number, batchSize
   const step = ctx.step + 1;
   const examplesSeen = ctx.examplesSeen + batchSize;
   const boundary = isCheckpointStep(ctx, step);
-  const event: TrainingEvent = { type: 'step.finished', step, loss, lr, examplesSeen };
-  if (boundary) event.weightsFinite = session.weightsFinite();
-  await emitter.machine(
-    event,
-    { type: 'step.finished', data: { step, loss: encodeFloat(loss), lr, examplesSeen, ...(boundary ? { weightsFinite: event.weightsFinite } : {}) } },
-    { sync: false },
-  );
+  const event: TrainingEventOf<'step.finished'> = { type: 'step.finished', data: { step, loss, lr, examplesSeen } };
+  if (boundary) event.data.weightsFinite = session.weightsFinite();
+  await emitter.machine(event, { sync: false });
   if (snapshotEvery > 0 && step % snapshotEvery === 0 && !boundary && stateName(emitter.snapshot) !== 'stopped') {
     await snapshotWeights(opts);
   }
@@ -123,11 +116,7 @@ async function evaluate(opts: DriveOptions) {
   const { emitter, session } = opts;
   const step = emitter.snapshot.context.step;
   const r = session.evaluate();
-  await emitter.machine(
-    { type: 'eval.finished', step, valLoss: r.valLoss, valAccuracy: r.valAccuracy },
-    { type: 'eval.finished', data: { step, valLoss: encodeFloat(r.valLoss), valAccuracy: r.valAccuracy } },
-    { sync: false },
-  );
+  await emitter.machine({ type: 'eval.finished', data: { step, valLoss: r.valLoss, valAccuracy: r.valAccuracy } }, { sync: false });
 }
 
 async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 'interrupt', index: number) {
@@ -140,25 +129,10 @@ async function commitCheckpoint(opts: DriveOptions, kind: 'initial' | 'epoch' | 
   const { weightsHash, weights, optimizer } = blobs
     ? await persistTrainerState(blobs, state, intent)
     : { weightsHash: weightsHashOfBytes(state.weights.map((w) => w.bytes)), weights: describeTensors(state.weights), optimizer: describeTensors(state.optimizer) };
-  const event: TrainingEvent = { type: 'checkpoint.committed', kind, index, step: ctx.step, weightsHash };
-  await emitter.machine(
-    event,
-    {
-      type: 'checkpoint.committed',
-      data: {
-        kind,
-        index,
-        step: ctx.step,
-        weightsHash,
-        examplesSeen: ctx.examplesSeen,
-        weights,
-        optimizer,
-        optimizerKind: opts.created.optimizer,
-        machine: emitter.plainAfter(event),
-      },
-    },
-    { sync: true },
-  );
+  const event: TrainingEventOf<'checkpoint.committed'> = { type: 'checkpoint.committed', data: { kind, index, step: ctx.step, weightsHash } };
+  // The record is the machine event with the tensors and the snapshot it leads to added.
+  const data = { ...event.data, examplesSeen: ctx.examplesSeen, weights, optimizer, optimizerKind: opts.created.optimizer, machine: emitter.plainAfter(event) };
+  await emitter.machine({ type: 'checkpoint.committed', data }, { sync: true });
   await intent?.release();
 }
 

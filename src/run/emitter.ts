@@ -2,11 +2,9 @@
 // (and the transition it caused) is either appended to the log or, where the log already holds
 // events at those positions (a crashed run's re-executed steps, `replay --verify`), compared with
 // them. So a resumed run never appends a step twice and replay checks exactly what training wrote.
-import { step as machineStep, stateName, toPlain, type TrainingSnapshot } from '../../machines/fold.js';
+import { step as machineStep, stateName, toPlain, type PlainSnapshot, type TrainingSnapshot } from '../../machines/fold.js';
 import type { TrainingEvent } from '../../machines/training.events.js';
-import { canonicalJson } from '../log/codec.js';
-import { sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord, type RunCreated } from '../log/events.js';
-import { toJsonSafe } from '../log/json-safe.js';
+import { canonicalRecordData, encodeRecord, sameFacts, SCHEMA_VERSION, type LogRecord, type NewRecord, type RunCreated } from '../log/events.js';
 import type { EventLog } from '../storage/types.js';
 import { summarizeRun, type SummaryBase } from './summary.js';
 
@@ -26,13 +24,13 @@ export class DivergenceError extends Error {
   ) {
     super(
       `run ${runId}: re-execution diverged from the log at event ${seq} (step ${step}): ` +
-        `logged ${expected.type} ${short(expected.data)}, computed ${actual.type} ${short(actual.data)}`,
+        `logged ${expected.type} ${short(expected)}, computed ${actual.type} ${short(actual)}`,
     );
   }
 }
 
-function short(data: unknown): string {
-  const text = canonicalJson(data);
+function short(record: { type: string; data: unknown }): string {
+  const text = canonicalRecordData(record);
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
@@ -94,8 +92,9 @@ export class Emitter {
     this.pendingWrites.push(record);
   }
 
-  /** Sends a machine event and records it with the transition it causes. */
-  async machine(event: TrainingEvent, record: NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
+  /** Sends a machine event and records it with the transition it causes: the record logged is the
+   * event itself (a checkpoint's carries its tensors and stored snapshot too). */
+  async machine(event: TrainingEvent & NewRecord, opts: { sync: boolean }): Promise<LogRecord[]> {
     await this.writePendingIfPastLog();
     const { snapshot: next, accepted } = machineStep(this.snapshot, event);
     if (!accepted) {
@@ -103,7 +102,7 @@ export class Emitter {
     }
     const from = stateName(this.snapshot);
     const to = stateName(next);
-    const records: NewRecord[] = [record];
+    const records: NewRecord[] = [event];
     if (from !== to) {
       records.push({ type: 'state.changed', data: { from, to, cause: this.nextSeq, causeType: event.type } });
     }
@@ -131,9 +130,8 @@ export class Emitter {
   }
 
   /** The machine snapshot a checkpoint record stores: the state after its own event. */
-  plainAfter(event: TrainingEvent): Record<string, unknown> & { value: string; context: Record<string, unknown> } {
-    const { snapshot } = machineStep(this.snapshot, event);
-    return toJsonSafe(toPlain(snapshot)) as { value: string; context: Record<string, unknown> };
+  plainAfter(event: TrainingEvent): PlainSnapshot {
+    return toPlain(machineStep(this.snapshot, event).snapshot);
   }
 
   private skipNonDeterministic(): void {
@@ -179,7 +177,7 @@ export class Emitter {
     const created = batch.find((r): r is Extract<NewRecord, { type: 'run.created' }> => r.type === 'run.created');
     if (created && this.nextSeq === 0) this.base = { created: created.data, createdAt: at };
     this.written = { seq: this.nextSeq + batch.length - 1, at, snapshot: after };
-    const seqs = await this.options.log!.append(batch.map((r) => ({ ...r, at })), { sync: opts.sync });
+    const seqs = await this.options.log!.append(batch.map((r) => ({ ...encodeRecord(r), at })), { sync: opts.sync });
     return batch.map((r, i) => {
       const rec = { v: SCHEMA_VERSION, seq: seqs[i]!, at, ...r } as LogRecord;
       if (rec.seq !== this.nextSeq) throw new Error(`internal: run ${this.options.runId} appended event ${rec.seq}, expected ${this.nextSeq}`);

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config, Schedule } from '../config.js';
+import { CALLER_PREFIX, type Config, type RecordedConfig, type Schedule } from '../config.js';
 import type { RunCreated, RunFiles } from '../log/events.js';
 import type { TrainingSettings } from '../../machines/training.events.js';
 import { CURRENT_RULES } from '../../machines/training.machine.js';
@@ -85,7 +85,7 @@ export interface RebuildOptions {
  * only if its fingerprint matches the recorded one (checked by the callers).
  */
 export function specsNow(created: RunCreated, relocate: Relocation = {}, cwd = process.cwd()): { dataset: string; model: string } {
-  const config = created.config as { dataset?: unknown; model?: unknown };
+  const config = created.config;
   const files = created.files ?? {};
   const pick = (file: RunFiles['dataset'], prefix: string, typed: string): string => {
     if (!file) return typed;
@@ -140,7 +140,8 @@ function unregisteredLayer(created: RunCreated, className: string, action: strin
 export async function rebuildEnvironment(created: RunCreated, opts: RebuildOptions, action: string): Promise<RunEnvironment> {
   requireCallerParts(created, { dataset: opts.dataset, model: opts.model }, action);
   const relocate = opts.relocate ?? {};
-  const config = { ...(created.config as unknown as Config), ...specsNow(created, relocate, opts.cwd) };
+  // Rules 1 runs recorded no reduceLrOnPlateau: they always reduced (as inheritableConfig says).
+  const config: Config = { ...created.config, reduceLrOnPlateau: created.config.reduceLrOnPlateau ?? true, ...specsNow(created, relocate, opts.cwd) };
   const topology = !opts.model && config.initFrom != null ? topologyFactory(created) : null;
   try {
     return await buildEnvironment({
@@ -173,7 +174,7 @@ export async function rebuildModel(
 ): Promise<tfTypes.LayersModel> {
   const relocate = opts.relocate ?? {};
   const spec = specsNow(created, relocate, opts.cwd).model;
-  const config = created.config as { initFrom?: unknown };
+  const config = created.config;
   const args = { tf, inputShape: created.dataset.inputShape, numClasses: created.dataset.numClasses, seed: created.seed, cwd: opts.cwd };
   if (opts.model) return (await buildFromFactory(opts.model, args, 'model factory')).model;
   if (!spec.startsWith('module:') || config.initFrom != null) {
@@ -223,14 +224,14 @@ function missingTrainingKernel(tf: Tf, session: TrainingSession, dataset: Datase
 
 /** A library caller's own data or model is recorded as `caller:NAME`: code and data cannot live
  * in a log, so resume, replay and branch of such a run need them passed again. */
-export const CALLER_PREFIX = 'caller:';
+export { CALLER_PREFIX };
 
 export class EnvironmentError extends Error {
   override name = 'EnvironmentError';
 }
 
 export function requireCallerParts(created: RunCreated, given: { dataset?: unknown; model?: unknown }, action: string): void {
-  const config = created.config as { dataset?: unknown; model?: unknown };
+  const config = created.config;
   if (String(config.dataset).startsWith(CALLER_PREFIX) && !given.dataset) {
     throw new EnvironmentError(`cannot ${action} run ${created.runId}: it was trained on the caller's data set "${created.dataset.name}"; pass the same data as \`dataset\``);
   }
@@ -240,7 +241,7 @@ export function requireCallerParts(created: RunCreated, given: { dataset?: unkno
 }
 
 /** The config as recorded: the caller's own data or model named instead of the defaults they replaced. */
-export function recordedConfig(config: Config, runId: string, env: RunEnvironment, caller: { dataset: boolean; model: string | null }): Record<string, unknown> {
+export function recordedConfig(config: Config, runId: string, env: RunEnvironment, caller: { dataset: boolean; model: string | null }): RecordedConfig {
   return {
     ...config,
     runId,
@@ -252,7 +253,8 @@ export function recordedConfig(config: Config, runId: string, env: RunEnvironmen
 /** Config values a new run inherits from a recorded one: `caller:` values fall back to the defaults
  * (the caller passes the real thing again). */
 export function inheritableConfig(created: RunCreated): Record<string, unknown> {
-  const { runId: _runId, ...rest } = created.config as Record<string, unknown>;
+  const { runId: _runId, ...recorded } = created.config;
+  const rest: Record<string, unknown> = recorded;
   void _runId;
   for (const key of ['dataset', 'model'] as const) if (String(rest[key]).startsWith(CALLER_PREFIX)) delete rest[key];
   // The parent's files where they were recorded, not where their typed paths point from here.

@@ -4,6 +4,7 @@
 // run stays resumable) and records the export; rules 1 (retrace 0.1.0) moved it to `exported`.
 import path from 'node:path';
 import { stateName } from '../../machines/fold.js';
+import { canExport } from '../../machines/queries.js';
 import type { LogRecord } from '../log/events.js';
 import type { RunStore } from '../storage/types.js';
 import { initBackend } from '../train/backend.js';
@@ -73,11 +74,10 @@ export async function lineage(store: RunStore, history: RunHistory): Promise<Arr
 /** The point to export, resolved; ExportError if the run is not stopped, PointError for a point it lacks. */
 async function exportable(runId: string, history: RunHistory, point: Point) {
   const snapshot = history.snapshotAt().snapshot;
-  const state = stateName(snapshot);
   // Holding the run for writing means no process trains it: a run whose log is not stopped
   // crashed. Rules 2 export its checkpoints (resume goes on afterwards); rules 1 could not.
-  if (state !== 'stopped' && state !== 'exported' && !snapshot.can({ type: 'export.finished', checkpoint: 0, out: '' })) {
-    throw new ExportError(`run ${runId} is ${state}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
+  if (!canExport(snapshot).ok) {
+    throw new ExportError(`run ${runId} is ${stateName(snapshot)}, not stopped: resume it (\`retrace resume ${runId}\`) or let it finish before exporting`);
   }
   const resolved = await resolvePoint(history, point, '--checkpoint');
   // A step that a checkpoint holds is exported from it; any other step is re-executed to.
@@ -184,11 +184,7 @@ export async function exportRun(runId: string, opts: ExportOptions): Promise<Exp
       const emitter = new Emitter({ runId, log, expected: [], nextSeq: history.lastSeq + 1, snapshot, created: { data: history.created, at: history.records[0]!.at } });
       // Rules 2 name the kind: an interrupt checkpoint's number is not a `ckpt:K`.
       const kind = snapshot.context.interrupts !== undefined ? { kind: from.data.kind } : {};
-      await emitter.machine(
-        { type: 'export.finished', checkpoint, ...kind, out },
-        { type: 'export.finished', data: { checkpoint, ...kind, out, step: stepAt, point: pointText } },
-        { sync: true },
-      );
+      await emitter.machine({ type: 'export.finished', data: { checkpoint, ...kind, out, step: stepAt, point: pointText } }, { sync: true });
       return {
         runId,
         checkpoint: ckpt ? (ckpt.data.kind === 'interrupt' ? Number(history.checkpointName(ckpt).slice(4)) : ckpt.data.index) : null,

@@ -1,8 +1,8 @@
 // Reading a run's past without tfjs: its validated records, its checkpoints, the machine state
 // at any event (folded from the nearest checkpoint's stored snapshot), and named points.
-import { fromPlain, startMachine, step as machineStep, stateName, type PlainSnapshot, type TrainingSnapshot } from '../../machines/fold.js';
-import { parseRecord, toMachineEvent, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
-import { fromJsonSafe } from '../log/json-safe.js';
+import { fromPlain, startMachine, step as machineStep, stateName, type TrainingSnapshot } from '../../machines/fold.js';
+import { isTrainingEvent } from '../../machines/training.events.js';
+import { parseRecord, type CheckpointData, type LogRecord, type RunCreated } from '../log/events.js';
 import type { EventLog } from '../storage/types.js';
 import type { ReadableLog } from './reader.js';
 import { checkpointName, PointError, resolvePoint, type Point } from './points.js';
@@ -58,8 +58,8 @@ export class RunHistory implements PointTimeline {
     let snapshot = checkpoint ? restoreMachine(checkpoint.data) : startMachine(this.created.settings);
     const unaccepted: number[] = [];
     for (let i = (checkpoint?.seq ?? 0) + 1; i <= seq && i < this.records.length; i += 1) {
-      const event = toMachineEvent(this.records[i]!);
-      if (!event) continue;
+      const event = this.records[i]!;
+      if (!isTrainingEvent(event)) continue;
       const r = machineStep(snapshot, event);
       if (!r.accepted) unaccepted.push(i);
       snapshot = r.snapshot;
@@ -72,9 +72,8 @@ export class RunHistory implements PointTimeline {
   foldFromStart(onEvent?: (record: LogRecord, before: TrainingSnapshot, after: TrainingSnapshot, accepted: boolean) => void): TrainingSnapshot {
     let snapshot = startMachine(this.created.settings);
     for (const record of this.records) {
-      const event = toMachineEvent(record);
-      if (!event) continue;
-      const r = machineStep(snapshot, event);
+      if (!isTrainingEvent(record)) continue;
+      const r = machineStep(snapshot, record);
       onEvent?.(record, snapshot, r.snapshot, r.accepted);
       snapshot = r.snapshot;
     }
@@ -161,7 +160,7 @@ export class RunHistory implements PointTimeline {
 }
 
 export function restoreMachine(data: CheckpointData): TrainingSnapshot {
-  return fromPlain(fromJsonSafe<PlainSnapshot>(data.machine));
+  return fromPlain(data.machine);
 }
 
 /** Reads and validates every record of a run. */

@@ -1,10 +1,11 @@
 // Read-only views of a store: the runs as a lineage tree, a run's events, and the machine state at
 // any event. None of these touch tfjs, and all work while another process trains the run.
+import { canResume } from '../../machines/queries.js';
 import { stat } from 'node:fs/promises';
 import { stateName } from '../../machines/fold.js';
 import type { StopReason } from '../../machines/training.events.js';
 import type { TrainingContext, TrainingStateName } from '../../machines/training.machine.js';
-import { decodeFloat, parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
+import { parseRecord, RECORD_SCHEMAS, type LogRecord } from '../log/events.js';
 import { isErrno } from '../log/processes.js';
 import { storeSpec, withStore, type StoreOption } from './common.js';
 import { MEMORY_PREFIX } from '../storage/open.js';
@@ -250,6 +251,9 @@ export interface StateReport extends StateView {
   error: null;
   /** The run now, not at the event shown (see runLiveness). */
   liveness: Liveness;
+  /** The run now: whether `retrace resume` continues it (machines/queries.ts canResume of its
+   * last state, and no process holds it): the same answer the dashboard gives. */
+  resumable: boolean;
 }
 
 /** Resolves `--at`: any point (see points.ts; default: the last event) to the event it names. */
@@ -264,7 +268,7 @@ export async function stateAt(run: RunReader | RunHistory, seq: number, aroundCo
   const reader = run instanceof RunReader ? run : await RunReader.open(run.asLog(), run.runId);
   const { snapshot, checkpoint, lastLoss } = await reader.stateAfter(seq);
   const c = snapshot.context;
-  const evaluations = (await reader.evaluations(seq)).map((r) => ({ step: r.data.step, valLoss: decodeFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy }));
+  const evaluations = (await reader.evaluations(seq)).map((r) => ({ step: r.data.step, valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy }));
   const name = !checkpoint ? null : checkpoint.data.kind === 'interrupt' ? checkpointName(await reader.checkpoints(), checkpoint) : `ckpt:${checkpoint.data.index}`;
   return {
     runId: reader.runId,
@@ -290,7 +294,8 @@ export async function showState(runId: string, opts: StoreOption & { at?: string
     withReader(store, runId, async (reader) => {
       const view = await stateAt(reader, await resolveAt(reader, opts.at));
       const held = (await store.holder(runId)) !== null;
-      return { ...view, error: null, liveness: runLiveness(stateName((await reader.stateAfter()).snapshot), held) };
+      const last = (await reader.stateAfter()).snapshot;
+      return { ...view, error: null, liveness: runLiveness(stateName(last), held), resumable: !held && canResume(last).ok };
     }),
   );
 }

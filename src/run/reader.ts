@@ -7,7 +7,8 @@
 // length of the log. The whole-log checks (every seq, every record's schema, the fold from event
 // 0) are fsck's.
 import { startMachine, step as machineStep, type TrainingSnapshot } from '../../machines/fold.js';
-import { decodeFloat, INDEXED_TYPES, parseRecord, toMachineEvent, type LogRecord, type RunCreated } from '../log/events.js';
+import { isTrainingEvent } from '../../machines/training.events.js';
+import { INDEXED_TYPES, parseRecord, type LogRecord, type RunCreated } from '../log/events.js';
 import type { EventLog } from '../storage/types.js';
 
 /** What a RunReader reads through: an open EventLog, or a history already in memory (RunHistory.asLog). */
@@ -96,20 +97,20 @@ export class RunReader implements PointTimeline {
         checkpoint = r;
         break;
       }
-      if (r.type === 'step.finished' && lastLoss === null) lastLoss = decodeFloat(r.data.loss);
+      if (r.type === 'step.finished' && lastLoss === null) lastLoss = r.data.loss;
       tail.push(r);
     }
     let snapshot = checkpoint ? restoreMachine(checkpoint.data) : startMachine(this.created.settings);
     for (let i = tail.length - 1; i >= 0; i -= 1) {
-      const event = toMachineEvent(tail[i]!);
-      if (event) snapshot = machineStep(snapshot, event).snapshot;
+      const event = tail[i]!;
+      if (isTrainingEvent(event)) snapshot = machineStep(snapshot, event).snapshot;
     }
     // A step at or before the checkpoint: the loss logged last before it.
     if (lastLoss === null && checkpoint && checkpoint.data.step > 0) {
       for await (const raw of this.log.readBackward({ from: checkpoint.seq - 1 })) {
         const r = parseRecord(this.runId, raw);
         if (r.type === 'step.finished') {
-          lastLoss = decodeFloat(r.data.loss);
+          lastLoss = r.data.loss;
           break;
         }
       }

@@ -4,7 +4,7 @@
 // field or a tightened schema can never again let an unreadable run be created.
 import { checkRunTotals, ConfigError } from '../config.js';
 import { decodeValue, encodeKey, encodeValue } from '../log/codec.js';
-import { parseRecord, SCHEMA_VERSION, type RunCreated } from '../log/events.js';
+import { encodeRecordData, parseRecord, SCHEMA_VERSION, type RunCreated } from '../log/events.js';
 
 /**
  * Throws ConfigError (one line, naming the field) when `created` would not read back as event 0 of
@@ -17,7 +17,7 @@ export function checkRecordable(created: RunCreated): void {
   const runId = created.runId;
   let encoded;
   try {
-    encoded = encodeValue({ v: SCHEMA_VERSION, seq: 0, type: 'run.created', at: new Date(0).toISOString(), data: created });
+    encoded = encodeValue({ v: SCHEMA_VERSION, seq: 0, type: 'run.created', at: new Date(0).toISOString(), data: encodeRecordData({ type: 'run.created', data: created }) });
   } catch (err) {
     throw new ConfigError(`run ${runId} cannot be recorded: ${(err as Error).message}`);
   }

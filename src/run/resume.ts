@@ -15,6 +15,7 @@ import { backendMismatch, environmentDifferences, rebuildEnvironment, type Reloc
 import { loadHistory, restoreMachine, type RunHistory } from './history.js';
 import { loadTrainerState } from './snapshots.js';
 import { startMachine, type TrainingSnapshot } from '../../machines/fold.js';
+import { canExtend, canResume, endsMidRun } from '../../machines/queries.js';
 import { rulesOf, scheduleStep } from '../../machines/training.machine.js';
 import { scheduleSteps as scheduleBudget, ConfigError } from '../config.js';
 import type { RecordData } from '../log/events.js';
@@ -63,10 +64,8 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
     try {
       const history = await loadHistory(log, runId);
       const final = history.snapshotAt().snapshot;
-      const finalState = stateName(final);
       const extension = opts.stopPoint !== undefined || opts.checkpoints !== undefined ? planExtension(history, final, opts) : null;
-      const finished = finalState === 'exported' || (finalState === 'stopped' && final.context.stopReason !== 'interrupted');
-      if (finished && !extension) {
+      if (!canResume(final).ok && !extension) {
         opts.onWarning?.(whyNothingToResume(history, final));
         return summarizeHistory(history);
       }
@@ -114,14 +113,14 @@ export async function resume(runId: string, opts: ResumeOptions = {}): Promise<R
         // First re-verify what the log already holds, then continue.
         await drive({ ...driveOpts, stopAtEndOfLog: true });
         if (extension && stateName(emitter.snapshot) === 'stopped') {
-          const event = { type: 'run.extended' as const, ...extension };
+          const event = { type: 'run.extended' as const, data: extension };
           if (!emitter.snapshot.can(event)) throw new ResumeRefusedError(`run ${runId} cannot be extended in its state (${stateName(emitter.snapshot)}, ${String(emitter.snapshot.context.stopReason)})`);
-          await emitter.machine(event, { type: 'run.extended', data: extension }, { sync: true });
+          await emitter.machine(event, { sync: true });
         }
         opts.onSchedule?.(scheduleView(created, emitter.snapshot.context));
         const snap = emitter.snapshot;
         if (stateName(snap) === 'stopped' && snap.context.stopReason === 'interrupted' && !opts.signal?.aborted) {
-          await emitter.machine({ type: 'run.resumed' }, { type: 'run.resumed', data: {} }, { sync: false });
+          await emitter.machine({ type: 'run.resumed', data: {} }, { sync: false });
         }
         await drive(driveOpts);
         await log.flush();
@@ -141,17 +140,19 @@ export function planExtension(history: RunHistory, final: TrainingSnapshot, opts
   const runId = history.runId;
   const created = history.created;
   const ctx = final.context;
-  if (rulesOf(created.settings) < 2 || !ctx.plan) {
-    throw new ResumeRefusedError(
-      `run ${runId} was made by retrace 0.1.0 (rules 1), whose budget cannot be extended; branch from it instead: retrace branch ${runId}@last --stop-point N`,
-    );
-  }
-  const state = stateName(final);
-  if (state !== 'stopped') {
-    throw new ResumeRefusedError(`run ${runId} is ${state}, not stopped (it crashed while training): resume it first, then extend its budget`);
-  }
-  if (ctx.stopReason === 'diverged') {
-    throw new ResumeRefusedError(`run ${runId} diverged at step ${ctx.step}; a longer budget would not help: branch from its best checkpoint with a lower learning rate`);
+  // The machine decides whether it can be extended (machines/queries.ts); here only the advice.
+  const can = canExtend(final);
+  if (!can.ok || !ctx.plan) {
+    const reason = can.ok ? 'has no schedule plan' : can.reason.replace(/^it /, '');
+    const advice =
+      rulesOf(created.settings) < 2 || !ctx.plan
+        ? `; branch from it instead: retrace branch ${runId}@last --stop-point N`
+        : endsMidRun(final)
+          ? ', then extend its budget'
+          : ctx.stopReason === 'diverged'
+            ? ': branch from its best checkpoint with a lower learning rate'
+            : '';
+    throw new ResumeRefusedError(`run ${runId} ${reason}${advice}`);
   }
   const s = created.schedule;
   const at = scheduleStep(created.settings, ctx.step);

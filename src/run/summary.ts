@@ -8,6 +8,7 @@
 // missing, from another version, or may be behind the log (see `summaryIsCurrent`).
 import { z } from 'zod';
 import { stateName, type TrainingSnapshot } from '../../machines/fold.js';
+import { canExport, canResume } from '../../machines/queries.js';
 import { budgetSteps, type TrainingStateName } from '../../machines/training.machine.js';
 import type { StopReason } from '../../machines/training.events.js';
 import type { RunCreated } from '../log/events.js';
@@ -38,6 +39,10 @@ export const RunSummarySchema = z.object({
    * machine orders it negated so that smaller is better), null when none is finite yet. */
   bestMetric: z.number().nullable(),
   bestWeightsHash: z.string().nullable(),
+  /** What the machine says the run can do now, whoever holds it (machines/queries.ts); a reader
+   * adds "and no process holds it". */
+  canResume: z.boolean(),
+  canExport: z.boolean(),
   backend: z.string(),
   dataset: z.string(),
   model: z.string(),
@@ -76,6 +81,8 @@ export function summarizeRun(base: SummaryBase, snapshot: TrainingSnapshot, last
     bestCheckpoint: c.best ? c.best.index : null,
     bestMetric: metric === null ? null : created.settings.monitor === 'valAccuracy' ? -metric : metric,
     bestWeightsHash: c.best?.weightsHash ?? null,
+    canResume: canResume(snapshot).ok,
+    canExport: canExport(snapshot).ok,
     backend: created.backend.name,
     dataset: created.dataset.name,
     model: created.model.spec,

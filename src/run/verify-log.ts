@@ -6,8 +6,7 @@
 // (src/log/leveldb-fsck.ts for the LevelDB store) and a way to check a blob.
 import { stateName, toPlain } from '../../machines/fold.js';
 import { canonicalJson, type StoredRecord } from '../log/codec.js';
-import { parseRecord, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
-import { toJsonSafe } from '../log/json-safe.js';
+import { encodeStoredSnapshot, parseRecord, type CheckpointData, type LogRecord, type RunCreated, type TensorRef } from '../log/events.js';
 import { blobOf, checkPackedTensor } from '../log/packs.js';
 import { weightsHashOfBytes } from '../train/weights-hash.js';
 import type { BlobCheck, FsckProblem, FsckRunReport } from '../log/leveldb-fsck.js';
@@ -51,9 +50,10 @@ function checkMachine(runId: string, records: LogRecord[], problems: FsckProblem
       add(logged.seq, `state.changed ${logged.data.from} → ${logged.data.to}, but event ${record.seq} (${record.type}) leaves the machine in ${from}`);
     }
     if (record.type === 'checkpoint.committed') {
-      const want = canonicalJson(toJsonSafe(toPlain(after)));
-      const got = canonicalJson(record.data.machine);
-      if (want !== got) add(record.seq, `checkpoint ${record.data.index} (${record.data.kind}) stores a machine snapshot that differs from the fold's: ${firstDifference(record.data.machine, toJsonSafe(toPlain(after)))}`);
+      // Compared as stored (NaN as {"$float": "NaN"}), so NaN equals NaN and nothing else differs.
+      const folded = encodeStoredSnapshot(toPlain(after));
+      const stored = encodeStoredSnapshot(record.data.machine);
+      if (canonicalJson(folded) !== canonicalJson(stored)) add(record.seq, `checkpoint ${record.data.index} (${record.data.kind}) stores a machine snapshot that differs from the fold's: ${firstDifference(stored, folded)}`);
       if (record.data.step !== before.context.step) add(record.seq, `checkpoint ${record.data.index} says step ${record.data.step}; the machine was at step ${before.context.step}`);
     }
   });

@@ -1,7 +1,7 @@
 // The one mapping from the log's metric fields to TensorBoard tags. Tags use Keras's History names
 // (`loss`, `val_loss`, `val_acc`, `lr`), so a retrace run sits beside a Keras run in one TensorBoard
 // with the same tags. A new metric in the log gets its tag here and nowhere else.
-import { decodeFloat, type LogRecord } from '../log/events.js';
+import type { LogRecord } from '../log/events.js';
 
 /** One scalar of one event: a tag and its value (written as float32, TensorBoard's `simple_value`). */
 export interface ScalarPoint {
@@ -28,7 +28,7 @@ export function scalarsOf(record: LogRecord): { step: number; scalars: ScalarPoi
       return {
         step: d.step,
         scalars: [
-          { tag: t.loss, value: decodeFloat(d.loss) },
+          { tag: t.loss, value: d.loss },
           { tag: t.lr, value: d.lr },
           { tag: t.examplesSeen, value: d.examplesSeen },
         ],
@@ -40,7 +40,7 @@ export function scalarsOf(record: LogRecord): { step: number; scalars: ScalarPoi
       return {
         step: d.step,
         scalars: [
-          { tag: t.valLoss, value: decodeFloat(d.valLoss) },
+          { tag: t.valLoss, value: d.valLoss },
           { tag: t.valAccuracy, value: d.valAccuracy },
         ],
       };

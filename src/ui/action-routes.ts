@@ -3,12 +3,13 @@
 // job, so a refused request changes nothing; train, branch and resume start through one helper.
 import path from 'node:path';
 import type { Context, Hono } from 'hono';
-import { stateName } from '../../machines/fold.js';
+import { canExport, canResume } from '../../machines/queries.js';
 import { initialBudget } from '../../machines/training.machine.js';
-import { resolveConfig, type Config, type ConfigInput } from '../config.js';
+import { resolveConfig, type ConfigInput } from '../config.js';
 import type { LogRecord } from '../log/events.js';
 import type { RunStore } from '../storage/types.js';
 import { newRunId } from '../run/common.js';
+import { inheritableConfig } from '../run/environment.js';
 import { checkpointHolding, resolvePoint } from '../run/points.js';
 import type { UiContext } from './context.js';
 import { publicJobError, readsUserFiles } from './data-roots.js';
@@ -108,9 +109,9 @@ export function actionRoutes(app: Hono, ctx: UiContext): void {
     refuseWhileExporting(parentId);
     const { history } = await runOrThrow(parentId);
     const resolved = await history.resolvePoint(point);
-    const { runId: _parentRunId, ...inherited } = history.created.config as unknown as Config;
-    void _parentRunId;
-    resolveConfig(inherited as Record<string, unknown>, overrides as Record<string, unknown>);
+    // What a branch inherits, as `retrace branch` decides it (run/environment.ts inheritableConfig).
+    const inherited = inheritableConfig(history.created);
+    resolveConfig(inherited, overrides as Record<string, unknown>);
     const runId = await claimRunId(overrides);
     const warnings: string[] = [];
     const params = { parent: parentId, point, step: resolved.step, seq: resolved.seq, overrides, warnings };
@@ -129,9 +130,8 @@ export function actionRoutes(app: Hono, ctx: UiContext): void {
     const { history, row } = await runOrThrow(runId, true);
     if (row.writer) throw new HttpError(409, `run ${runId} is being written by process ${row.writer.pid} (${row.writer.command})`, 'RETRACE_RUN_LOCKED');
     const final = history.snapshotAt().snapshot;
-    if (stateName(final) !== 'stopped' || final.context.stopReason !== 'interrupted') {
-      throw new HttpError(409, `run ${runId} is ${stateName(final)}${final.context.stopReason ? ` (${final.context.stopReason})` : ''}: only an interrupted run resumes`, 'NOT_RESUMABLE');
-    }
+    const resumable = canResume(final);
+    if (!resumable.ok) throw new HttpError(409, `run ${runId} cannot be resumed: ${resumable.reason}`, 'NOT_RESUMABLE');
     await cache.settle(runId);
     if (jobs.touching(runId).length > 0) throw new HttpError(409, `run ${runId} became busy in this server: try again`, 'RETRACE_RUN_LOCKED');
     const warnings: string[] = [];
@@ -151,10 +151,8 @@ export function actionRoutes(app: Hono, ctx: UiContext): void {
     const busy = jobs.touching(runId);
     if (busy.length > 0) throw new HttpError(409, `run ${runId} is busy in this server (${busy.map((j) => `${j.kind} ${j.runId}`).join(', ')}): wait for it to finish`, 'RETRACE_RUN_LOCKED');
     const { history } = await runOrThrow(runId, true);
-    const state = stateName(history.snapshotAt().snapshot);
-    if (state !== 'stopped' && state !== 'exported') {
-      throw new HttpError(409, `run ${runId} is ${state}, not stopped: let it finish (or stop it) before exporting`, 'NOT_STOPPED');
-    }
+    const exportable = canExport(history.snapshotAt().snapshot);
+    if (!exportable.ok) throw new HttpError(409, `run ${runId} cannot be exported: ${exportable.reason}`, 'NOT_STOPPED');
     const resolved = await resolvePoint(history, checkpoint, 'checkpoint');
     const ckpt = checkpointHolding(history.checkpoints, resolved);
     const out = path.join(exportDir, name ?? `${runId}-${ckpt ? `ckpt${ckpt.data.index}` : `step${resolved.step}`}`);

@@ -19,7 +19,7 @@ import { parseRecord, type LogRecord } from '../log/events.js';
 import { RUN_ID_RE } from '../log/store.js';
 import type { EventLog, RunStore } from '../storage/types.js';
 import { RunHistory } from '../run/history.js';
-import { buildOverview, createdInfo, runRow, type RunRow, type RunView } from './view.js';
+import { buildOverview, createdInfo, rowOf, runRow, type RunRow, type RunView } from './view.js';
 import { RunReader } from '../run/reader.js';
 import { runLiveness } from '../run/inspect.js';
 import { parseSummary, summarizeRun, summaryIsCurrent } from '../run/summary.js';
@@ -137,7 +137,7 @@ export class RunCache {
     if (!summary || !summaryIsCurrent(summary, writer !== null)) return null;
     const { version: _version, ...rest } = summary;
     void _version;
-    return { ...rest, writer, liveness: runLiveness(summary.state, writer !== null), error: null };
+    return rowOf(rest, writer, null);
   }
 
   /**
@@ -155,7 +155,7 @@ export class RunCache {
       const { snapshot } = await reader.stateAfter();
       const { version: _version, ...summary } = summarizeRun({ created: reader.created, createdAt: reader.createdAt }, snapshot, reader.lastSeq, reader.lastAt);
       void _version;
-      const run: RunRow = { ...summary, writer, liveness: runLiveness(summary.state, writer !== null), error: null };
+      const run: RunRow = rowOf(summary, writer, null);
       return { run, created: createdInfo(reader.created), view };
     } finally {
       await log.close();

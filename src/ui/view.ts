@@ -2,9 +2,10 @@
 // checkpoints, state transitions) that the page appends to as a run grows, and "light" records
 // (without tensor lists, topologies or stored machine snapshots) for event tables.
 import { runLiveness, type Liveness } from '../run/inspect.js';
-import { summarizeRun } from '../run/summary.js';
+import { summarizeRun, type RunSummaryDoc } from '../run/summary.js';
 import { stateName } from '../../machines/fold.js';
-import { decodeFloat, type LoggedFloat, type LogRecord, type RunCreated } from '../log/events.js';
+import { storedFloat, type StoredFloat } from '../../machines/training.events.js';
+import { encodeRecordData, type LogRecord, type RunCreated } from '../log/events.js';
 import type { RunHistory } from '../run/history.js';
 import type { RunReader } from '../run/reader.js';
 import type { RunWriter } from './cache.js';
@@ -36,6 +37,12 @@ export interface RunRow {
   writer: RunWriter | null;
   /** live / crashed / null, as `retrace runs --json` says it (runLiveness). */
   liveness: Liveness;
+  /** Whether `retrace resume` (and the resume button) continues it: interrupted or crashed, and no
+   * process holds it (machines/queries.ts canResume, as `retrace state` decides it). */
+  resumable: boolean;
+  /** Whether a checkpoint can be exported now (canExport: stopped, or crashed under rules 2) and no
+   * process holds it, as `retrace export` decides. */
+  exportable: boolean;
   /** The log could not be read (the rest is what was read before, or placeholders). */
   error: string | null;
 }
@@ -44,8 +51,9 @@ export interface RunView {
   /** First seq this view covers (a delta starts after what the page has). */
   from: number;
   lastSeq: number;
-  steps: { seq: number[]; step: number[]; loss: LoggedFloat[]; lr: number[] };
-  evals: Array<{ seq: number; step: number; valLoss: LoggedFloat; valAccuracy: number }>;
+  /** Losses in their stored form ("NaN" for NaN): JSON has no NaN. */
+  steps: { seq: number[]; step: number[]; loss: StoredFloat[]; lr: number[] };
+  evals: Array<{ seq: number; step: number; valLoss: StoredFloat; valAccuracy: number }>;
   checkpoints: Array<{ seq: number; index: number; kind: string; step: number; examplesSeen: number; weightsHash: string }>;
   transitions: Array<{ seq: number; from: string; to: string; step: number; cause: number; causeType: string }>;
   /** Other facts worth a mark: stop requests, resumes, exports, attached processes, snapshots. */
@@ -81,11 +89,11 @@ export function buildView(records: readonly LogRecord[], since: number): RunView
         step = r.data.step;
         view.steps.seq.push(r.seq);
         view.steps.step.push(r.data.step);
-        view.steps.loss.push(r.data.loss);
+        view.steps.loss.push(storedFloat(r.data.loss));
         view.steps.lr.push(r.data.lr);
         break;
       case 'eval.finished':
-        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy });
+        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: storedFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy });
         break;
       case 'checkpoint.committed':
         view.checkpoints.push({
@@ -109,8 +117,7 @@ export function buildView(records: readonly LogRecord[], since: number): RunView
   return view;
 }
 
-function num(x: LoggedFloat): string {
-  const v = decodeFloat(x);
+function num(v: number): string {
   return Number.isFinite(v) ? String(Number(v.toPrecision(6))) : String(v);
 }
 
@@ -160,7 +167,9 @@ export interface LightRecord {
 
 /** A record without its bulky parts (tensor lists, the model topology, the stored snapshot). */
 export function lightRecord(r: LogRecord): LightRecord {
-  let data: unknown = r.data;
+  // As stored: floats in their stored form ("NaN"), since JSON has no NaN. The parts left out of
+  // the projections below hold the only other non-finite numbers (a stored snapshot's).
+  let data: unknown = encodeRecordData(r);
   if (r.type === 'checkpoint.committed') {
     const { weights, optimizer, machine: _machine, ...rest } = r.data;
     void _machine;
@@ -193,6 +202,13 @@ export function createdInfo(c: RunCreated) {
   };
 }
 
+/** A runs-list row from a run's summary and who holds it: resumable and exportable only when no
+ * process holds it, as `retrace resume` and `retrace export` decide (summary.ts, machines/queries.ts). */
+export function rowOf(summary: Omit<RunSummaryDoc, 'version'>, writer: RunWriter | null, error: string | null): RunRow {
+  const { canResume, canExport, ...rest } = summary;
+  return { ...rest, writer, liveness: runLiveness(summary.state, writer !== null), resumable: writer === null && canResume, exportable: writer === null && canExport, error };
+}
+
 /** The runs-list row of a run from its history (null history: created, nothing logged yet). */
 export function runRow(runId: string, history: RunHistory | null, writer: RunWriter | null, error: string | null): RunRow {
   if (!history) {
@@ -217,6 +233,8 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
       lastSeq: -1,
       writer,
       liveness: runLiveness(null, writer !== null),
+      resumable: false,
+      exportable: false,
       error,
     };
   }
@@ -228,7 +246,7 @@ export function runRow(runId: string, history: RunHistory | null, writer: RunWri
     history.records[history.records.length - 1]!.at,
   );
   void _version;
-  return { ...summary, writer, liveness: runLiveness(summary.state, writer !== null), error };
+  return rowOf(summary, writer, error);
 }
 
 /** Step points a run's first paint carries at most: about one per pixel of a wide chart (the page
@@ -258,7 +276,7 @@ export async function buildOverview(reader: RunReader, maxSteps = OVERVIEW_STEPS
   for (const r of steps.records) {
     view.steps.seq.push(r.seq);
     view.steps.step.push(r.data.step);
-    view.steps.loss.push(r.data.loss);
+    view.steps.loss.push(storedFloat(r.data.loss));
     view.steps.lr.push(r.data.lr);
   }
   // The step a transition or mark happened at: the last step sampled at or before it is close
@@ -279,7 +297,7 @@ export async function buildOverview(reader: RunReader, maxSteps = OVERVIEW_STEPS
   for (const r of rare) {
     switch (r.type) {
       case 'eval.finished':
-        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: r.data.valLoss, valAccuracy: r.data.valAccuracy });
+        view.evals.push({ seq: r.seq, step: r.data.step, valLoss: storedFloat(r.data.valLoss), valAccuracy: r.data.valAccuracy });
         break;
       case 'checkpoint.committed':
         view.checkpoints.push({ seq: r.seq, index: r.data.index, kind: r.data.kind, step: r.data.step, examplesSeen: r.data.examplesSeen, weightsHash: r.data.weightsHash });

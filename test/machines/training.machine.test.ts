@@ -41,18 +41,15 @@ class Given {
     return stateName(this.snapshot);
   }
   started(valLoss = 1): this {
-    return this.send({ type: 'eval.finished', step: 0, valLoss, valAccuracy: 0 }).send({
+    return this.send({ type: 'eval.finished', data: { step: 0, valLoss, valAccuracy: 0 } }).send({
       type: 'checkpoint.committed',
-      kind: 'initial',
-      index: 0,
-      step: 0,
-      weightsHash: 'h0',
+      data: { kind: 'initial', index: 0, step: 0, weightsHash: 'h0' },
     });
   }
   steps(n: number, loss = 0.5): this {
     for (let i = 0; i < n; i += 1) {
       const s = this.ctx.step + 1;
-      this.send({ type: 'step.finished', step: s, loss, lr: this.ctx.lr, examplesSeen: s * this.ctx.settings.batchSize });
+      this.send({ type: 'step.finished', data: { step: s, loss, lr: this.ctx.lr, examplesSeen: s * this.ctx.settings.batchSize } });
     }
     return this;
   }
@@ -60,21 +57,15 @@ class Given {
   epoch(valLoss: number): this {
     while (this.state !== 'checkpointing') this.steps(1);
     const index = this.ctx.epochCheckpoints + 1;
-    return this.send({ type: 'eval.finished', step: this.ctx.step, valLoss, valAccuracy: 1 - valLoss }).send({
+    return this.send({ type: 'eval.finished', data: { step: this.ctx.step, valLoss, valAccuracy: 1 - valLoss } }).send({
       type: 'checkpoint.committed',
-      kind: 'epoch',
-      index,
-      step: this.ctx.step,
-      weightsHash: `h${index}`,
+      data: { kind: 'epoch', index, step: this.ctx.step, weightsHash: `h${index}` },
     });
   }
   interrupt(): this {
-    return this.send({ type: 'stop.requested', source: 'api' }).send({
+    return this.send({ type: 'stop.requested', data: { source: 'api' } }).send({
       type: 'checkpoint.committed',
-      kind: 'interrupt',
-      index: this.ctx.interrupts !== undefined ? this.ctx.interrupts + 1 : this.ctx.epochCheckpoints,
-      step: this.ctx.step,
-      weightsHash: 'hi',
+      data: { kind: 'interrupt', index: this.ctx.interrupts !== undefined ? this.ctx.interrupts + 1 : this.ctx.epochCheckpoints, step: this.ctx.step, weightsHash: 'hi' },
     });
   }
 }
@@ -83,7 +74,7 @@ describe('training machine', () => {
   it('starts idle and leaves it only with checkpoint 0, which is the first best', () => {
     const g = new Given();
     expect(g.state).toBe('idle');
-    expect(step(g.snapshot, { type: 'step.finished', step: 1, loss: 1, lr: 0.1, examplesSeen: 2 }).accepted).toBe(false);
+    expect(step(g.snapshot, { type: 'step.finished', data: { step: 1, loss: 1, lr: 0.1, examplesSeen: 2 } }).accepted).toBe(false);
     g.started(0.9);
     expect(g.state).toBe('training');
     expect(g.ctx.best).toMatchObject({ index: 0, metric: 0.9 });
@@ -104,7 +95,7 @@ describe('training machine', () => {
     expect(g.state).toBe('training');
     g.steps(1);
     expect(g.state).toBe('checkpointing');
-    g.send({ type: 'eval.finished', step: 3, valLoss: 0.5, valAccuracy: 0.5 }).send({ type: 'checkpoint.committed', kind: 'epoch', index: 1, step: 3, weightsHash: 'h1' });
+    g.send({ type: 'eval.finished', data: { step: 3, valLoss: 0.5, valAccuracy: 0.5 } }).send({ type: 'checkpoint.committed', data: { kind: 'epoch', index: 1, step: 3, weightsHash: 'h1' } });
     expect(g.state).toBe('training');
     g.epoch(0.4).epoch(0.3).epoch(0.2);
     expect(g.state).toBe('stopped');
@@ -174,13 +165,13 @@ describe('training machine', () => {
 
   it('stops as diverged on a non-finite loss, a loss above the threshold, or non-finite weights', () => {
     const nan = new Given().started();
-    nan.send({ type: 'step.finished', step: 1, loss: Number.NaN, lr: 0.1, examplesSeen: 2 });
+    nan.send({ type: 'step.finished', data: { step: 1, loss: Number.NaN, lr: 0.1, examplesSeen: 2 } });
     expect([nan.state, nan.ctx.stopReason]).toEqual(['stopped', 'diverged']);
     const high = new Given({ divergenceThreshold: 10 }).started();
-    high.send({ type: 'step.finished', step: 1, loss: 11, lr: 0.1, examplesSeen: 2 });
+    high.send({ type: 'step.finished', data: { step: 1, loss: 11, lr: 0.1, examplesSeen: 2 } });
     expect(high.ctx.stopReason).toBe('diverged');
     const weights = new Given().started();
-    weights.send({ type: 'step.finished', step: 1, loss: 1, lr: 0.1, examplesSeen: 2, weightsFinite: false });
+    weights.send({ type: 'step.finished', data: { step: 1, loss: 1, lr: 0.1, examplesSeen: 2, weightsFinite: false } });
     expect(weights.ctx.stopReason).toBe('diverged');
     expect(weights.ctx.best?.index).toBe(0); // the last good checkpoint stays the one to use
   });
@@ -195,7 +186,7 @@ describe('training machine', () => {
       expect(g.state).toBe(origin);
       g.interrupt();
       expect([g.state, g.ctx.stopReason]).toEqual(['stopped', 'interrupted']);
-      g.send({ type: 'run.resumed' });
+      g.send({ type: 'run.resumed', data: {} });
       expect(g.state).toBe(origin);
       expect(g.ctx.stopReason).toBeNull();
     }
@@ -205,7 +196,7 @@ describe('training machine', () => {
     const straight = new Given({ totalSteps: 30, plateauPatience: 2 }).started(0.5);
     const interrupted = new Given({ totalSteps: 30, plateauPatience: 2 }).started(0.5);
     straight.epoch(0.6).steps(1).epoch(0.7).steps(1).epoch(0.4);
-    interrupted.epoch(0.6).interrupt().send({ type: 'run.resumed' }).steps(1).interrupt().send({ type: 'run.resumed' });
+    interrupted.epoch(0.6).interrupt().send({ type: 'run.resumed', data: {} }).steps(1).interrupt().send({ type: 'run.resumed', data: {} });
     interrupted.epoch(0.7).steps(1).epoch(0.4);
     const { lastCheckpoint: _a, ...a } = straight.ctx;
     const { lastCheckpoint: _b, ...b } = interrupted.ctx;
@@ -216,10 +207,10 @@ describe('training machine', () => {
   it('does not resume a run that stopped for any other reason; exports from stopped', () => {
     const g = new Given({ totalSteps: 3 }).started().epoch(0.5);
     expect(g.ctx.stopReason).toBe('budget');
-    expect(step(g.snapshot, { type: 'run.resumed' }).accepted).toBe(false);
-    g.send({ type: 'export.finished', checkpoint: 1, out: '/tmp/m' });
+    expect(step(g.snapshot, { type: 'run.resumed', data: {} }).accepted).toBe(false);
+    g.send({ type: 'export.finished', data: { checkpoint: 1, out: '/tmp/m' } });
     expect(g.state).toBe('exported');
-    g.send({ type: 'export.finished', checkpoint: 0, out: '/tmp/m0' });
+    g.send({ type: 'export.finished', data: { checkpoint: 0, out: '/tmp/m0' } });
     expect(g.ctx.exported).toEqual({ checkpoint: 0, out: '/tmp/m0' });
   });
 
@@ -283,24 +274,24 @@ describe('training machine, rules 2', () => {
 
   it('stays stopped on export: an interrupted, exported run is still resumable', () => {
     const g = new Given(rules2).started().epoch(0.4).steps(1).interrupt();
-    g.send({ type: 'export.finished', checkpoint: 1, kind: 'interrupt', out: '/m' });
+    g.send({ type: 'export.finished', data: { checkpoint: 1, kind: 'interrupt', out: '/m' } });
     expect([g.state, g.ctx.stopReason]).toEqual(['stopped', 'interrupted']);
     expect(g.ctx.exported).toEqual({ checkpoint: 1, kind: 'interrupt', out: '/m' });
-    g.send({ type: 'run.resumed' });
+    g.send({ type: 'run.resumed', data: {} });
     expect(g.state).toBe('training');
     // Rules 1 (retrace 0.1.0) ended the run at export, and its logs keep meaning that.
     const old = new Given().started().steps(1).interrupt();
-    old.send({ type: 'export.finished', checkpoint: 0, out: '/m' });
+    old.send({ type: 'export.finished', data: { checkpoint: 0, out: '/m' } });
     expect(old.state).toBe('exported');
-    expect(old.snapshot.can({ type: 'run.resumed' })).toBe(false);
+    expect(old.snapshot.can({ type: 'run.resumed', data: {} })).toBe(false);
   });
 
   it('numbers interrupt checkpoints apart; epoch checkpoints keep their indices', () => {
     const g = new Given(rules2).started().epoch(0.4).steps(1).interrupt();
     expect(g.ctx.lastCheckpoint).toMatchObject({ kind: 'interrupt', index: 1 });
-    g.send({ type: 'run.resumed' }).steps(1).interrupt();
+    g.send({ type: 'run.resumed', data: {} }).steps(1).interrupt();
     expect(g.ctx.interrupts).toBe(2);
-    g.send({ type: 'run.resumed' }).epoch(0.3);
+    g.send({ type: 'run.resumed', data: {} }).epoch(0.3);
     expect(g.ctx.lastCheckpoint).toMatchObject({ kind: 'epoch', index: 2, step: 6 });
     expect(g.ctx.best?.index).toBe(2);
   });
@@ -308,9 +299,9 @@ describe('training machine, rules 2', () => {
   it('extends a run stopped on budget: the plan goes on from where it stopped', () => {
     const g = new Given(rules2).started().epoch(0.5).epoch(0.4).epoch(0.3).epoch(0.2);
     expect([g.state, g.ctx.step]).toEqual(['stopped', 12]);
-    expect(g.snapshot.can({ type: 'run.extended', stopPoint: 2, checkpoints: 4, totalSteps: 24 })).toBe(false); // no new checkpoint
-    expect(g.snapshot.can({ type: 'run.extended', stopPoint: 1, checkpoints: 8, totalSteps: 12 })).toBe(false); // no new step
-    g.send({ type: 'run.extended', stopPoint: 2, checkpoints: 6, totalSteps: 24 });
+    expect(g.snapshot.can({ type: 'run.extended', data: { stopPoint: 2, checkpoints: 4, totalSteps: 24 } })).toBe(false); // no new checkpoint
+    expect(g.snapshot.can({ type: 'run.extended', data: { stopPoint: 1, checkpoints: 8, totalSteps: 12 } })).toBe(false); // no new step
+    g.send({ type: 'run.extended', data: { stopPoint: 2, checkpoints: 6, totalSteps: 24 } });
     expect([g.state, g.ctx.stopReason]).toEqual(['training', null]);
     expect(g.ctx.plan).toEqual({ fromStep: 12, fromCheckpoint: 4, toStep: 24, toCheckpoint: 6 });
     g.epoch(0.1).epoch(0.05);
@@ -321,14 +312,14 @@ describe('training machine, rules 2', () => {
     const g = new Given({ ...rules2, totalSteps: 30, checkpoints: 10, earlyStopping: true, earlyStopPatience: 2, reduceLrOnPlateau: true, plateauPatience: 5 }).started(0.5);
     g.epoch(0.4).epoch(0.45).epoch(0.41);
     expect([g.state, g.ctx.stopReason, g.ctx.sinceImprovement, g.ctx.plateauWait]).toEqual(['stopped', 'early-stop', 2, 2]);
-    g.send({ type: 'run.extended', stopPoint: 1, checkpoints: 10, totalSteps: 30 });
+    g.send({ type: 'run.extended', data: { stopPoint: 1, checkpoints: 10, totalSteps: 30 } });
     expect([g.state, g.ctx.sinceImprovement, g.ctx.plateauWait, g.ctx.bestMetric]).toEqual(['training', 0, 2, 0.4]);
     g.epoch(0.42);
     expect(g.state).toBe('training'); // one evaluation without improvement: patience 2 not used up again
     // A diverged run cannot be extended.
     const d = new Given(rules2).started();
-    d.send({ type: 'step.finished', step: 1, loss: Number.NaN, lr: 0.1, examplesSeen: 2 });
-    expect(d.snapshot.can({ type: 'run.extended', stopPoint: 9, checkpoints: 9, totalSteps: 99 })).toBe(false);
+    d.send({ type: 'step.finished', data: { step: 1, loss: Number.NaN, lr: 0.1, examplesSeen: 2 } });
+    expect(d.snapshot.can({ type: 'run.extended', data: { stopPoint: 9, checkpoints: 9, totalSteps: 99 } })).toBe(false);
   });
 
   it('extending a run stopped at minLr resets the plateau wait and keeps the reduced rate and cooldown', () => {
@@ -336,7 +327,7 @@ describe('training machine, rules 2', () => {
     g.epoch(0.6); // 0.1 → 0.05 (the floor)
     g.epoch(0.7);
     expect([g.state, g.ctx.stopReason, g.ctx.plateauWait, g.ctx.currentBaseLr]).toEqual(['stopped', 'plateau', 1, 0.05]);
-    g.send({ type: 'run.extended', stopPoint: 1, checkpoints: 10, totalSteps: 30 });
+    g.send({ type: 'run.extended', data: { stopPoint: 1, checkpoints: 10, totalSteps: 30 } });
     expect([g.state, g.ctx.plateauWait, g.ctx.currentBaseLr, g.ctx.sinceImprovement, g.ctx.lr]).toEqual(['training', 0, 0.05, 2, 0.05]);
     g.epoch(0.4); // an improvement: training goes on
     expect([g.state, g.ctx.best?.index]).toEqual(['training', 3]);
@@ -358,9 +349,39 @@ describe('training machine, rules 2', () => {
     expect(g.state).toBe('warmup'); // warmup step 8 of 10
     g.steps(1);
     expect(g.state).toBe('checkpointing'); // schedule step 9
-    g.send({ type: 'eval.finished', step: 2, valLoss: 0.35, valAccuracy: 0 }).send({ type: 'checkpoint.committed', kind: 'epoch', index: 1, step: 2, weightsHash: 'h' });
+    g.send({ type: 'eval.finished', data: { step: 2, valLoss: 0.35, valAccuracy: 0 } }).send({ type: 'checkpoint.committed', data: { kind: 'epoch', index: 1, step: 2, weightsHash: 'h' } });
     expect([g.state, g.ctx.sinceImprovement]).toEqual(['warmup', 2]);
     g.epoch(0.2);
     expect([g.state, g.ctx.stopReason, g.ctx.step]).toEqual(['stopped', 'budget', 5]); // schedule step 12
+  });
+
+  it('keeps the active states (warmup, training, plateau) under one parent, named flat everywhere a snapshot is stored or shown', () => {
+    const g = new Given().started();
+    expect(g.snapshot.value).toEqual({ active: 'training' });
+    expect(g.state).toBe('training');
+    expect(toPlain(g.snapshot).value).toBe('training');
+    // A snapshot stored by any release names the state flat, and reads back into the parent.
+    for (const value of ['warmup', 'training', 'plateau'] as const) {
+      const restored = fromPlain({ value, context: structuredClone(g.ctx) });
+      expect(restored.value).toEqual({ active: value });
+      expect(stateName(restored)).toBe(value);
+    }
+    expect(fromPlain({ value: 'stopped', context: structuredClone(g.ctx) }).value).toBe('stopped');
+  });
+
+  it('leaves a plateau entered during warmup for training at the next step, as before the parent state', () => {
+    // Rules 1: the plateau rule comes before the warmup rule at a checkpoint.
+    const g = new Given({ warmupSteps: 100, plateauPatience: 1 }).started(0.5);
+    expect(g.state).toBe('warmup');
+    g.epoch(0.9);
+    expect(g.state).toBe('plateau');
+    g.steps(1);
+    expect(g.state).toBe('training');
+    // A stop request from each active state records where it came from.
+    const w = new Given({ warmupSteps: 100 }).started();
+    w.interrupt();
+    expect(w.ctx.interruptedFrom).toBe('warmup');
+    w.send({ type: 'run.resumed', data: {} });
+    expect(w.state).toBe('warmup');
   });
 });

@@ -9,11 +9,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fsck } from '../../src/chaos/fsck.js';
-import { showState } from '../../src/run/inspect.js';
+import { runCli } from '../../src/chaos/harness.js';
+import { withStore } from '../../src/run/common.js';
+import { lightRecord } from '../../src/ui/view.js';
+import { readLog, showState } from '../../src/run/inspect.js';
 import { replay } from '../../src/run/replay.js';
 import { tempDir } from './helpers.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 describe.each([
   { fixture: 'rules1-store', made: 'retrace 0.1.0 (rules 1)', RUNS: ['pl', 'plb', 'int', 'exp', 'es'] },
@@ -58,3 +62,21 @@ beforeAll(async () => {
     expect(result.eventsVerified).toBeGreaterThan(3);
   });
 });
+
+describe('a diverged run of the store made before the storage seam, shown as JSON', () => {
+  it('keeps its NaN and Infinity losses as the strings the log holds in `log --json` and the dashboard\'s events (never null)', async () => {
+    const store = path.join(await tempDir(), 'store');
+    await cp(path.join(FIXTURES, 'pre-seam-store', 'store'), store, { recursive: true });
+    const res = await runCli(['log', 'div', '--json', '--type', 'step.finished', '--store', store], { cwd: ROOT });
+    const losses = res.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { data: { loss: unknown } }).data.loss);
+    expect(losses).not.toContain(null);
+    expect(losses.filter((l) => typeof l === 'string').length).toBeGreaterThan(0);
+    for (const l of losses) expect(typeof l === 'number' || ['NaN', 'Infinity', '-Infinity'].includes(l as string)).toBe(true);
+    const light: unknown[] = [];
+    await withStore({ store }, async (s) => {
+      for await (const r of readLog(s, 'div', { types: ['step.finished'] })) light.push((lightRecord(r).data as { loss: unknown }).loss);
+    });
+    expect(light).toEqual(losses);
+  });
+});
+

@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeFloat, parseRecord, type LogRecord } from '../../src/log/events.js';
+import { storedFloat, type TrainingSettings } from '../../machines/training.events.js';
+import { encodeStoredSnapshot, parseRecord, type LogRecord } from '../../src/log/events.js';
+import { startMachine, toPlain } from '../../machines/fold.js';
 import { encodeEvents } from '../../src/tensorboard/event-file.js';
 import { RunProjection } from '../../src/tensorboard/projection.js';
 import type { TbEvent } from '../../src/tensorboard/proto.js';
@@ -27,6 +29,11 @@ interface Crash {
   kept: number;
 }
 
+/** A valid stored machine snapshot (the projection never reads it; the schema validates it). */
+function storedSnapshot(settings: TrainingSettings): unknown {
+  return encodeStoredSnapshot({ ...toPlain(startMachine(settings)), value: 'training' });
+}
+
 function simulate(totalSteps: number, every: number, origin: number, crashes: Crash[], nanAt: number) {
   const log: LogRecord[] = [];
   const add = (type: string, data: unknown) => {
@@ -37,8 +44,8 @@ function simulate(totalSteps: number, every: number, origin: number, crashes: Cr
   const attach = (fromSeq: number | null) =>
     add('process.attached', { pid: 100 + log.length, hostname: 'h', command: 'x', backend: { name: 'wasm', version: '1', tfjsVersion: '1', threads: 1 }, fromSeq, backendMismatch: null });
   const checkpoint = (step: number, index: number) => {
-    add('eval.finished', { step, valLoss: encodeFloat(1 / (step + 1)), valAccuracy: step / (step + 7) });
-    add('checkpoint.committed', { kind: index === 0 ? 'initial' : 'epoch', index, step, weightsHash: HASH, examplesSeen: step * 8, weights: [], optimizer: [], optimizerKind: 'adam', machine: { value: 'training', context: {} } });
+    add('eval.finished', { step, valLoss: storedFloat(1 / (step + 1)), valAccuracy: step / (step + 7) });
+    add('checkpoint.committed', { kind: index === 0 ? 'initial' : 'epoch', index, step, weightsHash: HASH, examplesSeen: step * 8, weights: [], optimizer: [], optimizerKind: 'adam', machine: storedSnapshot(created.data.settings) });
   };
   const lastCheckpoint = () => [...log].reverse().find((r) => r.type === 'checkpoint.committed') as Extract<LogRecord, { type: 'checkpoint.committed' }>;
   const lastStep = () => ([...log].reverse().find((r) => r.type === 'step.finished')?.data as { step: number } | undefined)?.step ?? 0;
@@ -78,7 +85,7 @@ function simulate(totalSteps: number, every: number, origin: number, crashes: Cr
         seen(attach(lastCheckpoint().seq));
         attachPending = false;
       }
-      seen(add('step.finished', { step, loss: step === nanAt ? 'NaN' : encodeFloat(Math.fround(Math.cos(step))), lr: 0.001 * (1 + (step % 3)), examplesSeen: step * 8 }));
+      seen(add('step.finished', { step, loss: step === nanAt ? 'NaN' : storedFloat(Math.fround(Math.cos(step))), lr: 0.001 * (1 + (step % 3)), examplesSeen: step * 8 }));
       computed += 1;
       if (step % every === 0 || step === totalSteps) {
         const index = log.filter((r) => r.type === 'checkpoint.committed').length;

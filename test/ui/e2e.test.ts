@@ -1,7 +1,8 @@
 // The dashboard end to end in headless Chromium (Debian's /usr/bin/chromium driven by
 // playwright-core, which never downloads a browser): the runs list, a run's chart with one point
 // per logged step, time travel to a checkpoint, a branch from it through the form (shown with its
-// parent), its export and a replay check, and a live training whose step count grows on screen.
+// parent), its export and a replay check, a live training whose step count grows on screen, and a
+// crashed run resumed from its Resume button.
 // Without Chromium this file FAILS (CI installs it: see .ci/run); set RETRACE_CHROMIUM to use
 // another binary. Screenshots go to $TMPDIR/retrace-ui-e2e/; with UPDATE_UI_SCREENSHOT=1 the run
 // page is also written to docs/ui-screenshot.png.
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/chaos/harness.js';
 import { readRun } from '../../src/run/inspect.js';
 import { train } from '../../src/run/train.js';
 import { startUiServer, type UiServer } from '../../src/ui/server.js';
@@ -196,6 +198,24 @@ describe('retrace ui in Chromium', () => {
       await page.click('#stop-job');
       await page.waitForSelector('#run-badges .badge.state-stopped', { timeout: 30_000 });
       await expect(page.locator('#run-badges').textContent()).resolves.toContain('interrupted');
+      expect(pageErrors).toEqual([]);
+    }));
+
+  it('offers Resume for a crashed run (killed mid-training, no process holds it) and resumes it from the page', () =>
+    guarded(async () => {
+      const args = ['--dataset', 'iris', '--model', 'mlp', '--backend', 'wasm', '--batch-size', '16', '--stop-point', '10', '--checkpoints', '4', '--seed', '42'];
+      const killed = await runCli(['train', ...args, '--run-id', 'iris-crashed', '--store', path.join(dir, 'store'), '--json'], { cwd: ROOT, kill: { kind: 'hook', point: 'step-after', n: 30 } });
+      expect(killed.signal).toBe('SIGKILL');
+      // A finished run offers no resume.
+      await page.goto(`${server.url}#/run/iris-a`);
+      await page.locator('#point-label', { hasText: /^iris-a@/ }).waitFor();
+      expect(await page.locator('#resume-btn').isHidden()).toBe(true);
+      await page.goto(`${server.url}#/run/iris-crashed`);
+      await page.waitForSelector('#resume-btn:not([hidden])', { timeout: 30_000 });
+      await page.click('#resume-btn');
+      await page.waitForSelector('#run-step[data-step="75"]', { timeout: 40_000 });
+      await page.waitForSelector('#run-badges .badge.state-stopped', { timeout: 30_000 });
+      expect(await page.locator('#resume-btn').isHidden()).toBe(true);
       expect(pageErrors).toEqual([]);
     }));
 });

@@ -1,6 +1,6 @@
 // `retrace runs`, `retrace log`, `retrace state`: read-only, usable while a run trains.
 import type { Command } from 'commander';
-import { decodeFloat, type LogRecord } from '../../log/events.js';
+import { encodeRecord, type LogRecord } from '../../log/events.js';
 import { withStore } from '../../run/common.js';
 import { describeRun, listRuns, readLog, showState, type RunListing } from '../../run/inspect.js';
 import { PointError, POINT_FORMS } from '../../run/points.js';
@@ -39,9 +39,9 @@ function describeRecord(r: LogRecord): string {
   const d = r.data as Record<string, unknown>;
   switch (r.type) {
     case 'step.finished':
-      return `step ${r.data.step} loss ${decodeFloat(r.data.loss)} lr ${r.data.lr}`;
+      return `step ${r.data.step} loss ${r.data.loss} lr ${r.data.lr}`;
     case 'eval.finished':
-      return `eval at step ${r.data.step}: val loss ${decodeFloat(r.data.valLoss)} acc ${r.data.valAccuracy}`;
+      return `eval at step ${r.data.step}: val loss ${r.data.valLoss} acc ${r.data.valAccuracy}`;
     case 'checkpoint.committed':
       return `checkpoint ${r.data.kind === 'interrupt' ? 'int:' : ''}${r.data.index} (${r.data.kind}) at step ${r.data.step} weights ${r.data.weightsHash.slice(0, 16)}`;
     case 'state.changed':
@@ -76,7 +76,7 @@ export function registerInspect(program: Command): void {
       const query = { from: flags.from, to: flags.to, types: flags.type?.split(',').map((t) => t.trim()) };
       await withStore({ store: flags.store }, async (store) => {
         for await (const r of readLog(store, runId, query)) {
-          process.stdout.write(flags.json ? `${JSON.stringify(r)}\n` : `${String(r.seq).padStart(6)}  ${r.at}  ${r.type.padEnd(20)} ${describeRecord(r)}\n`);
+          process.stdout.write(flags.json ? `${JSON.stringify(encodeRecord(r))}\n` : `${String(r.seq).padStart(6)}  ${r.at}  ${r.type.padEnd(20)} ${describeRecord(r)}\n`);
         }
       });
     });
@@ -107,7 +107,7 @@ export function registerInspect(program: Command): void {
         return [
           `run ${runId} at event ${view.seq}: ${view.state}${view.stopReason ? ` (${view.stopReason})` : ''}` +
             (c.exported && view.state !== 'exported' ? `, exported ${c.exported.kind === 'interrupt' ? 'int:' : 'checkpoint '}${c.exported.checkpoint} to ${c.exported.out}` : '') +
-            (view.state === 'stopped' && view.stopReason === 'interrupted' ? ` (resumable: retrace resume ${runId})` : ''),
+            (view.resumable && view.liveness !== 'crashed' ? ` (resumable: retrace resume ${runId})` : ''),
           `now: ${view.liveness === 'live' ? 'live (a process holds it)' : view.liveness === 'crashed' ? `crashed (not stopped and no process holds it: \`retrace resume ${runId}\`)` : 'not running'}`,
           `step ${view.step} of ${view.schedule.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
           formatSchedule(view.schedule),

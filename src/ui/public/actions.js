@@ -22,7 +22,7 @@ export function renderActions(v, d) {
   const p = pointOf(v);
   $('#point-label').textContent = `${S.selected}@${p.point} — ${p.text}`;
   $('#point-label').dataset.point = p.point;
-  const stopped = d.run.state === 'stopped' || d.run.state === 'exported';
+  const stopped = d.run.exportable; // decided by the server (machines/queries.ts canExport)
   const exportBtn = $('#export-btn');
   const ck = exportableCheckpoint(d, v.seq);
   exportBtn.textContent = ck ? `Export checkpoint ${ck.index}` : 'Export (no checkpoint yet)';
@@ -32,7 +32,7 @@ export function renderActions(v, d) {
   const branchBtn = $('#branch-btn');
   branchBtn.disabled = !v.nearestCheckpoint;
   const resumeBtn = $('#resume-btn');
-  resumeBtn.hidden = !(d.run.state === 'stopped' && d.run.stopReason === 'interrupted');
+  resumeBtn.hidden = !d.run.resumable; // decided by the server (machines/queries.ts canResume)
   resumeBtn.disabled = d.run.writer !== null;
   fillBranchPlaceholders(d);
 }
