@@ -56,9 +56,17 @@ export function actionRoutes(app: Hono, ctx: UiContext): void {
   }
 
   async function claimRunId(config: ConfigInput): Promise<string> {
-    const runId = config.runId ?? newRunId();
-    if ((await store.hasRun(runId)) || jobs.writing(runId)) throw new HttpError(409, `run "${runId}" already exists`, 'RETRACE_RUN_EXISTS');
-    return runId;
+    const taken = async (id: string) => (await store.hasRun(id)) || jobs.writing(id);
+    if (config.runId !== undefined) {
+      if (await taken(config.runId)) throw new HttpError(409, `run "${config.runId}" already exists`, 'RETRACE_RUN_EXISTS');
+      return config.runId;
+    }
+    // A generated id is the second and 16 random bits: trainings started in the same second may
+    // draw the same one; another is drawn (a user's own id is never changed).
+    for (;;) {
+      const runId = newRunId();
+      if (!(await taken(runId))) return runId;
+    }
   }
 
   /**
