@@ -7,18 +7,10 @@
 import { crc32 } from 'node:zlib';
 import { CorruptLogError, SchemaVersionError } from './errors.js';
 
-/** One record of a run's log, generic over the event payload. */
-export interface StoredRecord<T = unknown> {
-  /** Schema version of the record's payload. */
-  v: number;
-  /** Position in the run's log: 0, 1, 2, ... without gaps. */
-  seq: number;
-  /** Event type, e.g. 'step.finished'. */
-  type: string;
-  /** ISO wall-clock time of the append; metadata only, never used for ordering. */
-  at: string;
-  data: T;
-}
+import type { StoredRecord } from '../storage/types.js';
+
+/** One record of a run's log (defined with the storage seam, src/storage/types.ts). */
+export type { StoredRecord } from '../storage/types.js';
 
 export const SEQ_WIDTH = 12;
 export const MAX_SEQ = 10 ** SEQ_WIDTH - 1;

@@ -15,7 +15,7 @@ import { decodeKey, decodeValue, type StoredRecord } from './codec.js';
 import { StoreError, UnknownRunError } from './errors.js';
 import { SCHEMA_VERSION } from './events.js';
 import { COMMITTED_COPY_FILE, FENCE_KEY, INDEX_MARKER_KEY, INDEX_PREFIX, indexKeySeq, parseSummaryText, readCommittedMarks, type CommittedMark, type CommittedMarks } from './run-log.js';
-import { listRunIds, RUN_ID_RE, STORE_FORMAT, STORE_VERSION } from './store.js';
+import { listRunIds, parseStoreJson, RUN_ID_RE, STORE_VERSION } from './store.js';
 import { checkTable, decodeManifest, decodeWriteBatch, parseCurrent, readLogFile, type ManifestState } from './leveldb-files.js';
 import { isErrno, pidAlive } from './processes.js';
 import { describeNonFile, NotRegularFileError, readRegularFile } from './regular-file.js';
@@ -94,13 +94,8 @@ export async function checkStore(dir: string): Promise<FsckProblem[]> {
     }
     throw err;
   }
-  let meta: { format?: unknown; version?: unknown } | null;
-  try {
-    meta = JSON.parse(text) as { format?: unknown; version?: unknown } | null;
-  } catch {
-    meta = null;
-  }
-  if (!meta || meta.format !== STORE_FORMAT || typeof meta.version !== 'number') {
+  const meta = parseStoreJson(text);
+  if (!meta) {
     return [{ runId: null, kind: 'store', file: 'store.json', message: `store.json is not a retrace store's: ${JSON.stringify(text.slice(0, 80))}` }];
   }
   if (meta.version > STORE_VERSION) {

@@ -276,14 +276,21 @@ async function ensureStoreFolder(abs: string, sub: string): Promise<void> {
   }
 }
 
-function checkStoreJson(abs: string, text: string): void {
-  let meta: { format?: unknown; version?: unknown } | null;
+const StoreJsonSchema = z.object({ format: z.literal(STORE_FORMAT), version: z.number().int().positive() });
+
+/** store.json's content, validated: null when it is not a retrace store's (Store.open and fsck). */
+export function parseStoreJson(text: string): z.infer<typeof StoreJsonSchema> | null {
   try {
-    meta = JSON.parse(text) as { format?: unknown; version?: unknown } | null;
+    const parsed = StoreJsonSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
   } catch {
-    meta = null;
+    return null;
   }
-  if (!meta || meta.format !== STORE_FORMAT || typeof meta.version !== 'number') {
+}
+
+function checkStoreJson(abs: string, text: string): void {
+  const meta = parseStoreJson(text);
+  if (!meta) {
     throw new StoreError(`${abs} is not a retrace store (its store.json is not a retrace store's)`, abs);
   }
   if (meta.version > STORE_VERSION) {
