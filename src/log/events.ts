@@ -263,6 +263,14 @@ export function parseRecord(runId: string, raw: { v: number; seq: number; type: 
   return { ...raw, v: SCHEMA_VERSION, data: parsed.data } as LogRecord;
 }
 
+/** parseRecord of a record that must be of `type` (read through that type's index): SchemaError
+ * when it is another. */
+export function parseRecordOf<T extends RecordType>(runId: string, raw: { v: number; seq: number; type: string; at: string; data: unknown }, type: T): Extract<LogRecord, { type: T }> {
+  const record = parseRecord(runId, raw);
+  if (record.type !== type) throw new SchemaError(`run ${runId}: event ${raw.seq} is a ${record.type}, where a ${type} was read`);
+  return record as Extract<LogRecord, { type: T }>;
+}
+
 /**
  * A payload as the log stores it: the schema's encoding, where the floats it marks turn into their
  * stored form (NaN → "NaN"). The bytes are those every release wrote. A payload holding a

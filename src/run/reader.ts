@@ -8,7 +8,7 @@
 // 0) are fsck's.
 import { startMachine, step as machineStep, type TrainingSnapshot } from '../../machines/fold.js';
 import { isTrainingEvent } from '../../machines/training.events.js';
-import { INDEXED_TYPES, parseRecord, type LogRecord, type RunCreated } from '../log/events.js';
+import { INDEXED_TYPES, parseRecord, parseRecordOf, type LogRecord, type RunCreated } from '../log/events.js';
 import type { EventLog } from '../storage/types.js';
 
 /** What a RunReader reads through: an open EventLog, or a history already in memory (RunHistory.asLog). */
@@ -61,7 +61,7 @@ export class RunReader implements PointTimeline {
   async checkpoints(): Promise<CheckpointRecord[]> {
     if (!this.checkpointList) {
       const out: CheckpointRecord[] = [];
-      for await (const raw of this.log.readIndexed('checkpoint.committed')) out.push(parseRecord(this.runId, raw) as CheckpointRecord);
+      for await (const raw of this.log.readIndexed('checkpoint.committed')) out.push(parseRecordOf(this.runId, raw, 'checkpoint.committed'));
       this.checkpointList = out;
     }
     return this.checkpointList;
@@ -70,7 +70,7 @@ export class RunReader implements PointTimeline {
   /** Evaluations at or before `seq`, in order (from the index). */
   async evaluations(seq = this.lastSeq): Promise<EvalRecord[]> {
     const out: EvalRecord[] = [];
-    for await (const raw of this.log.readIndexed('eval.finished', { to: seq })) out.push(parseRecord(this.runId, raw) as EvalRecord);
+    for await (const raw of this.log.readIndexed('eval.finished', { to: seq })) out.push(parseRecordOf(this.runId, raw, 'eval.finished'));
     return out;
   }
 
@@ -139,7 +139,7 @@ export class RunReader implements PointTimeline {
     const records: StepRecord[] = [];
     if (this.lastSeq + 1 <= 2 * n) {
       for await (const raw of this.log.read()) {
-        if (raw.type === 'step.finished') records.push(parseRecord(this.runId, raw) as StepRecord);
+        if (raw.type === 'step.finished') records.push(parseRecordOf(this.runId, raw, 'step.finished'));
       }
       return { records, sampled: false };
     }
@@ -147,7 +147,7 @@ export class RunReader implements PointTimeline {
     // (a checkpoint, an evaluation, a transition: a few in a thousand) is simply not drawn.
     for (let i = 1; i <= n; i += 1) {
       const raw = await this.log.get(Math.floor((i * this.lastSeq) / n));
-      if (raw?.type === 'step.finished') records.push(parseRecord(this.runId, raw) as StepRecord);
+      if (raw?.type === 'step.finished') records.push(parseRecordOf(this.runId, raw, 'step.finished'));
     }
     return { records, sampled: true };
   }
