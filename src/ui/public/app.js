@@ -6,7 +6,7 @@
 import { $, toast } from './util.js';
 import { api, loadRun, S } from './state.js';
 import { renderJobs, renderRuns } from './runs-list.js';
-import { lineageOf, renderRun, selectRun, showHover } from './run-page.js';
+import { lineageOf, refreshLineage, renderRun, selectRun, showHover } from './run-page.js';
 import { selectSeq } from './time-travel.js';
 import { doExport, doReplay, doResume, submitBranch, submitTrain } from './actions.js';
 
@@ -99,10 +99,11 @@ async function main() {
     if (e.key === 'ArrowLeft') selectSeq(S.selSeq - 1, { now: true });
     else if (e.key === 'ArrowRight') selectSeq(S.selSeq + 1, { now: true });
   });
-  // A page opened on a run fetches that run while the list loads (loadRun shares the request with
-  // the selectRun below), so the first chart does not wait for the whole list.
+  // A page opened on a run draws that run first (from its overview), then loads the list: the
+  // first chart waits for neither the list nor the server reading it; the run's parent and
+  // branches join the chart once the list says which they are (refreshLineage).
   const opened = /^#\/run\/(.+)$/.exec(location.hash);
-  if (opened) loadRun(decodeURIComponent(opened[1])).catch(() => {});
+  if (opened) await selectRun(decodeURIComponent(opened[1])).catch(() => {});
   try {
     // The list comes in pages (at most 1000 runs each); the stream below keeps it current.
     const runs = [];
@@ -122,7 +123,8 @@ async function main() {
     toast(`cannot list runs: ${err.message}`);
   }
   connectGlobal();
-  onRoute();
+  if (opened) await refreshLineage();
+  else onRoute();
   showHover(null);
   document.body.dataset.ready = '1';
 }

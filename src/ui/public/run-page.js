@@ -102,6 +102,17 @@ function openStream(runId) {
   });
 }
 
+/** Draws the selected run's parent and branches with it, once the run list says which they are
+ * (a page opened on a run draws the run before the list has loaded). */
+export async function refreshLineage() {
+  const runId = S.selected;
+  if (!runId || !S.data.has(runId)) return;
+  await loadOverlays();
+  if (S.selected !== runId) return;
+  renderRun();
+  completeSampled();
+}
+
 async function loadOverlays() {
   const { ancestors, children } = lineageOf(S.selected);
   await Promise.all(
