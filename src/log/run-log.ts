@@ -788,6 +788,24 @@ export class RunLog implements EventLog {
     return plain(decodeValue(core.runId, key, value, { maxSchemaVersion: core.options.maxSchemaVersion }));
   }
 
+  /** Several records in one LevelDB call (see EventLog.getMany). */
+  async getMany(seqs: readonly number[]): Promise<Array<StoredRecord | undefined>> {
+    this.check();
+    for (const seq of seqs) checkSeqArg('seq', seq);
+    const core = this.core;
+    if (core.writable) await core.flushTo(core.nextSeq - 1, false);
+    core.assertUsable();
+    const inside = seqs.filter((seq) => seq >= 0 && seq <= core.flushedLast);
+    const values = await core.db.getMany(inside.map(encodeKey));
+    const found = new Map<number, StoredRecord>();
+    inside.forEach((seq, i) => {
+      const value = values[i];
+      if (value === undefined) throw new CorruptLogError(core.runId, seq, `event ${seq} is missing`);
+      found.set(seq, plain(decodeValue(core.runId, encodeKey(seq), value, { maxSchemaVersion: core.options.maxSchemaVersion })));
+    });
+    return seqs.map((seq) => found.get(seq));
+  }
+
   /** The highest seq (-1 if the log is empty), counting a writer's buffered records. */
   async lastSeq(): Promise<number> {
     this.check();

@@ -99,6 +99,7 @@ export class RunHistory implements PointTimeline {
     const clamp = (range: { from?: number; to?: number } = {}) => ({ from: Math.max(0, range.from ?? 0), to: Math.min(range.to ?? Infinity, records.length - 1) });
     return {
       get: async (seq) => records[seq],
+      getMany: async (seqs) => seqs.map((seq) => records[seq]),
       lastSeq: async () => records.length - 1,
       read: async function* (range) {
         const { from, to } = clamp(range);

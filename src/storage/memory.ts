@@ -199,6 +199,12 @@ class MemoryLog implements EventLog {
     return this.decode(seq);
   }
 
+  async getMany(seqs: readonly number[]): Promise<Array<StoredRecord | undefined>> {
+    this.check();
+    for (const seq of seqs) checkSeqArg('seq', seq);
+    return seqs.map((seq) => (seq < 0 || seq >= this.run.values.length ? undefined : this.decode(seq)));
+  }
+
   async lastSeq(): Promise<number> {
     this.check();
     return this.run.values.length - 1;

@@ -105,6 +105,9 @@ export interface EventLog {
   readIndexed(type: string, range?: ReadRange): AsyncIterable<StoredRecord>;
   /** One record, verified; undefined past the end. */
   get(seq: number): Promise<StoredRecord | undefined>;
+  /** Several records by seq in one call (e.g. a chart's samples), each verified, in the order
+   * asked; undefined for a seq past the end. */
+  getMany(seqs: readonly number[]): Promise<Array<StoredRecord | undefined>>;
   /** The highest seq (-1 when empty), counting a writer's buffered records. */
   lastSeq(): Promise<number>;
   /** The last durably committed seq (-1 if none); a reader sees it as of opening. */

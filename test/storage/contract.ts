@@ -74,6 +74,7 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
       await expect(collect(w.readIndexed(NOT_INDEXED))).rejects.toThrow(TypeError);
       expect(await w.get(4)).toEqual(all[4]);
       expect(await w.get(6)).toBeUndefined();
+      expect(await w.getMany([5, 0, 6, 4])).toEqual([all[5], all[0], undefined, all[4]]);
       await w.close();
       expect(w.isClosed).toBe(true);
       await expect(w.lastSeq()).rejects.toThrow(/closed/);
@@ -212,6 +213,7 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
       await expect(collect(w.readBackward({ to: NaN }))).rejects.toThrow(RangeError);
       await expect(collect(w.readIndexed(INDEXED, { to: 1.5 }))).rejects.toThrow(RangeError);
       await expect(w.get(0.5)).rejects.toThrow(RangeError);
+      await expect(w.getMany([1, 0.5])).rejects.toThrow(RangeError);
       await w.close();
     });
 
