@@ -55,6 +55,9 @@ export interface RunListing {
   summary: RunSummaryDoc | null;
 }
 
+/** How many runs `listRuns` describes at once. */
+const LIST_CONCURRENCY = 16;
+
 /** Every run of the store with its state (an unreadable run with its error). A store folder that
  * does not exist has no runs: the list is empty and nothing is created. Each run costs one small
  * read (the summary stored with its committed mark) unless it is being written or crashed. */
@@ -69,9 +72,15 @@ export async function listRuns(opts: StoreOption = {}): Promise<RunListing[]> {
     }
   }
   return withStore(opts, async (store) => {
+    // Runs are described a few at a time: each is a couple of small file reads that the disk
+    // serves in parallel (one at a time, 300 runs took 0.5 ms each).
     const ids = await store.listRuns();
-    const out: RunListing[] = [];
-    for (const runId of ids) out.push(await describeRun(store, runId));
+    const out: RunListing[] = new Array(ids.length);
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < ids.length; i = next++) out[i] = await describeRun(store, ids[i]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, ids.length) }, worker));
     return out;
   });
 }

@@ -32,8 +32,9 @@ export interface UiContext extends UiSettings {
   closed: boolean;
   /** Counts changes of any job: a stream sends the jobs list when it moved. */
   jobsVersion: number;
-  /** Every run's row; a run removed meanwhile is left out, an unreadable one says why. */
-  listRows(): Promise<RunRow[]>;
+  /** Every run's row (or the page after `cursor`, at most `limit`, by id); a run removed meanwhile
+   * is left out, an unreadable one says why. `more`: runs follow the page. */
+  listRows(page?: { cursor: string | null; limit: number }): Promise<RunRow[] & { more?: boolean }>;
   /** The row of a run a job of this server is creating (before its first record). */
   startingRow(job: JobInfo): RunRow;
   /** A run with its history; HttpError 409 NOT_READY while it has none (starting or unreadable). */
@@ -63,8 +64,19 @@ export function createContext(settings: UiSettings): UiContext {
   });
 
   /** Every run's row; a run removed meanwhile is left out, an unreadable one says why. */
-  async function listRows(): Promise<RunRow[]> {
-    const ids = await cache.ids();
+  async function listRows(page?: { cursor: string | null; limit: number }): Promise<RunRow[] & { more?: boolean }> {
+    let ids = await cache.ids();
+    // Runs a job of this server is about to create show up at once.
+    const starting = jobs.running().filter((job) => (job.kind === 'train' || job.kind === 'branch') && !ids.includes(job.runId));
+    let more = false;
+    if (page) {
+      // Only the page's runs are read: the first rows of a long list show without waiting for the rest.
+      const all = [...ids, ...starting.map((j) => j.runId)].filter((id) => page.cursor === null || id > page.cursor).sort();
+      more = all.length > page.limit;
+      const wanted = new Set(all.slice(0, page.limit));
+      ids = ids.filter((id) => wanted.has(id));
+      starting.splice(0, starting.length, ...starting.filter((j) => wanted.has(j.runId)));
+    }
     const read = await Promise.all(
       ids.map(async (id): Promise<RunRow | null> => {
         try {
@@ -76,11 +88,10 @@ export function createContext(settings: UiSettings): UiContext {
         }
       }),
     );
-    const rows = read.filter((r): r is RunRow => r !== null);
-    // Runs a job of this server is about to create show up at once.
-    for (const job of jobs.running()) {
-      if ((job.kind === 'train' || job.kind === 'branch') && !rows.some((r) => r.runId === job.runId)) rows.push(startingRow(job));
-    }
+    const rows: RunRow[] & { more?: boolean } = read.filter((r): r is RunRow => r !== null);
+    for (const job of starting) if (!rows.some((r) => r.runId === job.runId)) rows.push(startingRow(job));
+    rows.sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
+    rows.more = more;
     return rows;
   }
 

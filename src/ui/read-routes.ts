@@ -32,9 +32,8 @@ export function readRoutes(app: Hono, ctx: UiContext): void {
   app.get('/api/runs', async (c) => {
     const limit = limitParam(c.req.query('limit'), 100, 1000);
     const cursor = cursorParam(c.req.query('cursor'), RUN_ID_RE);
-    const rows = (await listRows()).filter((r) => cursor === null || r.runId > cursor).sort((a, b) => (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0));
-    const runs = rows.slice(0, limit);
-    const nextCursor = rows.length > runs.length ? runs[runs.length - 1]!.runId : null;
+    const runs = await listRows({ cursor, limit });
+    const nextCursor = runs.more && runs.length > 0 ? runs[runs.length - 1]!.runId : null;
     return c.json({ runs, jobs: jobs.list(), nextCursor });
   });
 

@@ -106,19 +106,20 @@ async function main() {
   if (opened) await selectRun(decodeURIComponent(opened[1])).catch(() => {});
   try {
     // The list comes in pages (at most 1000 runs each); the stream below keeps it current.
+    // The first page small, so its rows show at once; each page is drawn as it comes.
     const runs = [];
-    let jobs = [];
     for (let cursor = null, first = true; first || cursor; first = false) {
-      const page = await api(`/api/runs?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      const page = await api(`/api/runs?limit=${first ? 100 : 1000}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
       runs.push(...page.runs);
-      if (first) jobs = page.jobs;
+      S.runs = runs.slice();
+      S.byId = new Map(runs.map((r) => [r.runId, r]));
+      if (first) {
+        S.jobs = page.jobs;
+        renderJobs();
+      }
+      renderRuns();
       cursor = page.nextCursor;
     }
-    S.runs = runs;
-    S.byId = new Map(runs.map((r) => [r.runId, r]));
-    S.jobs = jobs;
-    renderRuns();
-    renderJobs();
   } catch (err) {
     toast(`cannot list runs: ${err.message}`);
   }
