@@ -117,9 +117,24 @@ main('resume-replay', async () => {
       const a: number[] = [];
       const b: number[] = [];
       gc();
+      // The replay starts once the new run steps (its creation, a few dozen awaited writes, would
+      // otherwise take a 50 ms turn each while the replay runs, and the two would not overlap).
+      let stepping: () => void = () => {};
+      const started = new Promise<void>((resolve) => (stepping = resolve));
+      const training = train({
+        store,
+        dataset: mnist,
+        config: { ...base, runId: `side-${rep}`, checkpoints: 1, trainingExamples: STEPS * 64 },
+        onRecord: (r) => {
+          if (r.type !== 'step.finished') return;
+          b.push(performance.now());
+          stepping();
+        },
+      });
+      await Promise.race([started, training]);
       const [again] = await Promise.all([
         replay(replayId, { store, dataset: mnist, verify: true, onRecord: (r) => r.type === 'step.finished' && a.push(performance.now()) }),
-        train({ store, dataset: mnist, config: { ...base, runId: `side-${rep}`, checkpoints: 1, trainingExamples: STEPS * 64 }, onRecord: (r) => r.type === 'step.finished' && b.push(performance.now()) }),
+        training,
       ]);
       if (!again.identical) throw new Error(`replay of ${replayId} diverged: ${again.message}`);
       const from = Math.max(a[WARM]!, b[WARM]!);
