@@ -124,7 +124,9 @@ main('resume-replay', async () => {
       const training = train({
         store,
         dataset: mnist,
-        config: { ...base, runId: `side-${rep}`, checkpoints: 1, trainingExamples: STEPS * 64 },
+        // Three times the replay's steps: it trains all the while the replay (which starts after it)
+        // steps, so the window where both step is the replay's whole run.
+        config: { ...base, runId: `side-${rep}`, checkpoints: 1, trainingExamples: 3 * STEPS * 64 },
         onRecord: (r) => {
           if (r.type !== 'step.finished') return;
           b.push(performance.now());
