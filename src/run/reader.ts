@@ -10,11 +10,11 @@ import { startMachine, step as machineStep, type TrainingSnapshot } from '../../
 import { isTrainingEvent } from '../../machines/training.events.js';
 import { INDEXED_TYPES, parseRecord, parseRecordOf, type LogRecord, type RunCreated } from '../log/events.js';
 import type { EventLog } from '../storage/types.js';
+import { restoreMachine, type CheckpointRecord, type PointTimeline } from './history.js';
+import { PointError } from './points.js';
 
 /** What a RunReader reads through: an open EventLog, or a history already in memory (RunHistory.asLog). */
 export type ReadableLog = Pick<EventLog, 'get' | 'getMany' | 'lastSeq' | 'read' | 'readBackward' | 'readIndexed'>;
-import { restoreMachine, type CheckpointRecord, type PointTimeline } from './history.js';
-import { PointError } from './points.js';
 
 type EvalRecord = Extract<LogRecord, { type: 'eval.finished' }>;
 type StepRecord = Extract<LogRecord, { type: 'step.finished' }>;
@@ -51,7 +51,7 @@ export class RunReader implements PointTimeline {
     if (lastSeq < 0) {
       throw new PointError(`run ${runId} has no events: it was stopped before it recorded its creation; start it again with \`retrace train --run-id ${runId}\``);
     }
-    const first = parseRecord(runId, (await log.get(0))!);
+    const first = parseRecord(runId, (await log.get(0))!); // lastSeq ≥ 0: event 0 is there
     if (first.type !== 'run.created') throw new PointError(`run ${runId} has no run.created event: the log is damaged (run \`retrace fsck ${runId}\`)`);
     const last = lastSeq === 0 ? first : parseRecord(runId, (await log.get(lastSeq))!);
     return new RunReader(runId, log, first.data, first.at, lastSeq, last.at);
