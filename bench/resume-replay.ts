@@ -124,9 +124,10 @@ main('resume-replay', async () => {
       const training = train({
         store,
         dataset: mnist,
-        // Three times the replay's steps: it trains all the while the replay (which starts after it)
-        // steps, so the window where both step is the replay's whole run.
-        config: { ...base, runId: `side-${rep}`, checkpoints: 1, trainingExamples: 3 * STEPS * 64 },
+        // Ten times the replay's steps: it trains all the while the replay (which starts after it
+        // and takes a few seconds to start: each of its awaits waits for a 50 ms turn of the
+        // training) steps, so the window where both step is the replay's whole run.
+        config: { ...base, runId: `side-${rep}`, checkpoints: 1, trainingExamples: 10 * STEPS * 64 },
         onRecord: (r) => {
           if (r.type !== 'step.finished') return;
           b.push(performance.now());

@@ -242,8 +242,10 @@ main('step-overhead', async () => {
     const r = iratio(key);
     if (r < 0.97) {
       notes.push(
-        `The ${key.toUpperCase()} misses 0.97 by ${fmt(0.97 - r, 2)} in this run (interleaved median ${fmt(r, 4)}). retrace's bookkeeping is ${fmt((1 - expected(key)) * 100, 2)} % ` +
-          "of its step, so the rest is noise from the machine's other load; rerun on a quiet machine.",
+        `The ${key.toUpperCase()} misses 0.97 by ${fmt(0.97 - r, 2)} in this run (interleaved median ${fmt(r, 4)}). retrace's bookkeeping measured alone is ${fmt((1 - expected(key)) * 100, 2)} % ` +
+          'of its step; the rest is the per-step cost in a real run described above (cold caches after the wasm kernels, the batch gathered row by row), which weighs more ' +
+          'the faster the bare step is: on a quiet machine (bare steps about twice as fast as under load) the release before the storage seam measured 0.965 for the MLP ' +
+          '(same benchmark, same machine, one after the other), so this is not a regression of that change, and under load both measured 0.99.',
       );
     }
   }
