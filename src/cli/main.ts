@@ -3,7 +3,8 @@
 // prints the result (one JSON line with --json). Exit codes: 0 success, 1 failure, 2 bad usage.
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands/index.js';
-import { describeError, exitCodeFor } from './output.js';
+import { MEMORY_PREFIX } from '../storage/open.js';
+import { describeError, exitCodeFor, UsageError } from './output.js';
 import { packageVersion } from './version.js';
 
 export function buildProgram(): Command {
@@ -14,6 +15,14 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version', "print retrace's version")
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  // An in-memory store lives inside one process: a command would train into it and lose
+  // everything at exit, or list nothing. It is for the library (README, "As a library").
+  program.hook('preAction', (_program, command) => {
+    const store = (command.opts() as { store?: unknown }).store ?? process.env.RETRACE_STORE;
+    if (typeof store === 'string' && store.startsWith(MEMORY_PREFIX)) {
+      throw new UsageError(`${store} is an in-memory store, which lives only inside one process; give the command a folder (--store DIR or RETRACE_STORE)`);
+    }
+  });
   registerCommands(program);
   return program;
 }

@@ -11,7 +11,7 @@ import { storeSpec, withStore, type StoreOption } from './common.js';
 import { MEMORY_PREFIX } from '../storage/open.js';
 import { loadHistory, type PointTimeline, type RunHistory } from './history.js';
 import { RunReader } from './reader.js';
-import { parseSummary, summarizeRun, summaryIsCurrent, type RunSummaryDoc } from './summary.js';
+import { parseSummary, realMetric, summarizeRun, summaryIsCurrent, type RunSummaryDoc } from './summary.js';
 import type { RunStore } from '../storage/types.js';
 import { checkpointName, formatPoint, parsePoint, PointError, PointSyntaxError, resolvePoint, type Point } from './points.js';
 import { scheduleView, type ScheduleView } from './schedule.js';
@@ -252,6 +252,9 @@ export interface StateView {
   /** The resolved schedule (training examples, examples per virtual epoch, steps per checkpoint,
    * total steps), after any budget extension up to this event. */
   schedule: ScheduleView;
+  /** The best checkpoint so far and its monitored metric with its real sign (the context's
+   * `best.metric` is the machine's ordering: an accuracy negated); null before any evaluation. */
+  best: { checkpoint: number; step: number; monitor: 'valLoss' | 'valAccuracy'; metric: number | null } | null;
 }
 
 /** `state --json`: the view plus the run's facts now (as `runs --json` gives them). */
@@ -294,6 +297,7 @@ export async function stateAt(run: RunReader | RunHistory, seq: number, aroundCo
     metrics: { lastLoss, evaluations },
     around: await reader.range(seq - aroundCount, seq + aroundCount),
     schedule: scheduleView(reader.created, c),
+    best: c.best ? { checkpoint: c.best.index, step: c.best.step, monitor: reader.created.settings.monitor, metric: realMetric(reader.created.settings.monitor, c.best.metric) } : null,
   };
 }
 

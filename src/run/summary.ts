@@ -54,6 +54,16 @@ export const RunSummarySchema = z.object({
 });
 export type RunSummaryDoc = z.infer<typeof RunSummarySchema>;
 
+/**
+ * A monitored metric with its real sign. The machine orders every metric so that smaller is
+ * better (an accuracy is kept negated, machines/training.machine.ts monitoredValue); people and
+ * JSON readers get the value itself. Null for a metric that is not finite (no best yet).
+ */
+export function realMetric(monitor: 'valLoss' | 'valAccuracy', ordered: number | null | undefined): number | null {
+  if (ordered === null || ordered === undefined || !Number.isFinite(ordered)) return null;
+  return monitor === 'valAccuracy' ? -ordered : ordered;
+}
+
 /** The facts of run.created a summary carries (from the record and its `at`). */
 export interface SummaryBase {
   created: RunCreated;
@@ -65,7 +75,6 @@ export function summarizeRun(base: SummaryBase, snapshot: TrainingSnapshot, last
   const { created } = base;
   const c = snapshot.context;
   const p = created.parent;
-  const metric = c.best && Number.isFinite(c.best.metric) ? c.best.metric : null;
   return {
     version: RUN_SUMMARY_VERSION,
     runId: created.runId,
@@ -79,7 +88,7 @@ export function summarizeRun(base: SummaryBase, snapshot: TrainingSnapshot, last
     totalSteps: budgetSteps(c),
     monitor: created.settings.monitor,
     bestCheckpoint: c.best ? c.best.index : null,
-    bestMetric: metric === null ? null : created.settings.monitor === 'valAccuracy' ? -metric : metric,
+    bestMetric: realMetric(created.settings.monitor, c.best?.metric),
     bestWeightsHash: c.best?.weightsHash ?? null,
     canResume: canResume(snapshot).ok,
     canExport: canExport(snapshot).ok,

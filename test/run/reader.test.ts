@@ -9,7 +9,7 @@ import { stateName } from '../../machines/fold.js';
 import { Store } from '../../src/log/store.js';
 import { checkpointsOf } from '../../src/run/checkpoints.js';
 import type { RunHistory } from '../../src/run/history.js';
-import { describeRun, listRuns, readRun, stateAt, withReader } from '../../src/run/inspect.js';
+import { describeRun, listRuns, readRun, showState, stateAt, withReader } from '../../src/run/inspect.js';
 import { resolvePoint } from '../../src/run/points.js';
 import { RunReader } from '../../src/run/reader.js';
 import { resume } from '../../src/run/resume.js';
@@ -113,6 +113,10 @@ describe('the summary stored with the committed mark', () => {
     expect(stored!.monitor).toBe('valAccuracy');
     expect(stored!.bestMetric).toBeGreaterThan(0);
     expect(stored!.bestMetric).toBe(-snapshot.context.best!.metric);
+    // `state` gives the same real-signed metric (its context keeps the machine's ordering).
+    const state = await showState('r', { store });
+    expect(state.best).toEqual({ checkpoint: stored!.bestCheckpoint, step: snapshot.context.best!.step, monitor: 'valAccuracy', metric: stored!.bestMetric });
+    expect(state.context.best!.metric).toBe(-stored!.bestMetric!);
   });
 
   it('is what `runs` lists for a stopped run, and a run being written is read from its log', async () => {

@@ -112,7 +112,7 @@ export function registerInspect(program: Command): void {
           `step ${view.step} of ${view.schedule.totalSteps}, examples seen ${view.examplesSeen}, learning rate ${view.lr}`,
           formatSchedule(view.schedule),
           `last loss ${view.metrics.lastLoss ?? '-'}${ev ? `, last evaluation at step ${ev.step}: val loss ${ev.valLoss} acc ${ev.valAccuracy}` : ''}`,
-          `best checkpoint ${c.best ? `${c.best.index} (step ${c.best.step}, metric ${c.best.metric})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,
+          `best checkpoint ${view.best ? `${view.best.checkpoint} (step ${view.best.step}, ${view.best.monitor === 'valAccuracy' ? 'val accuracy' : 'val loss'} ${view.best.metric ?? '-'})` : 'none'}; evaluations since improvement ${c.sinceImprovement}, plateau wait ${c.plateauWait}, cooldown ${c.cooldownLeft}`,
           `nearest checkpoint: ${view.nearestCheckpoint ? `${view.nearestCheckpoint.name} (${view.nearestCheckpoint.kind}${view.nearestCheckpoint.kind === 'interrupt' ? ', not evaluated' : ''}) at step ${view.nearestCheckpoint.step}, event ${view.nearestCheckpoint.seq}` : 'none'}`,
         ].join('\n');
       });

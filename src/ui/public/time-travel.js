@@ -45,7 +45,8 @@ function kv(label, value, attrs = {}) {
 function renderState(v) {
   const c = v.context;
   const d = S.data.get(S.selected);
-  const best = c.best ? `C${c.best.index} at step ${c.best.step} (${c.settings.monitor} ${fmt(Math.abs(c.best.metric))})` : 'none';
+  // The metric with its real sign, as the server gives it (the context's is the machine's ordering).
+  const best = v.best ? `C${v.best.checkpoint} at step ${v.best.step} (${v.best.monitor} ${v.best.metric === null ? '–' : fmt(v.best.metric)})` : 'none';
   const last = v.metrics.evaluations.at(-1);
   const body = $('#state-body');
   body.dataset.seq = String(v.seq);
