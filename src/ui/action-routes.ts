@@ -115,7 +115,7 @@ export function actionRoutes(app: Hono, ctx: UiContext): void {
     const point = pointParam(body.point ?? 'last', 'point');
     const overrides = await roots.check(configParam(body.overrides, 'overrides'), 'overrides', { loopback });
     refuseWhileExporting(parentId);
-    const { history } = await runOrThrow(parentId);
+    const { history } = await runOrThrow(parentId, true); // fresh: the page may have seen the point in an overview read from the log
     const resolved = await history.resolvePoint(point);
     // What a branch inherits, as `retrace branch` decides it (run/environment.ts inheritableConfig).
     const inherited = inheritableConfig(history.created);
@@ -193,7 +193,7 @@ export function actionRoutes(app: Hono, ctx: UiContext): void {
     const from = body.from === undefined || body.from === null ? undefined : pointParam(body.from, 'from');
     const to = body.to === undefined || body.to === null ? undefined : pointParam(body.to, 'to');
     refuseWhileExporting(runId);
-    const { history } = await runOrThrow(runId);
+    const { history } = await runOrThrow(runId, true); // fresh, as for a branch
     const target = to ? await history.resolvePoint(to) : null;
     const start = from ? (await history.resolvePoint(from)).checkpoint : target ? target.checkpoint : (history.checkpointByIndex(0) ?? history.checkpoints[0]);
     if (!start) throw new HttpError(409, `run ${runId} has no checkpoint to replay from yet`, 'NOT_READY');

@@ -6,6 +6,7 @@ import { UnknownRunError } from '../log/errors.js';
 import { RUN_ID_RE } from '../log/store.js';
 import { RETRACE_VERSION } from '../run/environment.js';
 import { resolveAt, stateAt } from '../run/inspect.js';
+import { PointError } from '../run/points.js';
 import type { UiContext } from './context.js';
 import { atParam, cursorParam, HttpError, limitParam, runIdParam, seqParam } from './validate.js';
 import { buildView, createdInfo, lightRecord } from './view.js';
@@ -60,8 +61,18 @@ export function readRoutes(app: Hono, ctx: UiContext): void {
   app.get('/api/runs/:id/state', async (c) => {
     const runId = runIdParam(c.req.param('id'));
     const at = atParam(c.req.query('at'));
-    const { history } = await runOrThrow(runId);
-    const seq = await resolveAt(history, at);
+    let { history } = await runOrThrow(runId);
+    let seq: number;
+    try {
+      seq = await resolveAt(history, at);
+    } catch (err) {
+      // The page may know events this cache has not read yet (a run's page draws first from an
+      // overview read straight from its log, while the cache reads a run at most once per poll):
+      // read the log again before saying the run has no such point.
+      if (!(err instanceof PointError)) throw err;
+      ({ history } = await runOrThrow(runId, true));
+      seq = await resolveAt(history, at);
+    }
     const view = await stateAt(history, seq, 6);
     return c.json({ ...view, lastSeq: history.lastSeq, record: lightRecord(history.records[seq]!), around: view.around.map(lightRecord) });
   });

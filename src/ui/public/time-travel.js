@@ -22,7 +22,10 @@ export function selectSeq(seq, opts = {}) {
   S.chart?.setSelected(absOfSeq(seq));
   for (const b of document.querySelectorAll('#ckpt-buttons .ckpt')) b.classList.toggle('active', Number(b.dataset.seq) === seq);
   clearTimeout(stateTimer);
-  stateTimer = setTimeout(() => fetchState(S.selected, seq), opts.now ? 0 : 60);
+  // The run this seq belongs to, taken now: by the time the timer fires the page may show
+  // another run, whose events are numbered otherwise.
+  const runId = S.selected;
+  stateTimer = setTimeout(() => runId === S.selected && fetchState(runId, seq), opts.now ? 0 : 60);
 }
 
 async function fetchState(runId, seq) {
