@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { Limiter } from '../src/log/limiter.js';
 import { Store } from '../src/log/store.js';
 import { listRuns, showState } from '../src/run/inspect.js';
 import { fmt, main, median, removeDir, ROOT, scratchDir, spread, type Table, type Target } from './lib/common.js';
@@ -147,11 +148,8 @@ main('seek', async () => {
         Math.max(3, Math.floor(PAIRS / 2)),
         async () => {
           // As listRuns reads its runs: 16 at a time.
-          let next = 0;
-          const worker = async () => {
-            for (let i = next++; i < LIST_RUNS; i = next++) JSON.parse(await fsp.readFile(path.join(filesDir, `f-${i}.json`), 'utf8'));
-          };
-          await Promise.all(Array.from({ length: 16 }, worker));
+          const limiter = new Limiter(16);
+          await Promise.all(Array.from({ length: LIST_RUNS }, (_, i) => limiter.run(async () => JSON.parse(await fsp.readFile(path.join(filesDir, `f-${i}.json`), 'utf8')))));
         },
         async () => {
           const runs = await listRuns({ store: big });

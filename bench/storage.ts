@@ -8,7 +8,7 @@ import path from 'node:path';
 import { brotliCompressSync, constants as zc, deflateRawSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { initBackend } from '../src/train/backend.js';
 import { loadDataset } from '../src/train/data/index.js';
-import { Store } from '../src/log/store.js';
+import { diskBytes, Store } from '../src/log/store.js';
 import { blobRefs } from '../src/log/events.js';
 import { diskUsage } from '../src/log/gc.js';
 import { PackReader } from '../src/log/packs.js';
@@ -177,24 +177,6 @@ async function compression(store: Store, label: string, checkpoints: CheckpointR
   return { label, samples: samples.length, rows };
 }
 
-/** Every allocated block under `dir` (files and folders), and the files' contents: what `du` and
- * `du --apparent-size` of the folder say. */
-async function walk(dir: string): Promise<{ allocated: number; content: number }> {
-  let st;
-  try {
-    st = await fsp.lstat(dir);
-  } catch {
-    return { allocated: 0, content: 0 };
-  }
-  const own = { allocated: st.blocks * 512, content: st.isDirectory() ? 0 : st.size };
-  if (!st.isDirectory()) return own;
-  for (const n of await fsp.readdir(dir)) {
-    const u = await walk(path.join(dir, n));
-    own.allocated += u.allocated;
-    own.content += u.content;
-  }
-  return own;
-}
 
 /** The figures before packs and before `du` counted blocks: the same scenarios run with the code
  * of commit e3ebcf2 (one blob file per tensor), counted the same way, except `hundred` (from the
@@ -241,8 +223,8 @@ main('storage', async () => {
     for (let i = 1; i <= 100; i++) await train({ store: smallStore, dataset: iris, config: { ...irisBase, runId: `s${i}`, seed: i, stopPoint: 2, checkpoints: 2 } });
     const smallSeconds = (performance.now() - t0) / 1000;
     const usage = await diskUsage(smallStore, blobRefs);
-    const runsFolder = await walk(path.join(smallDir, 'runs'));
-    const blobsFolder = await walk(path.join(smallDir, 'blobs'));
+    const runsFolder = await diskBytes(path.join(smallDir, 'runs'));
+    const blobsFolder = await diskBytes(path.join(smallDir, 'blobs'));
     const hundredSmall = {
       onDisk: runsFolder.allocated + blobsFolder.allocated,
       content: runsFolder.content + blobsFolder.content,

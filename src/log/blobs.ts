@@ -16,6 +16,7 @@ import { CorruptBlobError, MissingBlobError, UnreadableBlobError } from './error
 import { NotRegularFileError, readRegularFile } from './regular-file.js';
 import { isErrno } from './processes.js';
 import type { BlobStore, SweepOptions } from '../storage/types.js';
+import { Limiter } from './limiter.js';
 import { sweepBlobs, type FileSweepOptions, type FileSweepResult } from './blob-sweep.js';
 
 export type { BlobStore } from '../storage/types.js';
@@ -109,23 +110,6 @@ export async function writeFileAtomic(file: string, content: string | Uint8Array
   if (durable) await fsyncDir(path.dirname(file));
 }
 
-/** At most `n` tasks at once; the rest wait in FIFO order. */
-class Limiter {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private readonly n: number) {}
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.n) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
-    try {
-      return await task();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
-}
 
 export interface BlobStoreOptions {
   /** How many blob files are written at once (default 4). */

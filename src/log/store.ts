@@ -131,7 +131,7 @@ async function openLevel(location: string, createIfMissing: boolean): Promise<Le
  * (0 if it does not exist). */
 /** Bytes allocated on disk (st.blocks × 512: folders too) and content bytes of `p` and everything
  * under it (symlinks inside are not followed; `p` itself is); zeros if it does not exist. */
-async function diskBytes(p: string, follow = true): Promise<{ allocated: number; content: number }> {
+export async function diskBytes(p: string, follow = true): Promise<{ allocated: number; content: number }> {
   let st;
   try {
     st = follow ? await fsp.stat(p) : await fsp.lstat(p);
