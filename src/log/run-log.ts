@@ -662,71 +662,54 @@ export class RunLog implements EventLog {
     if (this.core.writable) await this.core.flushTo(this.core.nextSeq - 1, false);
   }
 
-  /** Records from..to (inclusive) in seq order, each verified. A writer's buffer is flushed first. */
-  async *read(range: ReadRange = {}): AsyncIterable<StoredRecord> {
+  /** Checks the handle and the seq arguments, writes a writer's buffer (so its reads see its own
+   * appends), and checks the log's integrity state: what every read does first. */
+  private async readyToRead(seqs: Record<string, number | undefined> = {}): Promise<RunCore> {
     this.check();
-    checkSeqArg('from', range.from);
-    checkSeqArg('to', range.to);
+    for (const [name, v] of Object.entries(seqs)) checkSeqArg(name, v);
     const core = this.core;
     if (core.writable) await core.flushTo(core.nextSeq - 1, false);
     core.assertUsable();
-    const from = Math.max(0, range.from ?? 0);
-    const hi = Math.min(range.to ?? Infinity, core.flushedLast);
-    if (from > hi) return;
-    const it = core.db.iterator({ gte: encodeKey(from), lte: encodeKey(hi) });
+    return core;
+  }
+
+  /** Records lo..hi, verified, in seq order or (reverse) newest first; a seq missing on the way
+   * is CorruptLogError naming the missing range. */
+  private async *scan(lo: number, hi: number, reverse: boolean): AsyncIterable<StoredRecord> {
+    const core = this.core;
+    if (lo > hi) return;
+    const it = core.db.iterator({ gte: encodeKey(lo), lte: encodeKey(hi), reverse });
     const decodeOpts = { maxSchemaVersion: core.options.maxSchemaVersion };
-    let expected = from;
+    const missing = (a: number, b: number) => new CorruptLogError(core.runId, a, `events ${seqRange(a, b)} are missing`);
+    let expected = reverse ? hi : lo;
     try {
       for (;;) {
         const entries = await it.nextv(BATCH_READ);
         if (entries.length === 0) break;
         for (const [key, value] of entries) {
           const rec = decodeValue(core.runId, key, value, decodeOpts);
-          if (rec.seq !== expected) {
-            throw new CorruptLogError(core.runId, expected, `events ${seqRange(expected, rec.seq - 1)} are missing`);
-          }
-          expected++;
+          if (rec.seq !== expected) throw reverse ? missing(rec.seq + 1, expected) : missing(expected, rec.seq - 1);
+          expected += reverse ? -1 : 1;
           yield plain(rec);
         }
       }
     } finally {
       await it.close();
     }
-    if (expected <= hi) throw new CorruptLogError(core.runId, expected, `events ${seqRange(expected, hi)} are missing`);
+    if (reverse ? expected >= lo : expected <= hi) throw reverse ? missing(lo, expected) : missing(expected, hi);
+  }
+
+  /** Records from..to (inclusive) in seq order, each verified. A writer's buffer is flushed first. */
+  async *read(range: ReadRange = {}): AsyncIterable<StoredRecord> {
+    const core = await this.readyToRead({ from: range.from, to: range.to });
+    yield* this.scan(Math.max(0, range.from ?? 0), Math.min(range.to ?? Infinity, core.flushedLast), false);
   }
 
   /** Records from `from` (default the last) down to `to` (default 0), newest first, each verified;
    * a missing seq on the way is CorruptLogError. */
   async *readBackward(range: BackwardRange = {}): AsyncIterable<StoredRecord> {
-    this.check();
-    checkSeqArg('from', range.from);
-    checkSeqArg('to', range.to);
-    const core = this.core;
-    if (core.writable) await core.flushTo(core.nextSeq - 1, false);
-    core.assertUsable();
-    const hi = Math.min(range.from ?? Infinity, core.flushedLast);
-    const lo = Math.max(0, range.to ?? 0);
-    if (lo > hi) return;
-    const it = core.db.iterator({ gte: encodeKey(lo), lte: encodeKey(hi), reverse: true });
-    const decodeOpts = { maxSchemaVersion: core.options.maxSchemaVersion };
-    let expected = hi;
-    try {
-      for (;;) {
-        const entries = await it.nextv(BATCH_READ);
-        if (entries.length === 0) break;
-        for (const [key, value] of entries) {
-          const rec = decodeValue(core.runId, key, value, decodeOpts);
-          if (rec.seq !== expected) {
-            throw new CorruptLogError(core.runId, rec.seq + 1, `events ${seqRange(rec.seq + 1, expected)} are missing`);
-          }
-          expected--;
-          yield plain(rec);
-        }
-      }
-    } finally {
-      await it.close();
-    }
-    if (expected >= lo) throw new CorruptLogError(core.runId, lo, `events ${seqRange(lo, expected)} are missing`);
+    const core = await this.readyToRead({ from: range.from, to: range.to });
+    yield* this.scan(Math.max(0, range.to ?? 0), Math.min(range.from ?? Infinity, core.flushedLast), true);
   }
 
   /**
@@ -738,11 +721,7 @@ export class RunLog implements EventLog {
   async *readIndexed(type: string, range: ReadRange = {}): AsyncIterable<StoredRecord> {
     this.check();
     if (!this.indexable.has(type)) throw new TypeError(`record type ${JSON.stringify(type)} is not indexed (indexed: ${[...this.indexable].join(', ')})`);
-    checkSeqArg('from', range.from);
-    checkSeqArg('to', range.to);
-    const core = this.core;
-    if (core.writable) await core.flushTo(core.nextSeq - 1, false);
-    core.assertUsable();
+    const core = await this.readyToRead({ from: range.from, to: range.to });
     const from = Math.max(0, range.from ?? 0);
     const hi = Math.min(range.to ?? Infinity, core.flushedLast);
     if (from > hi) return;
@@ -792,9 +771,7 @@ export class RunLog implements EventLog {
   async getMany(seqs: readonly number[]): Promise<Array<StoredRecord | undefined>> {
     this.check();
     for (const seq of seqs) checkSeqArg('seq', seq);
-    const core = this.core;
-    if (core.writable) await core.flushTo(core.nextSeq - 1, false);
-    core.assertUsable();
+    const core = await this.readyToRead();
     const inside = seqs.filter((seq) => seq >= 0 && seq <= core.flushedLast);
     const values = await core.db.getMany(inside.map(encodeKey));
     const found = new Map<number, StoredRecord>();
