@@ -174,8 +174,9 @@ export class Emitter {
     // The time is given to the log, so listeners see the `at` the log stores (a TensorBoard file
     // written live equals one written later from the log).
     const at = new Date().toISOString();
-    const created = batch.find((r): r is Extract<NewRecord, { type: 'run.created' }> => r.type === 'run.created');
-    if (created && this.nextSeq === 0) this.base = { created: created.data, createdAt: at };
+    // run.created is event 0: the summary's creation facts (no search on the per-step path).
+    const first = batch[0]!;
+    if (this.nextSeq === 0 && first.type === 'run.created') this.base = { created: first.data, createdAt: at };
     this.written = { seq: this.nextSeq + batch.length - 1, at, snapshot: after };
     const seqs = await this.options.log!.append(batch.map((r) => ({ ...encodeRecord(r), at })), { sync: opts.sync });
     return batch.map((r, i) => {
