@@ -9,14 +9,13 @@
 import { z } from 'zod';
 import { stateName, type TrainingSnapshot } from '../../machines/fold.js';
 import { canExport, canResume } from '../../machines/queries.js';
-import { budgetSteps, type TrainingStateName } from '../../machines/training.machine.js';
-import type { StopReason } from '../../machines/training.events.js';
+import { TRAINING_STATE_NAMES } from '../../machines/training.context.js';
+import { StopReasonSchema } from '../../machines/training.events.js';
+import { budgetSteps } from '../../machines/training.machine.js';
 import type { RunCreated } from '../log/events.js';
 
 export const RUN_SUMMARY_VERSION = 1;
 
-const STATES = ['idle', 'warmup', 'training', 'checkpointing', 'plateau', 'stopped', 'exported'] as const satisfies readonly TrainingStateName[];
-const STOP_REASONS = ['budget', 'early-stop', 'plateau', 'diverged', 'interrupted'] as const satisfies readonly StopReason[];
 
 export const RunSummarySchema = z.object({
   version: z.literal(RUN_SUMMARY_VERSION),
@@ -25,8 +24,8 @@ export const RunSummarySchema = z.object({
   parent: z.object({ runId: z.string(), point: z.string(), step: z.number().int().nonnegative(), seq: z.number().int().nonnegative() }).nullable(),
   /** Absolute step of this run's step 0 (a branch continues its parent's axis). */
   originStep: z.number().int().nonnegative(),
-  state: z.enum(STATES),
-  stopReason: z.enum(STOP_REASONS).nullable(),
+  state: z.enum(TRAINING_STATE_NAMES),
+  stopReason: StopReasonSchema.nullable(),
   /** Whether a checkpoint was exported (the run stays stopped, and resumable if interrupted). */
   exported: z.boolean(),
   step: z.number().int().nonnegative(),
